@@ -1,0 +1,1 @@
+"""Stage 4: ONNX export of the fine-tuned reranker, checked against PyTorch."""

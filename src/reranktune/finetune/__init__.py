@@ -1,0 +1,1 @@
+"""Stage 2: listwise cross-encoder fine-tuning on transformers.Trainer."""

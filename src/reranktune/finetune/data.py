@@ -1,0 +1,65 @@
+"""Training data in the reference trainer's format, served as listwise groups."""
+from __future__ import annotations
+
+from itertools import cycle, islice
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from reranktune.io import InputError, read_json
+from reranktune.reranker import format_pair
+
+
+def load_corpus(training_file: Path, corpus_path: str) -> dict[str, str]:
+    folder = (training_file.parent / corpus_path).resolve()
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise InputError(f"{training_file}: corpus folder {folder} has no .parquet files")
+    frame = pd.concat([pd.read_parquet(f, columns=["id", "text"]) for f in files])
+    return dict(zip(frame["id"].astype(str), frame["text"].astype(str)))
+
+
+class ListwiseDataset(torch.utils.data.Dataset):
+    """Each item: a query, its positive first, then ``n_passages - 1`` negatives (cycled)."""
+
+    def __init__(self, training_file: str | Path, n_passages: int) -> None:
+        training_file = Path(training_file)
+        spec = read_json(training_file)
+        try:
+            corpus = load_corpus(training_file, spec["corpus"]["path"])
+            records = spec["data"]
+        except KeyError as exc:
+            raise InputError(f"{training_file}: missing key {exc}") from None
+        self.items: list[tuple[str, list[str]]] = []
+        for n, record in enumerate(records):
+            try:
+                positive = corpus[record["pos_doc"][0]["id"]]
+                negatives = [corpus[d["id"]] for d in record["neg_doc"]]
+            except (KeyError, IndexError) as exc:
+                raise InputError(f"{training_file}: data[{n}]: unknown or missing document {exc}") from None
+            if not negatives:
+                raise InputError(f"{training_file}: data[{n}] ({record.get('question_id')}): no negatives")
+            self.items.append((record["question"], [positive, *islice(cycle(negatives), n_passages - 1)]))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        query, passages = self.items[i]
+        return {"query": query, "passages": passages}
+
+
+class ListwiseCollator:
+    """Flattens a batch of groups into ``batch x n_passages`` tokenised sequences."""
+
+    def __init__(self, tokenizer, prompt_template: str, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_template = prompt_template
+        self.max_length = max_length
+
+    def __call__(self, features: list[dict]) -> dict:
+        texts = [format_pair(self.prompt_template, f["query"], p) for f in features for p in f["passages"]]
+        return dict(
+            self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        )

@@ -1,0 +1,46 @@
+"""A Hugging Face model card (README.md) for the fine-tuned reranker."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reranktune.io import write_text
+from reranktune.params import FinetuneParams
+
+
+def write_model_card(folder: Path, params: FinetuneParams, summary: dict) -> None:
+    text = f"""---
+library_name: transformers
+pipeline_tag: text-classification
+base_model: {params.base_model}
+tags: [reranker, cross-encoder, reranktune]
+---
+
+# Fine-tuned cross-encoder reranker
+
+Fine-tuned from `{params.base_model}` by reranktune with a listwise
+softmax cross-entropy over 1 positive and {params.train_n_passages - 1} hard negatives per query.
+
+Score a pair by formatting it with the prompt template and taking the single logit:
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+model = AutoModelForSequenceClassification.from_pretrained("PATH")
+tokenizer = AutoTokenizer.from_pretrained("PATH")
+text = {params.prompt_template!r}.format(query="...", passage="...")
+score = model(**tokenizer(text, truncation=True, max_length={params.rerank_max_length}, return_tensors="pt")).logits[0, 0]
+```
+
+## Training data and run
+
+```json
+{json.dumps(summary, indent=2)}
+```
+
+## Parameters
+
+```json
+{params.model_dump_json(indent=2)}
+```
+"""
+    write_text(folder / "README.md", text)

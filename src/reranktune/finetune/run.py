@@ -1,0 +1,179 @@
+"""Finetune end to end: data, model, Trainer, checkpoints, final Hugging Face folder."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import TrainingArguments, set_seed
+
+from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
+from reranktune.finetune.model_card import write_model_card
+from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
+from reranktune.io import atomic_dir, write_json
+from reranktune.models import resolve_model
+from reranktune.params import FinetuneParams
+from reranktune.reranker import load_classifier, load_tokenizer, write_reranker_config
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT = "run_fingerprint.json"
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def batch_layout(params: FinetuneParams, n_devices: int) -> tuple[int, int]:
+    """(per-device batch, accumulation steps) so one optimiser step sees ``global_batch_size`` queries."""
+    per_device = min(params.per_device_batch_size, math.ceil(params.global_batch_size / n_devices))
+    accumulation = math.ceil(params.global_batch_size / (per_device * n_devices))
+    if per_device * n_devices * accumulation != params.global_batch_size:
+        log.warning(
+            "global_batch_size %d is not a multiple of %d devices x %d; using %d",
+            params.global_batch_size, n_devices, per_device, per_device * n_devices * accumulation,
+        )
+    return per_device, accumulation
+
+
+def precision_flags(mode: str) -> dict:
+    if mode == "auto":
+        mode = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return {"bf16": mode == "bf16", "fp16": mode == "fp16"}
+
+
+def _fingerprint(params: FinetuneParams, train_file: Path) -> str:
+    digest = hashlib.sha256(params.model_dump_json().encode())
+    digest.update(hashlib.sha256(train_file.read_bytes()).digest())
+    digest.update(str(world_size()).encode())
+    return digest.hexdigest()
+
+
+def _prepare_checkpoints(folder: Path, fingerprint: str) -> bool:
+    """Keep checkpoints only if they belong to this exact run; True when one can be resumed."""
+    marker = folder / FINGERPRINT
+    if folder.exists():
+        same_run = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
+        if not same_run:
+            log.info("%s: checkpoints from another configuration, starting fresh", folder)
+            shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"fingerprint": fingerprint}))
+    return any(folder.glob("checkpoint-*"))
+
+
+def run_finetune(
+    params: FinetuneParams,
+    train_file: str | Path,
+    output_dir: str | Path,
+    checkpoint_dir: str | Path,
+    live_dir: str | Path,
+    val_file: str | Path | None = None,
+) -> dict:
+    train_file, output_dir, checkpoint_dir = Path(train_file), Path(output_dir), Path(checkpoint_dir)
+    set_seed(params.seed)
+    base = resolve_model(params.base_model)
+    tokenizer = load_tokenizer(base, params.trust_remote_code)
+    model, head_was_new = load_classifier(
+        base, params.trust_remote_code, params.attn_implementation, tokenizer.pad_token_id
+    )
+    train_data = ListwiseDataset(train_file, params.train_n_passages)
+    val_data = ListwiseDataset(val_file, params.train_n_passages) if val_file and Path(val_file).exists() else None
+    per_device, accumulation = batch_layout(params, world_size())
+    steps_per_epoch = math.ceil(len(train_data) / (per_device * world_size() * accumulation))
+
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    resume = _prepare_checkpoints(checkpoint_dir, _fingerprint(params, train_file)) if is_main else True
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=params.learning_rate,
+        weight_decay=params.weight_decay,
+        max_grad_norm=params.max_grad_norm,
+        num_train_epochs=params.num_epochs,
+        warmup_steps=params.lr_warmup_steps,
+        logging_steps=params.logging_steps,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=2,
+        eval_strategy="epoch" if val_data else "no",
+        load_best_model_at_end=val_data is not None,
+        save_only_model=False,
+        metric_for_best_model="mrr" if val_data else None,
+        greater_is_better=True,
+        seed=params.seed,
+        data_seed=params.seed,
+        remove_unused_columns=False,
+        gradient_checkpointing=params.gradient_checkpointing,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        report_to="none",
+        **precision_flags(params.mixed_precision),
+    )
+    if val_data is not None:
+        args.save_strategy = args.eval_strategy = "epoch"
+    trainer = ListwiseTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=val_data,
+        data_collator=ListwiseCollator(tokenizer, params.prompt_template, params.rerank_max_length),
+        processing_class=tokenizer,
+        compute_metrics=ranking_metrics if val_data else None,
+        callbacks=[_dvclive_callback(live_dir)] if is_main else [],
+        n_passages=params.train_n_passages,
+        temperature=params.temperature,
+        decay=params.lr_scheduler,
+    )
+    has_checkpoint = any(checkpoint_dir.glob("checkpoint-*"))
+    if resume and has_checkpoint:
+        log.info("resuming from the last checkpoint in %s", checkpoint_dir)
+    result = trainer.train(resume_from_checkpoint=bool(resume and has_checkpoint) or None)
+
+    summary = {
+        "base_model": params.base_model,
+        "base_head_was_new": head_was_new,
+        "train_records": len(train_data),
+        "val_records": len(val_data) if val_data else 0,
+        "steps": trainer.state.global_step,
+        "steps_per_epoch": steps_per_epoch,
+        "per_device_batch_size": per_device,
+        "gradient_accumulation_steps": accumulation,
+        "world_size": world_size(),
+        "train_loss": round(result.training_loss, 6),
+        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
+        "train_pairs_per_s": round(
+            result.metrics.get("train_samples_per_second", 0.0) * params.train_n_passages, 2
+        ),
+    }
+    if val_data is not None:
+        summary["best_val_mrr"] = trainer.state.best_metric
+    if trainer.is_world_process_zero():
+        with atomic_dir(output_dir) as tmp:
+            trainer.save_model(str(tmp))
+            write_reranker_config(
+                tmp,
+                prompt_template=params.prompt_template,
+                max_length=params.rerank_max_length,
+                base_model=params.base_model,
+                train_n_passages=params.train_n_passages,
+            )
+            write_model_card(tmp, params, summary)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return summary
+
+
+def _dvclive_callback(live_dir: str | Path):
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    # dvcyaml=None: the pipeline's dvc.yaml declares these plots itself
+    return DVCLiveCallback(live=Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False))

@@ -1,0 +1,65 @@
+"""``transformers.Trainer`` with the spec's listwise loss and learning-rate schedule."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import Trainer
+
+
+def listwise_loss(logits: torch.Tensor, n_passages: int, temperature: float) -> torch.Tensor:
+    """Softmax cross-entropy over each group's logits / temperature; the positive is index 0."""
+    grouped = logits.view(-1, n_passages).float() / temperature
+    target = torch.zeros(grouped.size(0), dtype=torch.long, device=grouped.device)
+    return F.cross_entropy(grouped, target)
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, decay: str) -> float:
+    """Linear warmup from 0.1 x lr, then cosine or linear decay to 0.01 x lr."""
+    if warmup_steps and step < warmup_steps:
+        return 0.1 + 0.9 * step / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    shape = 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1 - progress
+    return 0.01 + 0.99 * shape
+
+
+def ranking_metrics(eval_pred) -> dict:
+    """Accuracy@1 and MRR of the positive (index 0) within each group."""
+    logits = eval_pred.predictions
+    # rank of the positive: 1 + number of passages scored strictly higher
+    ranks = 1 + (logits[:, 1:] > logits[:, :1]).sum(axis=1)
+    return {"accuracy@1": float(np.mean(ranks == 1)), "mrr": float(np.mean(1.0 / ranks))}
+
+
+class ListwiseTrainer(Trainer):
+    def __init__(self, *args, n_passages: int, temperature: float, decay: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.n_passages = n_passages
+        self.temperature = temperature
+        self.decay = decay
+        # our loss is a per-micro-batch mean: let Trainer divide by accumulation steps
+        self.model_accepts_loss_kwargs = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        logits = model(**inputs).logits[:, 0]
+        loss = listwise_loss(logits, self.n_passages, self.temperature)
+        return (loss, logits.view(-1, self.n_passages)) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss, logits = self.compute_loss(model, inputs, return_outputs=True)
+        labels = torch.zeros(logits.size(0), dtype=torch.long, device=logits.device)
+        return loss.detach(), logits.detach().float(), labels
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            warmup = self.args.warmup_steps
+            self.lr_scheduler = LambdaLR(
+                optimizer or self.optimizer,
+                lambda step: lr_factor(step, warmup, num_training_steps, self.decay),
+            )
+        return self.lr_scheduler

@@ -1,0 +1,1 @@
+"""Stage 1: SDG records -> training file with hard negatives + BEIR test set."""

@@ -1,0 +1,108 @@
+"""Prep end to end: filter, split by document, mine, unroll, write."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from reranktune.embedding import Embedder
+from reranktune.io import atomic_dir, write_json
+from reranktune.params import PrepParams
+from reranktune.prep.mining import mine_hard_negatives
+from reranktune.prep.records import Query, load_sdg
+from reranktune.prep.split import split_documents, split_queries
+from reranktune.prep.writers import unroll, write_beir, write_corpus_parquet, write_training_file
+
+log = logging.getLogger(__name__)
+
+MIN_TEST_QUERIES = 50
+MIN_TRAIN_RECORDS = 100
+
+
+def _histogram(values: list[float], bins: int = 10) -> dict:
+    if not values:
+        return {"edges": [], "counts": []}
+    counts, edges = np.histogram(np.asarray(values), bins=bins)
+    return {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist()}
+
+
+def _mine_split(
+    queries: list[Query], pool: list[str], corpus: dict[str, str], embedder: Embedder, params: PrepParams
+) -> tuple[list[dict], Counter, dict]:
+    """Mine negatives for one split's queries from ``pool`` and unroll them into records."""
+    if not queries:
+        return [], Counter(), {}
+    query_vectors = embedder.encode_queries([q.text for q in queries])
+    all_ids = list(corpus)
+    all_vectors = embedder.encode_passages([corpus[c] for c in all_ids])
+    row_of = {cid: i for i, cid in enumerate(all_ids)}
+    pool_vectors = all_vectors[[row_of[c] for c in pool]]
+    positive_vectors = {c: all_vectors[row_of[c]] for q in queries for c in q.positives}
+    mined = mine_hard_negatives(
+        query_vectors,
+        [q.positives for q in queries],
+        pool,
+        pool_vectors,
+        positive_vectors,
+        n_negatives=params.hard_negatives_to_mine,
+        margin=params.hard_neg_margin,
+        margin_type=params.hard_neg_margin_type,
+        candidates=params.mining_candidates,
+        pad=params.pad_missing_negatives,
+        seed=params.seed,
+    )
+    records: list[dict] = []
+    counts = Counter(mined.counts)
+    for q, query in enumerate(queries):
+        negatives = mined.negatives[q]
+        if not negatives:
+            counts["queries_dropped_no_negatives"] += 1
+            continue
+        pos_scores = {c: float(query_vectors[q] @ positive_vectors[c]) for c in query.positives}
+        records.extend(unroll(query, negatives, pos_scores))
+    histograms = {
+        "positive_scores": _histogram(mined.positive_scores),
+        "negative_scores": _histogram(mined.negative_scores),
+    }
+    return records, counts, histograms
+
+
+def run_prep(
+    params: PrepParams, sdg_path: str | Path, output_dir: str | Path, report_path: str | Path
+) -> dict:
+    """Write ``output_dir`` (training files, corpus, BEIR test set) and the report metrics."""
+    data = load_sdg(sdg_path, params.quality_threshold, params.max_pos_docs)
+    assignment = split_documents(list(data.doc_chunks), params.seed, params.train_ratio, params.val_ratio)
+    splits = split_queries(data.queries, assignment)
+    test_chunks = {c for doc, split in assignment.items() if split == "test" for c in data.doc_chunks[doc]}
+    pool = [c for c in data.corpus if c not in test_chunks]
+    embedder = Embedder(params.embedding)
+
+    report: dict = {"counts": dict(data.counts), "bad_lines": data.bad_lines[:50]}
+    report["documents_per_split"] = dict(Counter(assignment.values()))
+    report["queries_per_split"] = {k: len(v) for k, v in splits.items()}
+    report["corpus_chunks"] = len(data.corpus)
+    report["negative_pool_chunks"] = len(pool)
+
+    output_dir = Path(output_dir)
+    with atomic_dir(output_dir) as out:
+        for split in ("train", "val"):
+            if split == "val" and not splits["val"]:
+                continue
+            records, counts, histograms = _mine_split(splits[split], pool, data.corpus, embedder, params)
+            write_training_file(out / f"{split}.json", records)
+            report[f"{split}_records"] = len(records)
+            report[f"{split}_mining"] = dict(counts)
+            report[f"{split}_score_histograms"] = histograms
+        # a train positive whose exact text also sits in a test document is kept as a positive
+        trained_on = set(pool) | {c for split in ("train", "val") for q in splits[split] for c in q.positives}
+        write_corpus_parquet(out / "corpus" / "train.parquet", {c: data.corpus[c] for c in data.corpus if c in trained_on})
+        write_beir(out / "eval_beir", data.corpus, splits["test"])
+    write_json(report_path, report)
+    if len(splits["test"]) < MIN_TEST_QUERIES:
+        log.warning("only %d test queries (< %d): metrics will be noisy", len(splits["test"]), MIN_TEST_QUERIES)
+    if report.get("train_records", 0) < MIN_TRAIN_RECORDS:
+        log.warning("only %d training records (< %d)", report.get("train_records", 0), MIN_TRAIN_RECORDS)
+    return report

@@ -1,0 +1,1 @@
+"""Stage 0: synthetic question/answer generation from documents."""

@@ -1,0 +1,190 @@
+"""Offline pseudo-query generator: no LLM, no key, deterministic under a seed.
+
+Queries are extracted from the corpus itself, in the shapes real users type:
+- *keyword* queries: the rarest content words of a salient sentence, in order;
+- *question* queries: a definitional sentence ("X is ...") rewritten as "what is X";
+- *title* queries: a document's or section's heading, positive = the chunk under it;
+- *multi-hop* queries: key phrases of two chunks of one document, both positive.
+
+Each query is scored by a heuristic judge (1-10): how rare its words are and
+whether its positive chunk is the best lexical match in the whole corpus, so that
+ambiguous queries (many chunks match equally) fall below the quality threshold.
+"""
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+
+from reranktune.documents import Document, split_sentences
+from reranktune.sdg.records import QAPair, document_record
+
+JUDGE = "heuristic: rare-word specificity and lexical rank of the positive chunk"
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[-'][A-Za-z0-9_]+)*|\d+")
+_DEFINITION = re.compile(
+    r"^(?:The |A |An )?(?P<subject>[A-Za-z][\w\-'`()]*(?: [\w\-'`()]+){0,4}?) (?P<verb>is|are|means|refers to) "
+)
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each either else few
+    for from further had has have having he her here hers herself him himself his how however i
+    if in into is it its itself just may me might more most must my myself no nor not now of off
+    on once only or other our ours ourselves out over own same shall she should so some such than
+    that the their theirs them themselves then there these they this those through thus to too
+    under until up upon us use used uses using very via was we were what when where which while
+    who whom why will with would you your yours yourself yourselves one two see also e g ie eg""".split()
+)
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
+
+
+class LexicalIndex:
+    """IDF statistics and an inverted index over every chunk of the corpus."""
+
+    def __init__(self, chunks: list[str]) -> None:
+        self.postings: dict[str, set[int]] = defaultdict(set)
+        for i, chunk in enumerate(chunks):
+            for word in set(content_words(chunk)):
+                self.postings[word].add(i)
+        n = len(chunks)
+        self.idf = {w: math.log((n + 1) / (len(ids) + 0.5)) for w, ids in self.postings.items()}
+        self.max_idf = math.log((n + 1) / 1.5)
+
+    def rank_of(self, words: list[str], positive: int) -> int:
+        """1-based rank of chunk ``positive`` when chunks are scored by summed IDF of ``words``."""
+        scores: Counter[int] = Counter()
+        for word in set(words):
+            for chunk in self.postings.get(word, ()):
+                scores[chunk] += self.idf[word]
+        own = scores.get(positive, 0.0)
+        return 1 + sum(1 for s in scores.values() if s > own + 1e-9)
+
+
+class OfflineGenerator:
+    def __init__(
+        self,
+        documents: list[Document],
+        seed: int = 42,
+        queries_per_chunk: int = 2,
+        multi_hop_per_document: int = 1,
+        min_query_words: int = 3,
+        max_query_words: int = 12,
+    ) -> None:
+        self.documents = documents
+        self.seed = seed
+        self.queries_per_chunk = queries_per_chunk
+        self.multi_hop_per_document = multi_hop_per_document
+        self.min_words = min_query_words
+        self.max_words = max_query_words
+        self.offsets: list[int] = []
+        all_chunks: list[str] = []
+        for doc in documents:
+            self.offsets.append(len(all_chunks))
+            all_chunks.extend(doc.chunks)
+        self.index = LexicalIndex(all_chunks)
+        self.median_idf = sorted(self.index.idf.values())[len(self.index.idf) // 2] if self.index.idf else 0.0
+
+    # -- scoring ---------------------------------------------------------------
+    def _idf(self, word: str) -> float:
+        return self.index.idf.get(word, self.index.max_idf)
+
+    def _salience(self, sentence: str) -> float:
+        words = content_words(sentence)
+        if len(words) < self.min_words:
+            return 0.0
+        return sum(self._idf(w) for w in words) / len(words) * math.log(1 + len(words))
+
+    def judge(self, query: str, global_positive: int) -> float:
+        """1-10: rare words (specificity), positive ranked first lexically, sensible length."""
+        words = content_words(query)
+        if not words:
+            return 1.0
+        specificity = sum(self._idf(w) for w in words) / len(words) / self.index.max_idf
+        rank = self.index.rank_of(words, global_positive)
+        rank_score = 1.0 if rank == 1 else 0.6 if rank <= 3 else 0.3 if rank <= 10 else 0.0
+        length_ok = 1.0 if self.min_words <= len(query.split()) <= self.max_words + 4 else 0.5
+        return round(1 + 9 * (0.45 * specificity + 0.35 * rank_score + 0.2 * length_ok), 1)
+
+    # -- query shapes ------------------------------------------------------------
+    def _keyword_query(self, sentence: str, rng: random.Random) -> str:
+        """The most informative run of consecutive content words, as a search-box query."""
+        words = content_words(sentence)
+        n = min(len(words), rng.randint(self.min_words, max(self.min_words, min(6, self.max_words))))
+        best = max(range(len(words) - n + 1), key=lambda i: sum(self._idf(w) for w in words[i : i + n]))
+        return " ".join(words[best : best + n])
+
+    def _question_query(self, sentence: str) -> str | None:
+        match = _DEFINITION.match(sentence)
+        if not match:
+            return None
+        subject = match.group("subject").strip(" `'")
+        words = content_words(subject)
+        if not words or subject.split()[0].lower() in STOPWORDS or max(map(self._idf, words)) < self.median_idf:
+            return None
+        verb = {"means": "does", "refers to": "does"}.get(match.group("verb"))
+        if verb:
+            return f"what {verb} {subject} mean"
+        return f"what {match.group('verb')} {subject}"
+
+    @staticmethod
+    def _heading(text: str) -> str | None:
+        first = text.strip().splitlines()[0].strip() if text.strip() else ""
+        words = first.split()
+        if 1 <= len(words) <= 10 and not first.endswith((".", ":", ";", ",")):
+            return first
+        return None
+
+    # -- generation ----------------------------------------------------------------
+    def pairs_for(self, doc_index: int) -> list[QAPair]:
+        doc = self.documents[doc_index]
+        offset = self.offsets[doc_index]
+        rng = random.Random(f"{self.seed}:{doc.source_id}")
+        pairs: list[QAPair] = []
+        seen: set[str] = set()
+
+        def add(question: str, answer: str, qtype: str, rtype: str, segments: list[int], contexts: list[dict]):
+            key = " ".join(sorted(set(content_words(question))))
+            if not key or key in seen:
+                return
+            seen.add(key)
+            score = self.judge(question, offset + segments[0] - 1)
+            pairs.append(QAPair(question, answer, qtype, rtype, segments, score, len(segments), contexts))
+
+        heading = self._heading(doc.text)
+        if heading and doc.chunks:
+            add(heading, doc.chunks[0], "structural", "factual", [1],
+                [{"hop_number": 1, "segment_ids": [1], "summary": heading}])
+
+        best_by_chunk: list[tuple[str, list[str]]] = []
+        for chunk_id, chunk in enumerate(doc.chunks, start=1):
+            sentences = sorted(split_sentences(chunk), key=self._salience, reverse=True)
+            sentences = [s for s in sentences if self._salience(s) > 0]
+            for sentence in sentences[: self.queries_per_chunk]:
+                question = self._question_query(sentence)
+                if question:
+                    add(question, sentence, "contextual", "factual", [chunk_id],
+                        [{"hop_number": 1, "segment_ids": [chunk_id], "summary": sentence}])
+                keywords = self._keyword_query(sentence, rng)
+                add(keywords, sentence, "contextual", "factual", [chunk_id],
+                    [{"hop_number": 1, "segment_ids": [chunk_id], "summary": sentence}])
+            if sentences:
+                best_by_chunk.append((sentences[0], [str(chunk_id)]))
+
+        if len(best_by_chunk) >= 2:
+            for _ in range(self.multi_hop_per_document):
+                (s1, (c1,)), (s2, (c2,)) = rng.sample(best_by_chunk, 2)
+                a, b = sorted([(int(c1), s1), (int(c2), s2)])
+                k1 = " ".join(self._keyword_query(a[1], rng).split()[:3])
+                k2 = " ".join(self._keyword_query(b[1], rng).split()[:3])
+                add(f"{k1} and {k2}", f"{a[1]} {b[1]}", "multi_hop", "relational", [a[0], b[0]],
+                    [{"hop_number": i + 1, "segment_ids": [c], "summary": s} for i, (c, s) in enumerate([a, b])])
+        return pairs
+
+    def records(self) -> Iterator[dict]:
+        for i, doc in enumerate(self.documents):
+            yield document_record(doc, self.pairs_for(i), JUDGE)

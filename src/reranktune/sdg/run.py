@@ -1,0 +1,44 @@
+"""SDG end to end: read documents, generate Q&A, write the SDG JSONL and a summary."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from reranktune.documents import read_documents
+from reranktune.io import InputError, write_json, write_jsonl
+from reranktune.params import SdgParams
+from reranktune.sdg.offline import OfflineGenerator
+
+log = logging.getLogger(__name__)
+
+
+def run_sdg(params: SdgParams, output_path: str | Path, summary_path: str | Path) -> dict:
+    documents, read_report = read_documents(
+        params.input_dir, params.file_extensions, params.min_text_length, params.sentences_per_chunk
+    )
+    if params.generator != "offline":
+        raise InputError(f"sdg.generator: {params.generator!r} is not available in this build")
+    generator = OfflineGenerator(
+        documents,
+        seed=params.seed,
+        queries_per_chunk=params.queries_per_chunk,
+        multi_hop_per_document=params.multi_hop_per_document,
+        min_query_words=params.min_query_words,
+        max_query_words=params.max_query_words,
+    )
+    pairs = 0
+
+    def progress():
+        nonlocal pairs
+        for record in tqdm(generator.records(), total=len(documents), desc="sdg", unit="doc"):
+            pairs += len(record["deduplicated_qa_pairs"])
+            yield record
+
+    write_jsonl(output_path, progress())
+    summary = {**read_report.as_dict(), "generator": params.generator, "qa_pairs": pairs,
+               "chunks": sum(len(d.chunks) for d in documents)}
+    write_json(summary_path, summary)
+    log.info("sdg: %d documents, %d Q&A pairs -> %s", len(documents), pairs, output_path)
+    return summary
