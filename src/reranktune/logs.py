@@ -11,5 +11,5 @@ def setup_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("httpx", "urllib3", "sentence_transformers", "filelock", "faiss.loader"):
+    for noisy in ("httpx", "urllib3", "sentence_transformers", "filelock", "faiss.loader", "beir"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

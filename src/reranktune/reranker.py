@@ -24,6 +24,17 @@ def format_pair(template: str, query: str, passage: str) -> str:
     return template.replace("{query}", query).replace("{passage}", passage)
 
 
+def model_input_names(model, tokenizer) -> list[str]:
+    """The tokenizer outputs the model really takes (Llama ignores BERT's token_type_ids)."""
+    import inspect
+
+    names = ["input_ids", "attention_mask"]
+    takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    if takes_types and "token_type_ids" in tokenizer.model_input_names:
+        names.append("token_type_ids")
+    return names
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -75,6 +86,7 @@ class Reranker:
         self, model, tokenizer, prompt_template: str, max_length: int, device: str, head_was_new: bool = False
     ) -> None:
         self.model = model.to(device).eval()
+        self.input_names = model_input_names(model, tokenizer)
         self.head_was_new = head_was_new  # True: the head is random, its scores mean nothing
         self.tokenizer = tokenizer
         self.prompt_template = prompt_template
@@ -105,9 +117,10 @@ class Reranker:
 
     def tokenize(self, queries: list[str], passages: list[str]) -> dict:
         texts = [format_pair(self.prompt_template, q, p) for q, p in zip(queries, passages)]
-        return self.tokenizer(
+        batch = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
+        return {name: batch[name] for name in self.input_names}
 
     @torch.inference_mode()
     def score(
@@ -119,7 +132,8 @@ class Reranker:
         use_bf16 = self.device == "cuda" and torch.cuda.is_bf16_supported()
         for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="rerank", unit="batch"):
             rows = order[start : start + batch_size]
-            batch = self.tokenize([queries[i] for i in rows], [passages[i] for i in rows]).to(self.device)
+            batch = self.tokenize([queries[i] for i in rows], [passages[i] for i in rows])
+            batch = {name: tensor.to(self.device) for name, tensor in batch.items()}
             with torch.autocast(self.device, dtype=torch.bfloat16, enabled=use_bf16):
                 logits = self.model(**batch).logits[:, 0].float().cpu().tolist()
             for i, logit in zip(rows, logits):

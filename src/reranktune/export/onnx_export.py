@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from reranktune.reranker import model_input_names
+
 
 class _LogitsOnly(torch.nn.Module):
     """Plain-tensor inputs and one ``logits`` output, as ONNX consumers expect."""
@@ -19,16 +21,9 @@ class _LogitsOnly(torch.nn.Module):
         return self.model(**dict(zip(self.input_names, tensors))).logits
 
 
-def onnx_input_names(tokenizer) -> list[str]:
-    names = ["input_ids", "attention_mask"]
-    if "token_type_ids" in tokenizer.model_input_names:
-        names.append("token_type_ids")
-    return names
-
-
 def export_onnx(model, tokenizer, path: Path, opset: int, sample: dict[str, torch.Tensor]) -> list[str]:
     """Write ``path``; returns the input names the graph takes."""
-    names = onnx_input_names(tokenizer)
+    names = model_input_names(model, tokenizer)
     wrapper = _LogitsOnly(model.eval(), names)
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes["logits"] = {0: "batch"}

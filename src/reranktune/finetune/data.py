@@ -53,13 +53,13 @@ class ListwiseDataset(torch.utils.data.Dataset):
 class ListwiseCollator:
     """Flattens a batch of groups into ``batch x n_passages`` tokenised sequences."""
 
-    def __init__(self, tokenizer, prompt_template: str, max_length: int) -> None:
+    def __init__(self, tokenizer, prompt_template: str, max_length: int, input_names: list[str]) -> None:
         self.tokenizer = tokenizer
+        self.input_names = input_names
         self.prompt_template = prompt_template
         self.max_length = max_length
 
     def __call__(self, features: list[dict]) -> dict:
         texts = [format_pair(self.prompt_template, f["query"], p) for f in features for p in f["passages"]]
-        return dict(
-            self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        )
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return {name: batch[name] for name in self.input_names}

@@ -18,7 +18,7 @@ from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
 from reranktune.io import atomic_dir, write_json
 from reranktune.models import resolve_model
 from reranktune.params import FinetuneParams
-from reranktune.reranker import load_classifier, load_tokenizer, write_reranker_config
+from reranktune.reranker import load_classifier, load_tokenizer, model_input_names, write_reranker_config
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ def run_finetune(
     model, head_was_new = load_classifier(
         base, params.trust_remote_code, params.attn_implementation, tokenizer.pad_token_id
     )
+    if params.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     train_data = ListwiseDataset(train_file, params.train_n_passages)
     val_data = ListwiseDataset(val_file, params.train_n_passages) if val_file and Path(val_file).exists() else None
     per_device, accumulation = batch_layout(params, world_size())
@@ -111,7 +113,6 @@ def run_finetune(
         seed=params.seed,
         data_seed=params.seed,
         remove_unused_columns=False,
-        gradient_checkpointing=params.gradient_checkpointing,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
@@ -125,7 +126,9 @@ def run_finetune(
         args=args,
         train_dataset=train_data,
         eval_dataset=val_data,
-        data_collator=ListwiseCollator(tokenizer, params.prompt_template, params.rerank_max_length),
+        data_collator=ListwiseCollator(
+            tokenizer, params.prompt_template, params.rerank_max_length, model_input_names(model, tokenizer)
+        ),
         processing_class=tokenizer,
         compute_metrics=ranking_metrics if val_data else None,
         callbacks=[_dvclive_callback(live_dir)] if is_main else [],

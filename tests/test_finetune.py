@@ -1,0 +1,82 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from reranktune.finetune.run import batch_layout, run_finetune
+from reranktune.finetune.trainer import listwise_loss, lr_factor
+from reranktune.params import FinetuneParams
+
+
+def test_loss_is_softmax_cross_entropy_over_each_group_by_temperature():
+    logits = torch.tensor([2.0, 1.0, 0.5, -1.0, 0.0, 3.0])  # two groups of three
+    t = 0.5
+    expected = []
+    for group in ([2.0, 1.0, 0.5], [-1.0, 0.0, 3.0]):
+        z = [x / t for x in group]
+        expected.append(-(z[0] - math.log(sum(math.exp(v) for v in z))))
+    loss = listwise_loss(logits, n_passages=3, temperature=t)
+    assert loss.item() == pytest.approx(sum(expected) / 2, rel=1e-6)
+
+
+def test_schedule_warms_up_from_a_tenth_and_decays_to_a_hundredth():
+    assert lr_factor(0, 10, 100, "cosine") == pytest.approx(0.1)
+    assert lr_factor(5, 10, 100, "cosine") == pytest.approx(0.55)
+    assert lr_factor(10, 10, 100, "cosine") == pytest.approx(1.0)
+    assert lr_factor(100, 10, 100, "cosine") == pytest.approx(0.01)
+    assert lr_factor(55, 10, 100, "linear") == pytest.approx(0.01 + 0.99 * 0.5)
+
+
+def test_batch_layout_counts_queries_across_devices():
+    params = FinetuneParams(global_batch_size=128, per_device_batch_size=16)
+    assert batch_layout(params, 1) == (16, 8)
+    assert batch_layout(params, 2) == (16, 4)
+    assert batch_layout(FinetuneParams(global_batch_size=8, per_device_batch_size=16), 1) == (8, 1)
+
+
+def write_training_set(folder, n_queries=24, n_negatives=4):
+    """Queries whose positive repeats the query's key word; negatives are about other things."""
+    topics = ["vacuum", "index", "trigger", "sequence", "schema", "cursor", "lambda", "decorator",
+              "generator", "coroutine", "iterator", "exception"]
+    corpus, data = {}, []
+    for i in range(n_queries):
+        topic = topics[i % len(topics)]
+        pos = f"p{i}"
+        corpus[pos] = f"The {topic} command explains how {topic} works in detail."
+        negs = []
+        for j in range(n_negatives):
+            other = topics[(i + j + 1) % len(topics)]
+            nid = f"n{i}_{j}"
+            corpus[nid] = f"A note about {other} and unrelated settings."
+            negs.append({"id": nid, "score": 0.5})
+        data.append({"question_id": f"q{i}_0", "question": f"what does {topic} do", "corpus_id": "train",
+                     "pos_doc": [{"id": pos, "score": 0.9}], "neg_doc": negs})
+    (folder / "corpus").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"id": list(corpus), "text": list(corpus.values())}).to_parquet(folder / "corpus" / "train.parquet")
+    (folder / "train.json").write_text(json.dumps({"corpus": {"path": "./corpus/"}, "data": data}))
+    return folder / "train.json"
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert_dir", "tiny_llama_dir"])
+def test_training_lowers_the_loss_and_saves_a_loadable_model(fixture, request, tmp_path):
+    base = request.getfixturevalue(fixture)
+    train_file = write_training_set(tmp_path / "prep")
+    params = FinetuneParams(
+        base_model=str(base), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=8,
+        per_device_batch_size=4, num_epochs=6, rerank_max_length=32, mixed_precision="fp32",
+        logging_steps=1, save_steps=1000,
+    )
+    out = tmp_path / "model"
+    summary = run_finetune(params, train_file, out, tmp_path / "ckpt", tmp_path / "live")
+    live = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert summary["steps"] == 18 and summary["gradient_accumulation_steps"] == 2
+    assert summary["train_loss"] < math.log(5)
+    assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").exists() or live
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.num_labels == 1
+    assert (out / "model.safetensors").exists() and (out / "reranktune.json").exists()
+    assert "Fine-tuned" in (out / "README.md").read_text()
+    assert not (tmp_path / "ckpt").exists(), "checkpoints are removed after a finished run"

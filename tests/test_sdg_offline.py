@@ -1,0 +1,50 @@
+import json
+
+from reranktune.documents import read_documents
+from reranktune.params import SdgParams
+from reranktune.sdg.offline import OfflineGenerator
+from reranktune.sdg.run import run_sdg
+
+
+def _generate(corpus, seed=42):
+    docs, _ = read_documents(corpus, [".txt", ""], 50, 5)
+    return list(OfflineGenerator(docs, seed=seed).records())
+
+
+def test_records_have_the_spec_shape(small_corpus):
+    records = _generate(small_corpus)
+    assert len(records) == 12
+    for record in records:
+        chunk_ids = {c["chunk_id"] for c in record["chunks"]}
+        assert min(chunk_ids) == 1
+        pairs = record["deduplicated_qa_pairs"]
+        assert len(pairs) == len(record["qa_evaluations"]["evaluations"])
+        for pair, judged in zip(pairs, record["qa_evaluations"]["evaluations"]):
+            assert set(pair["segment_ids"]) <= chunk_ids
+            assert pair["hop_count"] == len(pair["segment_ids"])
+            assert 1 <= judged["overall"]["score"] <= 10
+            assert pair["question"].strip()
+    query_types = {p["query_type"] for r in records for p in r["deduplicated_qa_pairs"]}
+    assert {"contextual", "multi_hop"} <= query_types
+
+
+def test_generation_is_deterministic_under_a_seed(small_corpus):
+    assert _generate(small_corpus, 7) == _generate(small_corpus, 7)
+    assert _generate(small_corpus, 7) != _generate(small_corpus, 8)
+
+
+def test_keyword_queries_come_from_their_positive_chunk(small_corpus):
+    for record in _generate(small_corpus):
+        chunks = {c["chunk_id"]: c["text"].lower() for c in record["chunks"]}
+        for pair in record["deduplicated_qa_pairs"]:
+            if pair["query_type"] == "contextual" and not pair["question"].startswith("what "):
+                words = pair["question"].split()
+                assert all(w in chunks[pair["segment_ids"][0]] for w in words)
+
+
+def test_run_sdg_writes_jsonl_and_summary(small_corpus, tmp_path):
+    out, summary = tmp_path / "qa.jsonl", tmp_path / "sdg.json"
+    result = run_sdg(SdgParams(input_dir=str(small_corpus)), out, summary)
+    lines = out.read_text().splitlines()
+    assert len(lines) == result["documents_read"] == 12
+    assert json.loads(summary.read_text())["qa_pairs"] == result["qa_pairs"] > 0
