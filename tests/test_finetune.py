@@ -71,10 +71,11 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(fixture, request, t
     )
     out = tmp_path / "model"
     summary = run_finetune(params, train_file, out, tmp_path / "ckpt", tmp_path / "live")
-    live = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert summary["steps"] == 18 and summary["gradient_accumulation_steps"] == 2
     assert summary["train_loss"] < math.log(5)
-    assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").exists() or live
+    curve = (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
+    assert curve[0].split("\t") == ["step", "loss"] and len(curve) == 19
+    assert len((tmp_path / "live" / "plots" / "metrics" / "learning_rate.tsv").read_text().splitlines()) == 19
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.num_labels == 1
     assert (out / "model.safetensors").exists() and (out / "reranktune.json").exists()

@@ -86,6 +86,7 @@ class FinetuneParams(Section):
     attn_implementation: str | None = None
     save_steps: int = Field(50, ge=1)
     logging_steps: int = Field(5, ge=1)
+    nproc: int = Field(1, ge=1, description="processes for torch distributed (DDP); >1 launches torchrun")
 
     @model_validator(mode="after")
     def _template(self) -> "FinetuneParams":

@@ -71,7 +71,7 @@ def load_classifier(
         )
     finally:
         hf_logging.set_verbosity(verbosity)
-    if pad_token_id is not None and model.config.pad_token_id is None:
+    if pad_token_id is not None and getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = pad_token_id
     head_was_new = bool(info.get("missing_keys"))
     if head_was_new:

@@ -45,10 +45,14 @@ def prep(params_file: str = "params.yaml") -> dict:
     return run_prep(params, SDG_OUTPUT, PREP_OUTPUT, PREP_REPORT)
 
 
-def finetune(params_file: str = "params.yaml") -> dict:
+def finetune(params_file: str = "params.yaml") -> dict | None:
+    from reranktune.finetune.launch import launched_by_torchrun, relaunch_with_torchrun
     from reranktune.finetune.run import run_finetune
 
     params: FinetuneParams = load_section("finetune", params_file)
+    if params.nproc > 1 and not launched_by_torchrun():
+        relaunch_with_torchrun(params.nproc, ["finetune", "--params", str(params_file)])
+        return None
     return run_finetune(params, TRAIN_FILE, MODEL_DIR, CHECKPOINT_DIR, FINETUNE_LIVE, VAL_FILE)
 
 

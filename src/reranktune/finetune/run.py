@@ -74,7 +74,9 @@ def run_finetune(
     checkpoint_dir: str | Path,
     live_dir: str | Path,
     val_file: str | Path | None = None,
+    callbacks: list | None = None,
 ) -> dict:
+    """Train, checkpointing every ``save_steps``; a rerun with the same inputs resumes."""
     train_file, output_dir, checkpoint_dir = Path(train_file), Path(output_dir), Path(checkpoint_dir)
     set_seed(params.seed)
     base = resolve_model(params.base_model)
@@ -105,7 +107,8 @@ def run_finetune(
         save_strategy="steps",
         save_steps=params.save_steps,
         save_total_limit=2,
-        eval_strategy="epoch" if val_data else "no",
+        eval_strategy="steps" if val_data else "no",   # validated at every checkpoint
+        eval_steps=params.save_steps,
         load_best_model_at_end=val_data is not None,
         save_only_model=False,
         metric_for_best_model="mrr" if val_data else None,
@@ -119,8 +122,6 @@ def run_finetune(
         report_to="none",
         **precision_flags(params.mixed_precision),
     )
-    if val_data is not None:
-        args.save_strategy = args.eval_strategy = "epoch"
     trainer = ListwiseTrainer(
         model=model,
         args=args,
@@ -131,7 +132,7 @@ def run_finetune(
         ),
         processing_class=tokenizer,
         compute_metrics=ranking_metrics if val_data else None,
-        callbacks=[_dvclive_callback(live_dir)] if is_main else [],
+        callbacks=([_dvclive_callback(live_dir)] if is_main else []) + list(callbacks or []),
         n_passages=params.train_n_passages,
         temperature=params.temperature,
         decay=params.lr_scheduler,

@@ -1,0 +1,23 @@
+"""Multi-process training: the stage re-launches itself under torchrun when nproc > 1."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def launched_by_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ
+
+
+def relaunch_with_torchrun(nproc: int, cli_args: list[str]) -> None:
+    """Run ``reranktune <cli_args>`` in ``nproc`` processes (NCCL on GPUs, gloo on CPU)."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "reranktune.cli", *cli_args,
+    ]
+    log.info("launching %d training processes: %s", nproc, " ".join(command))
+    subprocess.run(command, check=True)

@@ -1,0 +1,111 @@
+"""Training runs that must agree: resumed vs uninterrupted, 2 processes vs 1."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from reranktune.finetune.run import run_finetune
+from reranktune.params import FinetuneParams
+
+from test_finetune import write_training_set
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _params(base, **overrides) -> FinetuneParams:
+    values = dict(base_model=str(base), learning_rate=2e-3, lr_warmup_steps=2, global_batch_size=8,
+                  per_device_batch_size=4, num_epochs=2, rerank_max_length=32, mixed_precision="fp32",
+                  logging_steps=1, save_steps=2)
+    return FinetuneParams(**{**values, **overrides})
+
+
+class Crash(TrainerCallback):
+    """Stands in for a kill right after the checkpoint at ``step`` reached disk."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt(f"simulated kill after step {self.step}")
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(tiny_bert_dir, tmp_path):
+    train_file = write_training_set(tmp_path / "prep")
+    params = _params(tiny_bert_dir)
+    run_finetune(params, train_file, tmp_path / "full", tmp_path / "ckpt-full", tmp_path / "live-full")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(params, train_file, tmp_path / "resumed", tmp_path / "ckpt", tmp_path / "live",
+                     callbacks=[Crash(step=4)])
+    assert (tmp_path / "ckpt" / "checkpoint-4").is_dir()
+    assert not (tmp_path / "resumed").exists(), "no final model from a killed run"
+
+    starts = []
+
+    class RecordStart(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            starts.append(state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            starts.append(state.global_step)
+
+    summary = run_finetune(params, train_file, tmp_path / "resumed", tmp_path / "ckpt", tmp_path / "live",
+                           callbacks=[RecordStart()])
+    assert starts[1] == 5, "the rerun's first step is step 5"
+    assert summary["steps"] == 6
+    full = load_file(tmp_path / "full" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    for name, tensor in full.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def test_checkpoints_of_another_configuration_are_not_resumed(tiny_bert_dir, tmp_path):
+    train_file = write_training_set(tmp_path / "prep")
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(_params(tiny_bert_dir), train_file, tmp_path / "m", tmp_path / "ckpt", tmp_path / "live",
+                     callbacks=[Crash(step=2)])
+    summary = run_finetune(_params(tiny_bert_dir, learning_rate=1e-3), train_file, tmp_path / "m",
+                           tmp_path / "ckpt", tmp_path / "live")
+    assert summary["steps"] == 6
+
+
+def test_validation_split_is_evaluated_and_reported(tiny_bert_dir, tmp_path):
+    train_file = write_training_set(tmp_path / "prep")
+    val_file = write_training_set(tmp_path / "val", n_queries=8)
+    summary = run_finetune(_params(tiny_bert_dir, num_epochs=1, save_steps=1), train_file, tmp_path / "m",
+                           tmp_path / "ckpt", tmp_path / "live", val_file=val_file)
+    assert 0 < summary["best_val_mrr"] <= 1
+    live = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert "accuracy@1" in json.dumps(live) and "mrr" in json.dumps(live)
+
+
+def _loss_curve(live_dir: Path) -> list[float]:
+    rows = (live_dir / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]
+    return [float(r.split("\t")[1]) for r in rows]
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_loss_curve_as_one(tiny_bert_dir, tmp_path):
+    """DDP over gloo with the same global batch: per-step losses agree within 1e-4."""
+    curves = {}
+    for nproc in (1, 2):
+        work = tmp_path / f"n{nproc}"
+        train_file = write_training_set(work / "data" / "prep")
+        params = _params(tiny_bert_dir, nproc=nproc, save_steps=1000).model_dump()
+        (work / "params.yaml").write_text(yaml.safe_dump({"finetune": params}))
+        env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+        result = subprocess.run([sys.executable, "-m", "reranktune.cli", "finetune"], cwd=work, env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert train_file.exists()
+        curves[nproc] = _loss_curve(work / "metrics" / "finetune")
+    assert len(curves[1]) == len(curves[2]) == 6
+    assert curves[2] == pytest.approx(curves[1], abs=1e-4)
