@@ -58,11 +58,10 @@ def load_classifier(
     from transformers.utils import logging as hf_logging
 
     warn_remote_code(name, trust_remote_code)
-    kwargs = {"num_labels": 1, "trust_remote_code": trust_remote_code}
+    # fp32 master weights: training autocasts to bf16, and an fp16 checkpoint still trains
+    kwargs = {"num_labels": 1, "trust_remote_code": trust_remote_code, "dtype": torch_dtype or torch.float32}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    if torch_dtype is not None:
-        kwargs["dtype"] = torch_dtype
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()   # the "newly initialised head" load report is expected
     try:

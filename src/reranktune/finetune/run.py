@@ -171,12 +171,20 @@ def run_finetune(
                 train_n_passages=params.train_n_passages,
             )
             write_model_card(tmp, params, summary)
+            write_json(tmp / "training_summary.json", summary)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return summary
 
 
 def _dvclive_callback(live_dir: str | Path):
-    from dvclive import Live
+    """Training curves as DVC plots; without dvclive (a bare GPU box) a plain log instead."""
+    try:
+        from dvclive import Live
+    except ImportError:
+        from transformers import PrinterCallback
+
+        log.warning("dvclive is not installed: training curves go to the log only")
+        return PrinterCallback()
     from transformers.integrations import DVCLiveCallback
 
     # dvcyaml=None: the pipeline's dvc.yaml declares these plots itself
