@@ -146,7 +146,8 @@ class FakeLLM:
                     system = _text(messages[0]["content"]) if messages[0]["role"] == "system" else ""
                     user = _text(messages[-1]["content"])
                     step = next((s for marker, s in STEPS.items() if marker in system), "preflight")
-                call = {"step": step, "docs": _DOC.findall(user), "model": body.get("model"), "user": user}
+                call = {"step": step, "docs": _DOC.findall(user), "model": body.get("model"), "user": user,
+                        "messages": [{"role": m["role"], "content": _text(m["content"])} for m in body.get("messages", [])]}
                 with server.lock:
                     server.calls.append(call)
                 if server.expected_key and auth != f"Bearer {server.expected_key}":

@@ -109,6 +109,7 @@ class LlmClient:
         self.rate = RateLimiter(params.requests_per_minute)
         self.usage = Usage()
         self.stop = threading.Event()   # set after a 401/403: no further calls
+        self.auth_error: AuthError | None = None   # the first rejection, for the final message
         self._jitter = wait_random_exponential(multiplier=params.backoff_initial_s, max=params.backoff_max_s)
 
     def close(self) -> None:
@@ -137,8 +138,10 @@ class LlmClient:
         detail = redact(response.text[:300], self.api_key)
         self.usage.add(**{f"http_{status}": 1})
         if status in (401, 403):
+            error = AuthError(f"{self.params.base_url}: HTTP {status}: the API key was rejected ({detail})")
+            self.auth_error = self.auth_error or error
             self.stop.set()
-            raise AuthError(f"{self.params.base_url}: HTTP {status}: the API key was rejected ({detail})")
+            raise error
         if status == 429 or status >= 500:
             raise TransientError(f"{path}: HTTP {status}: {detail}", _retry_after(response))
         raise RequestRejected(f"{path}: HTTP {status}: {detail}")

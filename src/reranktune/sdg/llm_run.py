@@ -124,7 +124,7 @@ def _run_pending(generator: LlmGenerator, client: LlmClient, pending: list[Unit]
                 bar.set_postfix(pairs=kept, failed=len(failed))
     bar.close()
     if auth_error:
-        raise InputError(f"sdg.llm: {auth_error} (key from ${generator.params.api_key_env}); stopped. "
+        raise InputError(f"sdg.llm: {client.auth_error or auth_error} (key from ${generator.params.api_key_env}); stopped. "
                          f"{len(done)} of {total} documents done and kept in {checkpoint.path}; "
                          "fix the key and run again to resume.")
 

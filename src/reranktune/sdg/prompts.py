@@ -171,7 +171,7 @@ def _json_candidates(reply: str) -> list[str]:
     text = _THINK.sub("", reply)
     fenced = [m.strip() for m in _FENCE.findall(text)]
     bare = [text[text.find("{"):]] if "{" in text else []
-    return [*reversed(fenced), *bare]
+    return list(dict.fromkeys([*reversed(fenced), *bare]))
 
 
 def parse_reply(reply: str, schema: type[M]) -> M:
@@ -187,6 +187,6 @@ def parse_reply(reply: str, schema: type[M]) -> M:
         try:
             return schema.model_validate(obj)
         except ValidationError as exc:
-            errors.append(f"schema: {exc.error_count()} error(s), first: "
-                          f"{'.'.join(map(str, exc.errors()[0]['loc']))}: {exc.errors()[0]['msg']}")
+            shown = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+            errors.append(f"schema: {exc.error_count()} error(s): {shown}")
     raise MalformedReply(f"{schema.__name__}: " + ("; ".join(errors) or "no JSON object in the reply"))
