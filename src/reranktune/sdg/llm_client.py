@@ -203,5 +203,7 @@ class LlmClient:
         return vectors
 
     def preflight(self) -> None:
-        """One tiny call before any work, so a missing/rejected key or wrong model stops at once."""
-        self.chat("qa", [{"role": "user", "content": "Reply with OK."}], max_tokens=16, temperature=0.0)
+        """One tiny call per distinct model before any work: a rejected key or unknown model stops at once."""
+        steps = {self.params.model_for(step): step for step in ("judge", "artifacts", "qa")}
+        for step in steps.values():
+            self.chat(step, [{"role": "user", "content": "Reply with OK."}], max_tokens=16, temperature=0.0)
