@@ -6,10 +6,11 @@ Unknown keys and bad values stop the stage with a message naming the key
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+import re
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from reranktune.io import InputError
 
@@ -32,6 +33,68 @@ class EmbeddingParams(Section):
     trust_remote_code: bool = False
 
 
+QUERY_TYPES = ("multi_hop", "structural", "contextual")
+REASONING_TYPES = ("factual", "relational", "inferential", "temporal", "procedural", "causal", "visual")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class LlmParams(Section):
+    """The LLM generator (``sdg.generator: llm``): endpoint, steps, limits. Never holds a key."""
+
+    base_url: str = "https://integrate.api.nvidia.com/v1"
+    model: str = "nvidia/nemotron-3-nano-30b-a3b"
+    step_models: dict[Literal["artifacts", "qa", "judge"], str] = {}
+    api_key_env: str | None = "NVIDIA_API_KEY"
+    temperature: float = Field(0.6, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(4096, ge=16)
+    extra_body: dict[str, Any] = {}
+    query_types: dict[Literal["multi_hop", "structural", "contextual"], int] = {
+        "multi_hop": 3, "structural": 2, "contextual": 2}
+    reasoning_types: list[Literal[REASONING_TYPES]] = list(REASONING_TYPES)  # type: ignore[valid-type]
+    max_artifacts_per_type: int = Field(2, ge=1)
+    dedup_threshold: float = Field(0.9, gt=0, le=1)
+    dedup_embeddings: Literal["local", "provider"] = "local"
+    embedding: EmbeddingParams = EmbeddingParams()
+    embedding_model: str = "nvidia/llama-3.2-nv-embedqa-1b-v2"
+    embedding_extra_body: dict[str, Any] = {"input_type": "query"}
+    multi_doc: bool = False
+    bundle_size: int = Field(2, ge=1)
+    max_prompt_tokens: int = Field(8000, ge=1024)
+    chars_per_token: float = Field(3.0, gt=0)
+    concurrency: int = Field(4, ge=1)
+    requests_per_minute: float | None = Field(40, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_initial_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    timeout_s: float = Field(120.0, gt=0)
+    parse_retries: int = Field(2, ge=0)
+    trust_env: bool = False
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value and (not _ENV_NAME.match(value) or len(value) > 64):
+            raise ValueError("must be the NAME of an environment variable holding the key, "
+                             "not the key itself (keys never go in params)")
+        return value or None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "LlmParams":
+        if sum(self.query_types.values()) < 1 or any(n < 0 for n in self.query_types.values()):
+            raise ValueError("query_types: counts must be >= 0 and sum to at least 1")
+        if not self.reasoning_types:
+            raise ValueError("reasoning_types: name at least one")
+        return self
+
+    def model_for(self, step: str) -> str:
+        return self.step_models.get(step, self.model)
+
+    @property
+    def num_pairs(self) -> int:
+        return sum(self.query_types.values())
+
+
 class SdgParams(Section):
     input_dir: str = "data/sample_corpus"
     file_extensions: list[str] = [".txt", ".md", ".text", ""]
@@ -43,6 +106,7 @@ class SdgParams(Section):
     multi_hop_per_document: int = Field(1, ge=0)
     min_query_words: int = Field(3, ge=1)
     max_query_words: int = Field(12, ge=2)
+    llm: LlmParams = LlmParams()
 
 
 class PrepParams(Section):
@@ -139,6 +203,8 @@ def _format_error(path: Path, section: str, exc: ValidationError) -> str:
         key = ".".join([section, *(str(p) for p in err["loc"])])
         if err["type"] == "extra_forbidden":
             lines.append(f"{path}: {key}: unknown key")
+        elif "api_key" in key:   # never echo what may be a pasted key
+            lines.append(f"{path}: {key}: {err['msg']}")
         else:
             lines.append(f"{path}: {key}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)

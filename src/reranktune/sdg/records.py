@@ -22,13 +22,25 @@ class QAPair:
         return len(self.segment_ids)
 
 
+def bundle_record(paths: list[str], source_id: str, chunks: list[str], pairs: list[dict],
+                  evaluations: list[dict]) -> dict:
+    """One JSONL line: one document (or a multi-document bundle), its chunks, pairs and judgements."""
+    return {
+        "file_name": paths,
+        "source_id": source_id,
+        "chunks": [{"chunk_id": i, "text": text} for i, text in enumerate(chunks, start=1)],
+        "deduplicated_qa_pairs": pairs,
+        "qa_evaluations": {"evaluations": evaluations},
+    }
+
+
 def document_record(doc: Document, pairs: list[QAPair], judge: str) -> dict:
     """One JSONL line: the document, its chunks, its Q&A pairs and their judgements."""
-    return {
-        "file_name": [doc.path],
-        "source_id": doc.source_id,
-        "chunks": [{"chunk_id": i, "text": text} for i, text in enumerate(doc.chunks, start=1)],
-        "deduplicated_qa_pairs": [
+    return bundle_record(
+        [doc.path],
+        doc.source_id,
+        doc.chunks,
+        [
             {
                 "question": p.question,
                 "answer": p.answer,
@@ -41,9 +53,5 @@ def document_record(doc: Document, pairs: list[QAPair], judge: str) -> dict:
             }
             for p in pairs
         ],
-        "qa_evaluations": {
-            "evaluations": [
-                {"overall": {"score": p.score, "assessment": judge}} for p in pairs
-            ]
-        },
-    }
+        [{"overall": {"score": p.score, "assessment": judge}} for p in pairs],
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from reranktune.documents import read_documents
-from reranktune.io import InputError, write_json, write_jsonl
+from reranktune.io import write_json, write_jsonl
 from reranktune.params import SdgParams
 from reranktune.sdg.offline import OfflineGenerator
 
@@ -18,8 +18,10 @@ def run_sdg(params: SdgParams, output_path: str | Path, summary_path: str | Path
     documents, read_report = read_documents(
         params.input_dir, params.file_extensions, params.min_text_length, params.sentences_per_chunk
     )
-    if params.generator != "offline":
-        raise InputError(f"sdg.generator: {params.generator!r} is not available in this build")
+    if params.generator == "llm":
+        from reranktune.sdg.llm_run import run_llm_sdg
+
+        return run_llm_sdg(params.llm, documents, read_report, output_path, summary_path)
     generator = OfflineGenerator(
         documents,
         seed=params.seed,
