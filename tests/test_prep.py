@@ -136,3 +136,27 @@ def test_prep_outputs_load_in_beir_and_exclude_test_chunks(small_corpus, tmp_pat
         assert not negative_ids & test_chunks
         assert negative_ids <= train_corpus
     assert test_docs  # the SDG file was read
+
+
+def test_a_ready_training_file_is_imported_without_conversion(tmp_path):
+    from test_finetune import write_training_set
+
+    source = write_training_set(tmp_path / "theirs", n_queries=6)
+    report = run_prep(PrepParams(), source, tmp_path / "prep", tmp_path / "prep.json")
+    assert report == {"input": "training_file", "train_records": 6, "corpus_chunks": 30}
+    imported = json.loads((tmp_path / "prep" / "train.json").read_text())
+    assert imported["data"] == json.loads(source.read_text())["data"]
+    assert (tmp_path / "prep" / "corpus" / "train.parquet").exists()
+
+
+def test_a_training_file_with_unknown_ids_is_refused_by_record(tmp_path):
+    import pytest
+    from test_finetune import write_training_set
+    from reranktune.io import InputError
+
+    source = write_training_set(tmp_path / "theirs", n_queries=3)
+    spec = json.loads(source.read_text())
+    spec["data"][2]["neg_doc"][0]["id"] = "ghost"
+    source.write_text(json.dumps(spec))
+    with pytest.raises(InputError, match=r"data\[2\].*ghost"):
+        run_prep(PrepParams(), source, tmp_path / "prep", tmp_path / "prep.json")

@@ -42,7 +42,7 @@ def prep(params_file: str = "params.yaml") -> dict:
     from reranktune.prep.run import run_prep
 
     params: PrepParams = load_section("prep", params_file)
-    return run_prep(params, SDG_OUTPUT, PREP_OUTPUT, PREP_REPORT)
+    return run_prep(params, params.input_path, PREP_OUTPUT, PREP_REPORT)
 
 
 def finetune(params_file: str = "params.yaml") -> dict | None:

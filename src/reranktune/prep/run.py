@@ -13,6 +13,7 @@ from reranktune.params import PrepParams
 from reranktune.prep.mining import mine_hard_negatives
 from reranktune.prep.records import Query, load_sdg
 from reranktune.prep.split import split_documents, split_queries
+from reranktune.prep.training_file import import_training_file, is_training_file
 from reranktune.prep.writers import unroll, write_beir, write_corpus_parquet, write_training_file
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,10 @@ def run_prep(
     params: PrepParams, sdg_path: str | Path, output_dir: str | Path, report_path: str | Path
 ) -> dict:
     """Write ``output_dir`` (training files, corpus, BEIR test set) and the report metrics."""
+    if is_training_file(sdg_path):
+        report = import_training_file(Path(sdg_path), Path(output_dir))
+        write_json(report_path, report)
+        return report
     data = load_sdg(sdg_path, params.quality_threshold, params.max_pos_docs)
     assignment = split_documents(list(data.doc_chunks), params.seed, params.train_ratio, params.val_ratio)
     splits = split_queries(data.queries, assignment)
