@@ -220,3 +220,53 @@ def test_no_server_error_found_by_schemathesis(server, tmp_path):
         capture_output=True, text=True, timeout=170, cwd=tmp_path,   # its cache stays out of the repo
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_torch_engine_ranks_like_the_onnx_export(server, tiny_bert_dir):
+    short = [p for p in PASSAGES if len(p) < 100]
+    torch_settings = ServeSettings(model_dir=str(tiny_bert_dir), engine="torch", model_name="tiny", device="cpu")
+    with ServerThread(create_app(torch_settings)) as srv:
+        wait_ready(srv.url)
+        via_torch = rank(srv.url, short, truncate="NONE").json()["rankings"]
+    via_onnx = rank(server.url, short, truncate="NONE").json()["rankings"]
+    assert [r["index"] for r in via_torch] == [r["index"] for r in via_onnx]
+    assert [r["logit"] for r in via_torch] == pytest.approx([r["logit"] for r in via_onnx], abs=1e-4)
+
+
+def test_batcher_fails_only_the_batch_that_broke(settings):
+    from reranktune.serve.batching import DynamicBatcher
+
+    engine = settings.load()
+    good = engine.encode("q", ["a passage", "another"], truncate=True)
+
+    async def scenario():
+        batcher = DynamicBatcher(engine.score, max_batch=4, max_wait_s=0.0)
+        await batcher.start()
+        try:
+            with pytest.raises(KeyError):
+                await batcher.submit([{"attention_mask": [1]}])   # no input_ids: the engine raises
+            return await batcher.submit(good)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()) == pytest.approx(engine.score(good))
+
+
+def test_serve_bench_reports_both_modes(onnx_dir, tmp_path):
+    """bench/serve.py end to end at a tiny scale: report shape and no server errors (timings not checked)."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_serve", REPO / "bench" / "serve.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.run(str(onnx_dir), duration=1, small_duration=1, concurrency=2, passages=5,
+                       out=tmp_path / "serve.json")
+    assert json.loads((tmp_path / "serve.json").read_text()) == report
+    for load in report["loads"].values():
+        for mode in ("batching", "no_batching"):
+            assert load[mode]["requests"] > 0 and load[mode]["server_errors"] == 0
+            assert set(load[mode]["latency_ms"]) == {"p50", "p95", "p99"}
+        assert load["throughput_ratio_batching_vs_off"] > 0
+    assert report["machine"]["cores"] >= 1

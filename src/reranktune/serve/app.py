@@ -184,6 +184,8 @@ def run_server(settings: ServeSettings) -> None:
     from reranktune.serve.engines import check_model_folder
 
     check_model_folder(settings.model_dir, settings.engine)   # a wrong folder fails here, not in a log
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding %s: other machines can reach this API, which has no authentication", settings.host)
     holder: dict[str, uvicorn.Server] = {}
 
     def stop() -> None:

@@ -98,8 +98,10 @@ class OnnxEngine(Engine):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # CUDA first where installed; Azure's provider calls remote endpoints and has no place here
+        providers = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
         self.session = ort.InferenceSession(str(folder / config.get("onnx_file", "model.onnx")), options,
-                                            providers=ort.get_available_providers())
+                                            providers=providers)
         names = [i.name for i in self.session.get_inputs()]
         super().__init__(load_tokenizer(str(folder)), config["prompt_template"], int(config["max_length"]),
                          names, batch_size)
@@ -112,9 +114,13 @@ class TorchEngine(Engine):
     kind: EngineKind = "torch"
 
     def __init__(self, folder: Path, batch_size: int, device: str | None = None,
-                 trust_remote_code: bool = False) -> None:
+                 trust_remote_code: bool = False, threads: int = 0) -> None:
+        import torch
+
         from reranktune.reranker import Reranker
 
+        if threads:
+            torch.set_num_threads(threads)
         self.reranker = Reranker.from_pretrained(str(folder), trust_remote_code=trust_remote_code,
                                                  device=device)
         if self.reranker.head_was_new:
@@ -157,4 +163,4 @@ def load_engine(kind: EngineKind, folder: str | Path, batch_size: int = 32, thre
     folder = check_model_folder(folder, kind)
     if kind == "onnx":
         return OnnxEngine(folder, batch_size, threads)
-    return TorchEngine(folder, batch_size, device, trust_remote_code)
+    return TorchEngine(folder, batch_size, device, trust_remote_code, threads)
