@@ -125,7 +125,7 @@ async def load(url: str, passages: list[str], per_request: int, concurrency: int
     latencies: list[float] = []
     statuses: dict[int, int] = {}
 
-    async def client(worker: int, http: httpx.AsyncClient, until: float) -> None:
+    async def client(http: httpx.AsyncClient, until: float) -> None:
         while time.monotonic() < until:
             start = rng.randrange(len(passages) - per_request)
             body = {"model": "reranktune", "query": {"text": rng.choice(queries)}, "truncate": "END",
@@ -141,7 +141,7 @@ async def load(url: str, passages: list[str], per_request: int, concurrency: int
                                                    "passages": [{"text": p} for p in passages[:per_request]],
                                                    "truncate": "END"})
         t0 = time.monotonic()
-        await asyncio.gather(*[client(i, http, t0 + duration) for i in range(concurrency)])
+        await asyncio.gather(*[client(http, t0 + duration) for _ in range(concurrency)])
         elapsed = time.monotonic() - t0
     ms = np.asarray(latencies) * 1000
     return {

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from pydantic import ValidationError
 
 from reranktune.io import InputError
 from reranktune.params import DeployParams, load_section
-
-log = logging.getLogger(__name__)
 
 _D = DeployParams()
 
