@@ -7,7 +7,7 @@ from conftest import REPO
 
 
 def test_repo_params_file_is_valid():
-    for section in ("sdg", "prep", "finetune", "eval", "export"):
+    for section in ("sdg", "prep", "finetune", "eval", "export", "deploy"):
         load_section(section, REPO / "params.yaml")
 
 

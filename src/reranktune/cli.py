@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from reranktune.deploy.health import DeployError
 from reranktune.io import InputError
 from reranktune.logs import setup_logging
 
@@ -44,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         stage = sub.add_parser(name, help=helps[name], description=helps[name])
         stage.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         stage.set_defaults(func=_stage_runner(name))
+    from reranktune.deploy.cli import add_deploy_parser, add_serve_parser
+
+    add_serve_parser(sub)
+    add_deploy_parser(sub)
     return parser
 
 
@@ -55,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

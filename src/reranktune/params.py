@@ -180,10 +180,36 @@ class ExportParams(Section):
     parity_pairs: int = Field(64, ge=1)
 
 
+class NimParams(Section):
+    """NVIDIA's reranking container (``deploy.runtime: nim``); needs Docker, a GPU and NGC_API_KEY."""
+
+    image: str = "nvcr.io/nim/nvidia/llama-nemotron-rerank-1b-v2:1.10.0"
+    container_name: str = "reranktune-nim"
+    model_mount: str = "/opt/nim/custom_model"   # where the export folder appears, read-only
+    cache_dir: str | None = "~/.cache/nim"       # NIM's download cache (/opt/nim/.cache); null: none
+    gpus: str = "all"                            # "all" or device ids such as "0,1"
+    shm_size: str = "16g"
+    poll_interval_s: float = Field(5.0, gt=0)
+
+
 class DeployParams(Section):
+    """``reranktune serve`` defaults and ``reranktune deploy``: where and how the ranking API runs."""
+
     runtime: Literal["local", "nim"] = "local"
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"   # 0.0.0.0 exposes the API to the network: only behind a firewall or in a container
     port: int = Field(8000, ge=1, le=65535)
+    model_dir: str = "models/onnx"
+    engine: Literal["onnx", "torch"] = "onnx"
+    model_name: str = "reranktune"
+    batching: bool = True
+    max_batch: int = Field(32, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0)
+    max_passages: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    threads: int = Field(0, ge=0)   # 0: the engine's default (all cores)
+    ready_timeout_s: float = Field(120.0, gt=0)   # how long `deploy` waits for /v1/health/ready
+    state_dir: str = ".cache/deploy"   # pid and log files of `deploy.runtime: local`
+    nim: NimParams = NimParams()
 
 
 SECTIONS: dict[str, type[Section]] = {

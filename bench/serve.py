@@ -1,0 +1,212 @@
+"""Loopback load on the ranking API: latency percentiles and throughput, batching on vs off.
+
+    python bench/serve.py [--model-dir models/onnx] [--duration 15] [--concurrency 8] [--passages 100]
+
+Starts `reranktune serve` twice on 127.0.0.1 (dynamic batching on, then off: the
+baseline), drives each with `concurrency` clients sending `passages` real passages
+from the sample corpus per request for `duration` seconds, then a second, smaller
+load (4 passages per request) where cross-request batching matters most. Prints the
+ratios and writes bench/results/serve.json. The model is a copy of models/onnx when
+it exists, otherwise the packaged all-MiniLM-L6-v2 exported with an untrained head
+(its scores mean nothing; its speed is the real model's). Exits 1 on any 5xx.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from reranktune.io import write_json  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "serve.json"
+
+
+def machine() -> dict:
+    import onnxruntime
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "platform": platform.platform(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2)}   # other work on the box skews ratios
+
+
+def model_folder(model_dir: str | None, work: Path) -> tuple[Path, str]:
+    """A private copy of the export to serve, or the packaged MiniLM exported with an untrained head."""
+    source = Path(model_dir) if model_dir else REPO / "models" / "onnx"
+    target = work / "onnx"
+    if (source / "model.onnx").exists():
+        shutil.copytree(source, target)
+        return target, f"copy of {source}"
+    from reranktune.export.onnx_export import export_onnx
+    from reranktune.models import resolve_model
+    from reranktune.params import DEFAULT_PROMPT_TEMPLATE
+    from reranktune.reranker import Reranker, write_reranker_config
+
+    reranker = Reranker.from_pretrained(resolve_model("all-MiniLM-L6-v2"), device="cpu", max_length=128)
+    target.mkdir()
+    sample = reranker.tokenizer(["a b", "c d e"], padding=True, return_tensors="pt")
+    names = export_onnx(reranker.model, reranker.tokenizer, target / "model.onnx", 17, sample)
+    reranker.tokenizer.save_pretrained(target)
+    write_reranker_config(target, prompt_template=DEFAULT_PROMPT_TEMPLATE, max_length=128, onnx_inputs=names,
+                          onnx_file="model.onnx", source_model="all-MiniLM-L6-v2 (untrained head)")
+    return target, "all-MiniLM-L6-v2 exported here, untrained head"
+
+
+def corpus_passages(seed: int = 0) -> list[str]:
+    """Chunks of 2-4 sentences from the bundled sample corpus: real text of realistic length."""
+    rng = random.Random(seed)
+    chunks = []
+    for path in sorted((REPO / "data" / "sample_corpus").rglob("*")):
+        if path.is_file():
+            sentences = [s.strip() + "." for s in path.read_text(errors="replace").split(".") if s.strip()]
+            for i in range(0, len(sentences), 3):
+                chunks.append(" ".join(sentences[i : i + rng.randint(2, 4)]))
+    rng.shuffle(chunks)
+    return chunks
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, folder: Path, batching: bool, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "reranktune.cli", "serve", "--params", os.devnull, "--model-dir", str(folder),
+               "--port", str(self.port)] + ([] if batching else ["--no-batching"])
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        self.log = open(log, "wb")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def __enter__(self) -> "Server":
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                if httpx.get(f"{self.url}/v1/health/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError("server not ready")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.log.close()
+
+
+async def load(url: str, passages: list[str], per_request: int, concurrency: int, duration: float,
+               seed: int) -> dict:
+    rng = random.Random(seed)
+    queries = ["how do I reclaim disk space", "what is a context manager", "how are indexes used",
+               "what does async await do", "how to write an assert", "transaction isolation levels"]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def client(http: httpx.AsyncClient, until: float) -> None:
+        while time.monotonic() < until:
+            start = rng.randrange(len(passages) - per_request)
+            body = {"model": "reranktune", "query": {"text": rng.choice(queries)}, "truncate": "END",
+                    "passages": [{"text": p} for p in passages[start : start + per_request]]}
+            t0 = time.perf_counter()
+            response = await http.post(f"{url}/v1/ranking", json=body)
+            latencies.append(time.perf_counter() - t0)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        await http.post(f"{url}/v1/ranking", json={"model": "reranktune", "query": {"text": "warm up"},
+                                                   "passages": [{"text": p} for p in passages[:per_request]],
+                                                   "truncate": "END"})
+        t0 = time.monotonic()
+        await asyncio.gather(*[client(http, t0 + duration) for _ in range(concurrency)])
+        elapsed = time.monotonic() - t0
+    ms = np.asarray(latencies) * 1000
+    return {
+        "requests": len(latencies), "seconds": round(elapsed, 2),
+        "requests_per_s": round(len(latencies) / elapsed, 2),
+        "pairs_per_s": round(len(latencies) * per_request / elapsed, 1),
+        "latency_ms": {f"p{q}": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
+        "status": {str(k): v for k, v in sorted(statuses.items())},
+        "server_errors": sum(v for k, v in statuses.items() if k >= 500),
+    }
+
+
+def run(model_dir: str | None = None, duration: float = 15.0, small_duration: float = 8.0, concurrency: int = 8,
+        passages: int = 100, out: Path | None = RESULTS) -> dict:
+    """Both loads against batching on and off; returns (and writes) the report."""
+    passages_pool = corpus_passages()
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        folder, model_note = model_folder(model_dir, Path(tmp))
+        loads = {"large": (passages, duration), "small": (4, small_duration)}
+        results: dict[str, dict] = {name: {} for name in loads}
+        for mode, batching in (("batching", True), ("no_batching", False)):
+            with Server(folder, batching, Path(tmp) / f"{mode}.log") as server:
+                for name, (per_request, seconds) in loads.items():
+                    results[name][mode] = asyncio.run(
+                        load(server.url, passages_pool, per_request, concurrency, seconds, seed=1))
+    report = {
+        "model": model_note, "engine": "onnx", "concurrency": concurrency,
+        "loads": {name: {"passages_per_request": loads[name][0], "duration_s": loads[name][1], **results[name],
+                         "throughput_ratio_batching_vs_off": round(results[name]["batching"]["requests_per_s"]
+                                                                   / results[name]["no_batching"]["requests_per_s"], 2),
+                         "p95_ratio_batching_vs_off": round(results[name]["batching"]["latency_ms"]["p95"]
+                                                            / results[name]["no_batching"]["latency_ms"]["p95"], 2)}
+                  for name in loads},
+        "machine": machine(),
+    }
+    if out is not None:
+        write_json(out, report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", help="export folder to copy (default: models/onnx, else packaged MiniLM)")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of the large load per mode")
+    parser.add_argument("--small-duration", type=float, default=8.0, help="seconds of the small load per mode")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--passages", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="report file (default: bench/results/serve.json)")
+    args = parser.parse_args(argv)
+    report = run(args.model_dir, args.duration, args.small_duration, args.concurrency, args.passages, args.out)
+    m = report["machine"]
+    print(f"model: {report['model']}; {m['cpu']}, {m['cores']} cores, load average {m['load_average_1m_at_end']}")
+    for name, result in report["loads"].items():
+        print(f"\n{name} load: {result['passages_per_request']} passages/request, concurrency {args.concurrency}")
+        for mode in ("batching", "no_batching"):
+            r = result[mode]
+            lat = r["latency_ms"]
+            print(f"  {mode:12s} {r['requests_per_s']:7.2f} req/s {r['pairs_per_s']:8.1f} pairs/s  "
+                  f"p50 {lat['p50']:7.1f} ms  p95 {lat['p95']:7.1f} ms  p99 {lat['p99']:7.1f} ms  5xx {r['server_errors']}")
+        print(f"  throughput ratio (batching / off): {result['throughput_ratio_batching_vs_off']}x, "
+              f"p95 ratio: {result['p95_ratio_batching_vs_off']}x")
+    print(f"\nwrote {args.out}")
+    errors = sum(r[m]["server_errors"] for r in report["loads"].values() for m in ("batching", "no_batching"))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

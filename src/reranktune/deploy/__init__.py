@@ -1,0 +1,1 @@
+"""Start the ranking API somewhere and wait until it answers: this machine or NVIDIA's NIM container."""

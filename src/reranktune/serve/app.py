@@ -1,0 +1,200 @@
+"""The ranking API: FastAPI app, model loading in the background, and the uvicorn runner.
+
+``/v1/health/live`` answers as soon as the process listens; ``/v1/health/ready``
+and ``/v1/ranking`` answer 503 until the model has loaded. Every bad request
+gets a 4xx JSON body (``{"detail": ...}``): FastAPI's 422 for a body that does
+not match the schema, 400 for a pair over the maximum length with
+``truncate: NONE``, 404 for an unknown model id, 413 for too many passages or
+too many bytes.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from reranktune.serve.batching import BatcherStopped, DynamicBatcher
+from reranktune.serve.engines import Engine, EngineKind, PairTooLong, load_engine
+from reranktune.serve.limits import BodySizeLimit
+from reranktune.serve.schema import Error, Health, ModelCard, ModelList, Ranking, RankingRequest, RankingResponse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeSettings:
+    """What ``reranktune serve`` runs; defaults come from ``DeployParams``."""
+
+    model_dir: str = "models/onnx"
+    engine: EngineKind = "onnx"
+    model_name: str = "reranktune"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    batching: bool = True
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_passages: int = 1000
+    max_body_bytes: int = 8 * 1024 * 1024
+    threads: int = 0
+    device: str | None = None
+    trust_remote_code: bool = False
+
+    def load(self) -> Engine:
+        return load_engine(self.engine, self.model_dir, self.max_batch, self.threads, self.device,
+                           self.trust_remote_code)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.batcher: DynamicBatcher | None = None
+        self.load_error: str | None = None
+
+
+def _error(status: int, description: str) -> dict:
+    return {status: {"model": Error, "description": description}}
+
+
+def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = None,
+               on_load_failure: Callable[[], None] | None = None) -> FastAPI:
+    """Build the app; ``loader`` makes the engine (default: ``settings.load``) off the event loop."""
+    state = _State()
+    loader = loader or settings.load
+
+    async def load() -> None:
+        try:
+            engine = await run_in_threadpool(loader)
+        except Exception as exc:
+            state.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model failed to load: %s", state.load_error)
+            if on_load_failure is not None:
+                on_load_failure()
+            return
+        if settings.batching:
+            batcher = DynamicBatcher(engine.score, settings.max_batch, settings.max_wait_ms / 1000)
+            await batcher.start()
+            state.batcher = batcher
+        state.engine = engine
+        log.info("ready: %s engine on %s as %r", engine.kind, settings.model_dir, settings.model_name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        task = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            if state.batcher is not None:
+                await state.batcher.stop()
+
+    app = FastAPI(
+        title="reranktune ranking API",
+        version="1",
+        description="NIM-compatible reranking: POST a query and passages, get them back ranked by logit.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    def openapi() -> dict:
+        """The schema names the one served model id, so generated clients and fuzzers send it."""
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            request = schema["components"]["schemas"]["RankingRequest"]
+            request["properties"]["model"]["enum"] = [settings.model_name]
+            for example in request.get("examples", []):
+                example["model"] = settings.model_name
+        return app.openapi_schema
+
+    app.openapi = openapi
+    app.state.serve = state
+
+    def ready_engine() -> Engine:
+        if state.engine is None:
+            raise HTTPException(503, state.load_error and f"model failed to load: {state.load_error}"
+                                or "model is loading")
+        return state.engine
+
+    @app.get("/v1/health/live", response_model=Health)
+    async def live() -> Health:
+        return Health(message="Service is live.")
+
+    @app.get("/v1/health/ready", response_model=Health, responses=_error(503, "Model not loaded yet"))
+    async def ready() -> Health:
+        ready_engine()
+        return Health(message="Service is ready.")
+
+    @app.get("/v1/models", response_model=ModelList)
+    async def models() -> ModelList:
+        return ModelList(data=[ModelCard(id=settings.model_name)])
+
+    @app.post(
+        "/v1/ranking",
+        response_model=RankingResponse,
+        responses={**_error(400, "A pair is over the maximum length with truncate NONE"),
+                   **_error(404, "Unknown model id"),
+                   **_error(413, "Too many passages or too large a body"),
+                   **_error(503, "Model not loaded yet")},
+    )
+    async def ranking(body: RankingRequest) -> RankingResponse:
+        if body.model != settings.model_name:
+            raise HTTPException(404, f"model {body.model!r} is not served here; GET /v1/models lists "
+                                f"{settings.model_name!r}")
+        if len(body.passages) > settings.max_passages:
+            raise HTTPException(413, f"{len(body.passages)} passages in one request; the limit is "
+                                f"{settings.max_passages} (split the request)")
+        engine = ready_engine()
+        try:
+            pairs = await run_in_threadpool(engine.encode, body.query.text, [p.text for p in body.passages],
+                                            body.truncate == "END")
+        except PairTooLong as exc:
+            raise HTTPException(400, str(exc)) from None
+        if state.batcher is not None:
+            scores = await state.batcher.submit(pairs)
+        else:
+            scores = await run_in_threadpool(engine.score, pairs)
+        order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+        return RankingResponse(rankings=[Ranking(index=i, logit=scores[i]) for i in order])
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # without echoing "input": a lone surrogate in it would make the error itself unencodable
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+    @app.exception_handler(BatcherStopped)
+    async def shutting_down(_request: Request, exc: BatcherStopped) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    return app
+
+
+def run_server(settings: ServeSettings) -> None:
+    """Serve until SIGINT/SIGTERM; uvicorn then finishes in-flight requests before exiting."""
+    import uvicorn
+
+    from reranktune.serve.engines import check_model_folder
+
+    check_model_folder(settings.model_dir, settings.engine)   # a wrong folder fails here, not in a log
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("binding %s: other machines can reach this API, which has no authentication", settings.host)
+    holder: dict[str, uvicorn.Server] = {}
+
+    def stop() -> None:
+        holder["server"].should_exit = True
+
+    app = create_app(settings, on_load_failure=stop)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                            timeout_graceful_shutdown=30, proxy_headers=False)
+    server = holder["server"] = uvicorn.Server(config)
+    server.run()
+    if app.state.serve.load_error:
+        raise SystemExit(f"error: model failed to load: {app.state.serve.load_error}")
