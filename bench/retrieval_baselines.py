@@ -97,7 +97,7 @@ def main() -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="BEIR folders (corpus.jsonl, queries.jsonl, qrels/)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--top-k", type=int, default=100)
-    parser.add_argument("--queries", type=int, default=20, help="queries whose top-k are reranked for timing")
+    parser.add_argument("--queries", type=int, default=5, help="queries whose top-k are reranked for timing")
     parser.add_argument("--max-lengths", type=int, nargs="+", default=[512, 128])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)

@@ -277,3 +277,24 @@ def test_cli_overrides_reach_the_eval_params(monkeypatch):
     monkeypatch.setattr(stages, "eval", lambda params_file, **overrides: seen.update(overrides))
     assert cli.main(["eval", "--endpoint-url", "http://127.0.0.1:9", "--first-stage", "bm25"]) == 0
     assert seen == {"endpoint_url": "http://127.0.0.1:9", "first_stage": "bm25"}
+
+
+def test_two_runs_compare_query_by_query_from_their_per_query_files(tmp_path):
+    from reranktune.evaluation.compare import compare_files
+    from reranktune.evaluation.run import write_per_query
+    from reranktune.io import InputError
+
+    rng = np.random.default_rng(1)
+    old = {"finetuned": {f"q{i}": {"NDCG@10": float(x), "MRR@10": 0.5} for i, x in enumerate(rng.uniform(0, 0.6, 40))}}
+    new = {"finetuned": {q: {**s, "NDCG@10": s["NDCG@10"] + 0.3} for q, s in old["finetuned"].items()}}
+    write_per_query(tmp_path / "old.tsv", old)
+    write_per_query(tmp_path / "new.tsv", new)
+    same = compare_files(tmp_path / "old.tsv", tmp_path / "old.tsv")
+    assert same["delta"] == 0 and same["p_value"] == pytest.approx(1.0)
+    better = compare_files(tmp_path / "old.tsv", tmp_path / "new.tsv")
+    assert better["delta"] == pytest.approx(0.3, abs=1e-4) and better["p_value"] < 0.05 and better["queries"] == 40
+    with pytest.raises(InputError, match="no rows for system 'base'"):
+        compare_files(tmp_path / "old.tsv", tmp_path / "new.tsv", system="base")
+    (tmp_path / "bad.tsv").write_text("query_id\tsystem\tNDCG@10\nq0\tfinetuned\tnot-a-number\n")
+    with pytest.raises(InputError, match="bad.tsv: line 2"):
+        compare_files(tmp_path / "bad.tsv", tmp_path / "new.tsv")
