@@ -15,13 +15,15 @@ from reranktune.io import InputError
 from reranktune.logs import setup_logging
 
 STAGES = ("sdg", "prep", "finetune", "eval", "export")
+EVAL_OVERRIDES = ("endpoint_url", "data_path", "first_stage")
 
 
 def _stage_runner(name: str) -> Callable[[argparse.Namespace], object]:
     def run(args: argparse.Namespace) -> object:
         from reranktune import stages
 
-        return getattr(stages, name)(args.params)
+        overrides = {key: value for key in EVAL_OVERRIDES if (value := getattr(args, key, None)) is not None}
+        return getattr(stages, name)(args.params, **overrides)
 
     return run
 
@@ -38,12 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
         "sdg": "documents (sdg.input_dir) -> synthetic Q&A in data/sdg/qa.jsonl",
         "prep": "Q&A -> training file with hard negatives + BEIR test set in data/prep/",
         "finetune": "train the cross-encoder -> models/reranker/",
-        "eval": "retrieval vs reranking on data/prep/eval_beir -> metrics/eval.json",
+        "eval": "retrieval vs reranking on eval.data_path (data/prep/eval_beir) -> metrics/eval*.json, eval_report.md",
         "export": "ONNX export with a parity check -> models/onnx/",
     }
     for name in STAGES:
         stage = sub.add_parser(name, help=helps[name], description=helps[name])
         stage.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        if name == "eval":
+            stage.add_argument("--endpoint-url", help="check a running /v1/ranking API against the "
+                               "checkpoint (overrides eval.endpoint_url)")
+            stage.add_argument("--data-path", help="BEIR folder to evaluate (overrides eval.data_path)")
+            stage.add_argument("--first-stage", choices=["dense", "bm25", "hybrid"],
+                               help="candidates to rerank (overrides eval.first_stage)")
         stage.set_defaults(func=_stage_runner(name))
     from reranktune.deploy.cli import add_deploy_parser, add_serve_parser
 

@@ -161,11 +161,31 @@ class FinetuneParams(Section):
         return self
 
 
+FirstStage = Literal["dense", "bm25", "hybrid"]
+
+
 class EvalParams(Section):
+    data_path: str = "data/prep/eval_beir"   # any BEIR folder (corpus, queries, qrels/<split>.tsv)
+    split: str = "test"
+    first_stage: FirstStage = "dense"        # the candidates that get reranked
+    compare_first_stages: bool = True        # also report the other first stages alone
     top_k: int = Field(100, ge=1)
+    rrf_k: int = Field(60, ge=1)             # reciprocal-rank fusion constant (hybrid)
+    bm25_language: str = "english"           # PyStemmer language; "" = no stemming/stopwords
     k_values: list[int] = [1, 5, 10, 100]
+    mrr_k: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
     evaluate_base: Literal["auto", "always", "never"] = "auto"
+    significance_k: int = Field(10, ge=1)    # paired test on nDCG@significance_k
+    significance_resamples: int = Field(10000, ge=100)
+    seed: int = 42
+    breakdown_keys: list[str] = ["query_type", "reasoning_type", "hop_count"]
+    endpoint_url: str = ""                   # a running /v1/ranking API to check; "" = skip
+    endpoint_model: str = ""                 # "" = the first id from GET /v1/models
+    endpoint_api_key_env: str = "RERANKTUNE_ENDPOINT_API_KEY"  # the variable's name, not a key
+    endpoint_timeout_s: float = Field(120.0, gt=0)
+    endpoint_tolerance_at_1: float = Field(0.03, ge=0)
+    endpoint_tolerance: float = Field(0.01, ge=0)  # @5 and beyond (and every other cut-off)
 
     @model_validator(mode="after")
     def _ks(self) -> "EvalParams":

@@ -27,6 +27,8 @@ CHECKPOINT_DIR = Path("models/checkpoints")
 FINETUNE_LIVE = Path("metrics/finetune")
 EVAL_METRICS = Path("metrics/eval.json")
 EVAL_PLOTS = Path("metrics/eval_plots.json")
+EVAL_PER_QUERY = Path("metrics/eval_per_query.tsv")
+EVAL_REPORT = Path("metrics/eval_report.md")
 ONNX_DIR = Path("models/onnx")
 EXPORT_REPORT = Path("metrics/export.json")
 
@@ -56,14 +58,16 @@ def finetune(params_file: str = "params.yaml") -> dict | None:
     return run_finetune(params, TRAIN_FILE, MODEL_DIR, CHECKPOINT_DIR, FINETUNE_LIVE, VAL_FILE)
 
 
-def eval(params_file: str = "params.yaml") -> dict:  # noqa: A001 - the stage's name
+def eval(params_file: str = "params.yaml", **overrides) -> dict:  # noqa: A001 - the stage's name
+    """``overrides`` (e.g. endpoint_url, data_path from the CLI) replace eval params."""
     from reranktune.evaluation.run import run_eval
 
     params: EvalParams = load_section("eval", params_file)
+    params = EvalParams.model_validate({**params.model_dump(), **overrides})
     prep_params: PrepParams = load_section("prep", params_file)
     tune: FinetuneParams = load_section("finetune", params_file)
-    return run_eval(params, prep_params.embedding, BEIR_DIR, MODEL_DIR, tune.base_model,
-                    EVAL_METRICS, EVAL_PLOTS, tune.trust_remote_code)
+    return run_eval(params, prep_params.embedding, MODEL_DIR, tune.base_model, EVAL_METRICS,
+                    EVAL_PLOTS, EVAL_PER_QUERY, EVAL_REPORT, tune.trust_remote_code)
 
 
 def export(params_file: str = "params.yaml") -> dict:

@@ -1,14 +1,52 @@
-"""Ranking metrics with pytrec_eval semantics, through beir's evaluator."""
+"""Ranking metrics with pytrec_eval semantics: means over queries and per-query scores."""
 from __future__ import annotations
 
+import pytrec_eval
 from beir.retrieval.evaluation import EvaluateRetrieval
 
+Run = dict[str, dict[str, float]]
+Qrels = dict[str, dict[str, int]]
 
-def ranking_metrics(
-    qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], k_values: list[int]
-) -> dict[str, dict[str, float]]:
-    """``{"NDCG": {"NDCG@k"}, "MAP", "Recall", "Precision": {"P@k"}}``, means over queries."""
+
+def top_k(run: Run, k: int) -> Run:
+    """Each query's ``k`` best documents, ties broken as trec_eval does (higher doc id first)."""
+    return {
+        qid: dict(sorted(docs.items(), key=lambda item: (item[1], item[0]), reverse=True)[:k])
+        for qid, docs in run.items()
+    }
+
+
+def per_query_mrr(qrels: Qrels, run: Run, k: int) -> dict[str, float]:
+    """Reciprocal rank of the first relevant document within the top ``k`` (0 if none)."""
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"})
+    return {qid: s["recip_rank"] for qid, s in evaluator.evaluate(top_k(run, k)).items()}
+
+
+def ranking_metrics(qrels: Qrels, run: Run, k_values: list[int], mrr_k: int = 10) -> dict[str, dict[str, float]]:
+    """``{"NDCG": {"NDCG@k"}, "MAP", "Recall", "Precision": {"P@k"}, "MRR": {"MRR@k"}}``, means over queries."""
     ndcg, _map, recall, precision = EvaluateRetrieval.evaluate(
         qrels, run, sorted(set(k_values)), ignore_identical_ids=False
     )
-    return {"NDCG": ndcg, "MAP": _map, "Recall": recall, "Precision": precision}
+    mrr = per_query_mrr(qrels, run, mrr_k)
+    return {
+        "NDCG": ndcg,
+        "MAP": _map,
+        "Recall": recall,
+        "Precision": precision,
+        "MRR": {f"MRR@{mrr_k}": round(sum(mrr.values()) / len(mrr), 5) if mrr else 0.0},
+    }
+
+
+def per_query_scores(qrels: Qrels, run: Run, ndcg_k: int, recall_k: int, mrr_k: int) -> dict[str, dict[str, float]]:
+    """Per-query nDCG@k, Recall@k and MRR@k: the unit of the paired test and the breakdowns."""
+    measures = {f"ndcg_cut.{ndcg_k}", f"recall.{recall_k}"}
+    scores = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
+    mrr = per_query_mrr(qrels, run, mrr_k)
+    return {
+        qid: {
+            f"NDCG@{ndcg_k}": s[f"ndcg_cut_{ndcg_k}"],
+            f"Recall@{recall_k}": s[f"recall_{recall_k}"],
+            f"MRR@{mrr_k}": mrr[qid],
+        }
+        for qid, s in scores.items()
+    }

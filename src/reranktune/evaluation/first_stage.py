@@ -1,0 +1,99 @@
+"""First-stage retrieval over a BEIR folder: dense, BM25 and their reciprocal-rank fusion."""
+from __future__ import annotations
+
+import logging
+
+from reranktune.embedding import Embedder
+from reranktune.evaluation.beir_data import BeirData
+from reranktune.evaluation.metrics import Run
+from reranktune.params import EmbeddingParams
+from reranktune.retrieval import DenseIndex
+
+log = logging.getLogger(__name__)
+
+FIRST_STAGES = ("dense", "bm25", "hybrid")
+
+
+def dense_retrieval(data: BeirData, embedding: EmbeddingParams, top_k: int) -> Run:
+    """Top ``top_k`` by cosine similarity, with the same prefixes prep mined with."""
+    embedder = Embedder(embedding)
+    doc_ids = list(data.corpus)
+    qids = list(data.queries)
+    passages = embedder.encode_passages([data.passage_text(d) for d in doc_ids])
+    queries = embedder.encode_queries([data.queries[q] for q in qids])
+    scores, rows = DenseIndex(passages).search(queries, top_k)
+    return {
+        qid: {doc_ids[r]: float(s) for s, r in zip(scores[i], rows[i]) if r >= 0}
+        for i, qid in enumerate(qids)
+    }
+
+
+def bm25_retrieval(data: BeirData, top_k: int, language: str = "english") -> Run:
+    """Okapi BM25 (bm25s, Lucene variant); stemming and stopwords when ``language`` is set.
+
+    Every query gets ``top_k`` documents, zero-scored ones included, so that no query
+    drops out of the means (pytrec_eval averages over the queries a run contains).
+    """
+    import bm25s
+
+    stemmer = None
+    stopwords: str | None = None
+    if language:
+        import Stemmer
+
+        stemmer = Stemmer.Stemmer(language)
+        stopwords = "en" if language == "english" else None
+    doc_ids = list(data.corpus)
+    qids = list(data.queries)
+
+    def tokenize(texts: list[str]):
+        return bm25s.tokenize(texts, stopwords=stopwords, stemmer=stemmer, show_progress=False)
+
+    retriever = bm25s.BM25()
+    retriever.index(tokenize([data.passage_text(d) for d in doc_ids]), show_progress=False)
+    rows, scores = retriever.retrieve(
+        tokenize([data.queries[q] for q in qids]), k=min(top_k, len(doc_ids)), show_progress=False
+    )
+    return {
+        qid: {doc_ids[int(r)]: float(s) for r, s in zip(rows[i], scores[i])}
+        for i, qid in enumerate(qids)
+    }
+
+
+def reciprocal_rank_fusion(runs: list[Run], top_k: int, k: int = 60) -> Run:
+    """RRF (Cormack et al. 2009): sum of 1 / (k + rank) over the runs, best ``top_k`` kept."""
+    fused: Run = {}
+    for run in runs:
+        for qid, docs in run.items():
+            ranked = sorted(docs.items(), key=lambda item: (-item[1], item[0]))
+            target = fused.setdefault(qid, {})
+            for rank, (doc_id, _) in enumerate(ranked, start=1):
+                target[doc_id] = target.get(doc_id, 0.0) + 1.0 / (k + rank)
+    return {
+        qid: dict(sorted(docs.items(), key=lambda item: (-item[1], item[0]))[:top_k])
+        for qid, docs in fused.items()
+    }
+
+
+def first_stage_runs(
+    data: BeirData,
+    names: list[str],
+    embedding: EmbeddingParams,
+    top_k: int,
+    rrf_k: int = 60,
+    bm25_language: str = "english",
+) -> dict[str, Run]:
+    """The runs named in ``names``; hybrid fuses dense and BM25 (computed once)."""
+    unknown = sorted(set(names) - set(FIRST_STAGES))
+    if unknown:
+        raise ValueError(f"unknown first stage(s) {unknown}; expected {FIRST_STAGES}")
+    runs: dict[str, Run] = {}
+    if "dense" in names or "hybrid" in names:
+        log.info("first stage: dense retrieval with %s", embedding.model)
+        runs["dense"] = dense_retrieval(data, embedding, top_k)
+    if "bm25" in names or "hybrid" in names:
+        log.info("first stage: BM25")
+        runs["bm25"] = bm25_retrieval(data, top_k, bm25_language)
+    if "hybrid" in names:
+        runs["hybrid"] = reciprocal_rank_fusion([runs["dense"], runs["bm25"]], top_k, rrf_k)
+    return {name: runs[name] for name in names}
