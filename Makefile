@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install install-s3 repro test bench clean gpu-exp
+.PHONY: install install-s3 repro test bench clean
 
 install: $(VENV)/.installed
 

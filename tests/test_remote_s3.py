@@ -1,4 +1,5 @@
-"""DVC push/pull of real pipeline outputs through an S3 remote served by moto on 127.0.0.1.
+"""DVC push/pull of real pipeline outputs: the project's default directory remote, then
+an S3 remote served by moto on 127.0.0.1.
 
 moto lives in its own venv (``make install-s3`` → .venv-s3/) because it needs a newer
 botocore than dvc-s3's aiobotocore allows. The bucket is made with the main venv's botocore.
@@ -91,9 +92,14 @@ def test_push_wipe_pull_restores_every_output_and_repro_is_a_no_op(s3_endpoint, 
     root = tmp_path / "repo"
     root.mkdir()
     env = _isolated(make_repo(root, tiny_bert_dir, stages=("sdg", "prep")), tmp_path)
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")   # the project's default remote
     _s3_client(s3_endpoint).create_bucket(Bucket=BUCKET)
 
     run(["dvc", "repro"], root, env)
+    run(["dvc", "push"], root, env)
+    local_store = tmp_path / "reranktune-dvc-store"   # ../reranktune-dvc-store from the repo
+    assert len(list((local_store / "files" / "md5").rglob("*"))) > 5
+
     run(["dvc", "remote", "add", "-d", "s3", f"s3://{BUCKET}/store"], root, env)
     run(["dvc", "remote", "modify", "s3", "endpointurl", s3_endpoint], root, env)
     run(["dvc", "remote", "modify", "s3", "region", "us-east-1"], root, env)

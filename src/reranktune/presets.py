@@ -86,12 +86,16 @@ def _hydra_value(value: Any) -> str:
 
 
 def set_args(preset: dict[str, Any], prefix: str = "") -> list[str]:
-    """``["-S", "finetune.learning_rate=3e-06", ...]`` for every leaf key of the preset."""
+    """``["-S", "++finetune.learning_rate=3e-06", ...]`` for every leaf key of the preset.
+
+    ``++`` sets the key whether or not params.yaml already lists it (a key left at its
+    default there, such as ``prep.embedding.trust_remote_code``, is absent from the file).
+    """
     args: list[str] = []
     for key, value in preset.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             args += set_args(value, prefix=f"{name}.")
         else:
-            args += ["-S", f"{name}={_hydra_value(value)}"]
+            args += ["-S", f"++{name}={_hydra_value(value)}"]
     return args
