@@ -47,7 +47,10 @@ def swept_repo(tmp_path_factory, tiny_bert_dir):
         status = _wait_for_queue(root, env)
     finally:
         run(["dvc", "queue", "stop"], root, env, check=False)
-    assert status.count("Success") == 2, status + run(["dvc", "queue", "logs", "-h"], root, env, check=False)
+    if status.count("Success") != 2:
+        names = [line.split()[1] for line in status.splitlines()[1:] if len(line.split()) > 3]
+        logs = "".join(run(["dvc", "queue", "logs", name], root, env, check=False)[-3000:] for name in names)
+        pytest.fail(f"sweep did not succeed:\n{status}\n{logs}")
     return root, env
 
 
@@ -83,6 +86,10 @@ def test_pr_report_commands_compare_two_experiments(swept_repo, tmp_path):
     run(["dvc", "plots", "diff", first, second, "-o", str(out)], root, env)
     html = (out / "index.html").read_text()
     assert "ndcg_at_k" in html and first in html
+    vega = json.loads(run(["dvc", "plots", "diff", first, second, "--targets", "ndcg_at_k", "--show-vega"],
+                          root, env))
+    assert vega["$schema"].startswith("https://vega.github.io/schema/vega-lite")
+    assert {row["rev"] for row in vega["data"]["values"]} == {first, second}
 
 
 def test_gpu_preset_queues_as_one_experiment_with_the_reference_params(swept_repo):
@@ -91,8 +98,9 @@ def test_gpu_preset_queues_as_one_experiment_with_the_reference_params(swept_rep
     shutil.copy(REPO / "params" / "gpu-reference.yaml", root / "params" / "gpu-reference.yaml")
     run(["reranktune", "preset", "params/gpu-reference.yaml", "--queue", "-n", "gpu-reference"], root, env)
     try:
-        exps = json.loads(run(["dvc", "exp", "show", "--json", "--queued"], root, env))
-        queued = _experiments(exps)["gpu-reference"]["data"]["params"]["params.yaml"]["data"]
+        queued = _experiments(json.loads(run(["dvc", "exp", "show", "--json"], root, env)))["gpu-reference"]
+        assert "gpu-reference" in run(["dvc", "queue", "status"], root, env)
+        queued = queued["data"]["params"]["params.yaml"]["data"]
     finally:
         run(["dvc", "queue", "remove", "gpu-reference"], root, env, check=False)
     assert queued["finetune"]["base_model"] == "nvidia/llama-nemotron-rerank-1b-v2"
