@@ -7,6 +7,8 @@ pipeline with ``reranktune sdg && reranktune prep && ...``.
 from __future__ import annotations
 
 import argparse
+import shlex
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -57,7 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parser(sub)
     add_deploy_parser(sub)
+    preset = sub.add_parser(
+        "preset",
+        help="run a DVC experiment with a params preset (e.g. params/gpu-reference.yaml)",
+        description="Check a preset against params.yaml, then run `dvc exp run -S key=value ... "
+        "[DVC_ARGS]` so DVC applies it to params.yaml and records the experiment. "
+        "Options after FILE go to `dvc exp run` (e.g. --queue, -n NAME).",
+    )
+    preset.add_argument("--print", action="store_true", dest="print_only",
+                        help="print the dvc command instead of running it")
+    preset.add_argument("file", help="preset YAML: params.yaml's shape, only the keys it changes")
+    preset.add_argument("dvc_args", nargs=argparse.REMAINDER, help="more `dvc exp run` options")
+    preset.set_defaults(func=_run_preset)
     return parser
+
+
+def _run_preset(args: argparse.Namespace) -> None:
+    from reranktune.presets import check_preset, load_preset, set_args
+
+    values = load_preset(args.file)
+    check_preset(values, args.file, "params.yaml")
+    command = ["dvc", "exp", "run", *set_args(values), *args.dvc_args]
+    if args.print_only:
+        print(shlex.join(command))
+    elif code := subprocess.call(command):
+        raise SystemExit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
