@@ -34,5 +34,8 @@ repro: install
 test: install install-s3
 	python -m pytest
 
+bench: install
+	python bench/run_all.py
+
 clean:
 	rm -rf $(VENV) $(VENV_S3) .cache
