@@ -1,27 +1,68 @@
+import json
+
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
+from onnx import numpy_helper
 
+from conftest import SAMPLE_CORPUS
+from reranktune.evaluation.beir_data import BeirData
+from reranktune.export.gate import OnnxScorer, RankingSet, judge
 from reranktune.export.onnx_export import export_onnx
-from reranktune.export.parity import check_parity, onnx_session
-from reranktune.reranker import Reranker
+from reranktune.export.parity import ParityProbe, check_parity, onnx_session
+from reranktune.export.run import run_export
+from reranktune.export.tensorrt_engine import TensorRTSession, build_engine, tensorrt_missing
+from reranktune.export.variants import VARIANTS, build_variants
+from reranktune.io import InputError, write_jsonl
+from reranktune.params import EmbeddingParams, ExportParams, load_section
+from reranktune.reranker import Reranker, format_pair, read_reranker_config
 
-TEXTS = (["question:what is vacuum \n \n passage:VACUUM reclaims storage occupied by dead tuples."] * 3 + [
-    "question:lambda \n \n passage:" + "Lambda expressions create anonymous functions. " * 150,
-    "question:short \n \n passage:x",
-]) * 14
+SHORT = "question:what is vacuum \n \n passage:VACUUM reclaims storage occupied by dead tuples."
+LONG = "question:lambda \n \n passage:" + "Lambda expressions create anonymous functions. " * 150
+TINY = "question:short \n \n passage:x"
+TEXTS = ([SHORT] * 3 + [LONG, TINY]) * 14
+# batch 1 short, batch 1 at max length, batch 64 short, batch 64 at max length
+SHAPE_TEXTS = [SHORT, LONG] + [SHORT, TINY] * 32 + [SHORT, LONG, TINY, SHORT] * 16
+
+
+def _export_all(fixture_dir, folder, max_length=512):
+    reranker = Reranker.from_pretrained(str(fixture_dir), device="cpu", max_length=max_length)
+    sample = reranker.tokenizer(TEXTS[:2], padding=True, return_tensors="pt")
+    names = export_onnx(reranker.model, reranker.tokenizer, folder / "model.onnx", 17, sample)
+    built = build_variants(folder, ["fp32", "optimized", "int8", "fp16"], reranker.model.config)
+    return reranker, names, built
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert_dir", "tiny_llama_dir"])
-def test_onnx_matches_torch_at_several_shapes(fixture, request, tmp_path):
-    reranker = Reranker.from_pretrained(str(request.getfixturevalue(fixture)), device="cpu", max_length=512)
+def test_every_variant_matches_torch_at_several_shapes(fixture, request, tmp_path):
+    reranker, names, built = _export_all(request.getfixturevalue(fixture), tmp_path)
+    assert set(built) == {"fp32", "optimized", "int8", "fp16"}
+    probe = ParityProbe(reranker.model, reranker.tokenizer, SHAPE_TEXTS, 512, names, batch_sizes=(1, 1, 64, 64))
+    shapes = [list(b["input_ids"].shape) for b in probe.batches]
+    assert shapes[0][0] == 1 and shapes[0][1] < 32 and shapes[1] == [1, 512]
+    assert shapes[2][0] == 64 and shapes[2][1] < 32 and shapes[3] == [64, 512]
+    if fixture == "tiny_bert_dir":   # eager export: the optimiser fuses attention
+        assert built["optimized"]["fused_ops"].get("Attention", 0) == 2, built["optimized"]
+    for name, atol in [("fp32", 1e-4), ("optimized", 1e-4), ("fp16", 2e-2)]:
+        parity = probe.compare(onnx_session(str(tmp_path / VARIANTS[name].file)))
+        assert parity.max_abs_diff < atol, (name, parity)
+    int8 = onnx_session(str(tmp_path / VARIANTS["int8"].file))
+    assert int8.run(["logits"], probe.batches[3])[0].shape == (64, 1)
+    fp16 = onnx_session(str(tmp_path / VARIANTS["fp16"].file))   # mixed precision inside, fp32/int64 at the edges
+    assert {i.name: i.type for i in fp16.get_inputs()} == {n: "tensor(int64)" for n in names}
+    assert fp16.get_outputs()[0].type == "tensor(float)"
+    assert onnx.load(str(tmp_path / VARIANTS["fp16"].file)).graph.initializer[0].data_type == onnx.TensorProto.FLOAT16
+
+
+def test_export_leaves_the_model_in_eval_mode(tiny_bert_dir, tmp_path):
+    reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu")
     sample = reranker.tokenizer(TEXTS[:2], padding=True, return_tensors="pt")
-    names = export_onnx(reranker.model, reranker.tokenizer, tmp_path / "model.onnx", 17, sample)
-    parity = check_parity(onnx_session(str(tmp_path / "model.onnx")), reranker.model, reranker.tokenizer,
-                          TEXTS, 512, names, batch_sizes=(1, 64))
-    assert parity.max_abs_diff < 1e-4
-    assert any(s[0] == 1 for s in parity.shapes), parity.shapes
-    assert any(s[0] == 64 and s[1] == 512 for s in parity.shapes), parity.shapes
+    attn = reranker.model.config._attn_implementation
+    export_onnx(reranker.model, reranker.tokenizer, tmp_path / "model.onnx", 17, sample)
+    assert not reranker.model.training
+    assert reranker.model.config._attn_implementation == attn
 
 
 def test_parity_flags_a_corrupted_graph(tiny_bert_dir, tmp_path):
@@ -34,3 +75,131 @@ def test_parity_flags_a_corrupted_graph(tiny_bert_dir, tmp_path):
     parity = check_parity(session, reranker.model, reranker.tokenizer, TEXTS, 128, names)
     assert parity.max_abs_diff == pytest.approx(0.5, abs=1e-3)
     assert np.isfinite(parity.spearman)
+
+
+def _perturb(path, scale, seed=0):
+    """Add noise to every float weight matrix of an ONNX file, in place."""
+    model = onnx.load(str(path))
+    rng = np.random.default_rng(seed)
+    for init in model.graph.initializer:
+        array = numpy_helper.to_array(init)
+        if array.dtype == np.float32 and array.ndim == 2:
+            noisy = array + rng.normal(0, scale * (array.std() + 1e-6), array.shape).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(noisy, init.name))
+    onnx.save(model, str(path))
+
+
+def test_gate_rejects_a_perturbed_variant_and_accepts_the_faithful_one(tiny_bert_dir, tmp_path):
+    reranker, names, _ = _export_all(tiny_bert_dir, tmp_path, max_length=128)
+    _perturb(tmp_path / VARIANTS["optimized"].file, scale=2.0)
+    passages = [f"passage {i}: " + " ".join(SHORT.split()[i % 7 :]) + f" item {i}" for i in range(40)]
+    corpus = {f"d{i}": {"title": "", "text": p} for i, p in enumerate(passages)}
+    queries = {f"q{j}": f"query number {j} about vacuum" for j in range(8)}
+    candidates = {q: {f"d{i}": 0.0 for i in range(j * 5, j * 5 + 5)} for j, q in enumerate(queries)}
+    # relevance = PyTorch's own top choice, so PyTorch scores NDCG@10 = 1 and any reordering loses
+    torch_best = {}
+    for q, docs in candidates.items():
+        ids = list(docs)
+        scores = reranker.score([queries[q]] * len(ids), [corpus[d]["text"] for d in ids])
+        torch_best[q] = {ids[int(np.argmax(scores))]: 1}
+    ranking = RankingSet(BeirData(corpus, queries, torch_best, {}), candidates)
+    params = ExportParams(max_ndcg_drop=0.01)
+    probe = ParityProbe(reranker.model, reranker.tokenizer, TEXTS, 128, names)
+    torch_ndcg, _ = ranking.ndcg(reranker, 64)
+    assert torch_ndcg == pytest.approx(1.0)
+    verdicts = {}
+    for name in ("fp32", "optimized"):
+        session = onnx_session(str(tmp_path / VARIANTS[name].file))
+        ndcg, _ = ranking.ndcg(OnnxScorer(session, reranker), 64)
+        verdicts[name] = judge(True, probe.compare(session), ndcg, torch_ndcg, params)
+    assert verdicts["fp32"]["accepted"] and verdicts["fp32"]["ndcg_drop"] == 0
+    assert not verdicts["optimized"]["accepted"]
+    assert verdicts["optimized"]["ndcg_drop"] > 0.01
+    assert "NDCG@10 drop" in verdicts["optimized"]["rejected_because"]
+    assert "parity_atol" in verdicts["optimized"]["rejected_because"]
+
+
+@pytest.fixture
+def small_beir(tmp_path):
+    """A BEIR folder from twelve sample documents; each query's answer is its own document."""
+    folder = tmp_path / "beir"
+    docs = sorted((SAMPLE_CORPUS / "postgresql").glob("*.txt"))[:12]
+    corpus, queries, qrels = [], [], ["query-id\tcorpus-id\tscore"]
+    for i, path in enumerate(docs):
+        words = path.read_text(encoding="utf-8").split()
+        corpus.append({"_id": f"d{i}", "title": "", "text": " ".join(words[:80])})
+        queries.append({"_id": f"q{i}", "text": " ".join(words[2:9])})
+        qrels.append(f"q{i}\td{i}\t1")
+    write_jsonl(folder / "corpus.jsonl", corpus)
+    write_jsonl(folder / "queries.jsonl", queries)
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "test.tsv").write_text("\n".join(qrels) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert_dir", "tiny_llama_dir"])
+def test_run_export_writes_a_self_describing_folder(fixture, request, small_beir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    out, report_path = tmp_path / "onnx", tmp_path / "export.json"
+    params = ExportParams(gate_queries=0, gate_top_k=5, parity_pairs=16)
+    report = run_export(params, EmbeddingParams(max_length=64), request.getfixturevalue(fixture),
+                        small_beir, out, report_path)
+    assert json.loads(report_path.read_text()) == report
+    assert report["gate"] == {"queries": 12, "pairs": 60, "top_k": 5, "max_ndcg_drop": 0.01}
+    for name in ("fp32", "optimized"):
+        assert report[name]["accepted"] and report[name]["ndcg_drop"] == 0, report[name]
+    assert report["fp16"]["NDCG@10"] is None   # CPU-only here: built, loaded and probed, not reranked
+    config = read_reranker_config(out)
+    accepted = [n for n in params.variants if report[n]["accepted"]]
+    assert config["default_variant"] in accepted and config["onnx_file"] == VARIANTS[config["default_variant"]].file
+    for name, entry in config["variants"].items():
+        assert entry["accepted"] == report[name]["accepted"]
+        assert (entry["file"] is not None) == entry["accepted"] == (out / VARIANTS[name].file).exists()
+    assert "tensorrt" not in report or tensorrt_missing() is None
+    # serve's view: only the folder, nothing from the training side
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    session = ort.InferenceSession(str(out / config["variants"]["fp32"]["file"]), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == config["onnx_inputs"]
+    text = format_pair(config["prompt_template"], "what does vacuum do", "VACUUM reclaims storage.")
+    batch = tokenizer([text], truncation=True, max_length=config["max_length"], return_tensors="np")
+    logit = session.run([config["onnx_output"]], {n: batch[n] for n in config["onnx_inputs"]})[0][0, 0]
+    reference = Reranker.from_pretrained(str(request.getfixturevalue(fixture)), device="cpu")
+    assert logit == pytest.approx(reference.score(["what does vacuum do"], ["VACUUM reclaims storage."])[0], abs=1e-4)
+
+
+def test_run_export_drops_a_rejected_int8_and_serves_the_next_best(tiny_bert_dir, small_beir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "onnx"
+    # INT8 can never reach a rank correlation of exactly 1 against fp32 scores: it must be rejected
+    params = ExportParams(variants=["fp32", "optimized", "int8"], gate_queries=6, gate_top_k=4,
+                          parity_pairs=16, lossy_min_spearman=1.0)
+    report = run_export(params, EmbeddingParams(max_length=64), tiny_bert_dir, small_beir, out, tmp_path / "e.json")
+    assert not report["int8"]["accepted"] and "lossy_min_spearman" in report["int8"]["rejected_because"]
+    config = read_reranker_config(out)
+    assert config["variants"]["int8"] == {**config["variants"]["int8"], "file": None, "accepted": False}
+    assert not (out / VARIANTS["int8"].file).exists()
+    assert config["default_variant"] == "optimized" and config["onnx_file"] == "model.opt.onnx"
+
+
+def test_export_params_need_fp32_and_ordered_profiles(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("export:\n  variants: [int8]\n")
+    with pytest.raises(InputError, match="variants must include fp32"):
+        load_section("export", path)
+    path.write_text("export:\n  variants: [fp32, int4]\n")
+    with pytest.raises(InputError, match=r"export\.variants\.1"):
+        load_section("export", path)
+    path.write_text("export:\n  trt_length: [512, 256, 3]\n")
+    with pytest.raises(InputError, match="trt_length must be three increasing"):
+        load_section("export", path)
+
+
+@pytest.mark.skipif(tensorrt_missing() is not None, reason=f"TensorRT unusable here: {tensorrt_missing()}")
+def test_tensorrt_engine_matches_torch(tiny_bert_dir, tmp_path):
+    reranker, names, _ = _export_all(tiny_bert_dir, tmp_path)
+    build_engine(tmp_path / "model.onnx", tmp_path / "model.plan", names, [1, 16, 64], [3, 256, 512])
+    probe = ParityProbe(reranker.model, reranker.tokenizer, SHAPE_TEXTS, 512, names, batch_sizes=(1, 1, 64, 64))
+    parity = probe.compare(TensorRTSession(tmp_path / "model.plan"))
+    assert parity.max_abs_diff < 2e-2 and parity.spearman > 0.99, parity

@@ -54,7 +54,7 @@ def test_dvc_repro_runs_every_stage_and_reruns_only_what_changed(dvc_repo):
     assert {"retrieval", "finetuned"} <= set(metrics)
     assert set(metrics["finetuned"]["NDCG"]) == {"NDCG@1", "NDCG@5", "NDCG@10"}
     assert (root / "models" / "onnx" / "model.onnx").exists()
-    assert json.loads((root / "metrics" / "export.json").read_text())["fp32"]["passed"]
+    assert json.loads((root / "metrics" / "export.json").read_text())["fp32"]["accepted"]
     assert (root / "dvc.lock").exists()
 
     out = _run(["dvc", "repro"], root, env)

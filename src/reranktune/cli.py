@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prep": "Q&A -> training file with hard negatives + BEIR test set in data/prep/",
         "finetune": "train the cross-encoder -> models/reranker/",
         "eval": "retrieval vs reranking on eval.data_path (data/prep/eval_beir) -> metrics/eval*.json, eval_report.md",
-        "export": "ONNX export with a parity check -> models/onnx/",
+        "export": "ONNX variants (fp32, optimized, int8, fp16) behind an accuracy gate -> models/onnx/",
     }
     for name in STAGES:
         stage = sub.add_parser(name, help=helps[name], description=helps[name])

@@ -194,10 +194,36 @@ class EvalParams(Section):
         return self
 
 
+ExportVariant = Literal["fp32", "optimized", "int8", "fp16"]
+
+
 class ExportParams(Section):
+    """ONNX variants to build and the accuracy gate each must pass to be offered to serve."""
+
     opset: int = Field(17, ge=14)
-    parity_atol: float = Field(1e-3, gt=0)
+    variants: list[ExportVariant] = ["fp32", "optimized", "int8", "fp16"]
+    parity_atol: float = Field(1e-3, gt=0)            # fp32/optimized: max |score - PyTorch score|
+    lossy_min_spearman: float = Field(0.9, ge=-1, le=1)  # int8/fp16: rank correlation with PyTorch
+    max_ndcg_drop: float = Field(0.01, ge=0)           # every variant: NDCG@10 below PyTorch's
     parity_pairs: int = Field(64, ge=1)
+    gate_queries: int = Field(48, ge=0)                # test queries reranked for the gate; 0 = all
+    gate_top_k: int = Field(10, ge=1)                  # dense candidates per query
+    batch_size: int = Field(64, ge=1)
+    tensorrt: bool = True                              # build an engine when `tensorrt` imports
+    trt_batch: list[int] = [1, 16, 64]                 # TensorRT profile min/opt/max
+    trt_length: list[int] = [3, 256, 512]
+
+    @model_validator(mode="after")
+    def _variants(self) -> "ExportParams":
+        if "fp32" not in self.variants:
+            raise ValueError("variants must include fp32: every other variant is derived from it")
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError("variants must not repeat")
+        for key in ("trt_batch", "trt_length"):
+            values = getattr(self, key)
+            if len(values) != 3 or values != sorted(values) or values[0] < 1:
+                raise ValueError(f"{key} must be three increasing positive sizes (min, opt, max)")
+        return self
 
 
 class NimParams(Section):

@@ -74,4 +74,5 @@ def export(params_file: str = "params.yaml") -> dict:
     from reranktune.export.run import run_export
 
     params: ExportParams = load_section("export", params_file)
-    return run_export(params, MODEL_DIR, BEIR_DIR, ONNX_DIR, EXPORT_REPORT)
+    prep_params: PrepParams = load_section("prep", params_file)   # the gate reranks eval's dense candidates
+    return run_export(params, prep_params.embedding, MODEL_DIR, BEIR_DIR, ONNX_DIR, EXPORT_REPORT)

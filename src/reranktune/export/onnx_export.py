@@ -21,10 +21,28 @@ class _LogitsOnly(torch.nn.Module):
         return self.model(**dict(zip(self.input_names, tensors))).logits
 
 
-def export_onnx(model, tokenizer, path: Path, opset: int, sample: dict[str, torch.Tensor]) -> list[str]:
-    """Write ``path``; returns the input names the graph takes."""
+def export_onnx(model, tokenizer, path: Path, opset: int, sample: dict[str, torch.Tensor],
+                attn_implementation: str | None = "eager") -> list[str]:
+    """Write ``path``; returns the input names the graph takes.
+
+    Eager attention traces to explicit MatMul/Softmax nodes, the pattern onnxruntime's
+    optimizer fuses into one Attention op (an SDPA export stays unfused); the model's
+    own setting is restored afterwards.
+    """
     names = model_input_names(model, tokenizer)
-    wrapper = _LogitsOnly(model.eval(), names)
+    previous = model.config._attn_implementation
+    if attn_implementation and attn_implementation != previous:
+        model.set_attn_implementation(attn_implementation)
+    try:
+        _export(model, names, path, opset, sample)
+    finally:
+        if attn_implementation and attn_implementation != previous:
+            model.set_attn_implementation(previous)
+    return names
+
+
+def _export(model, names: list[str], path: Path, opset: int, sample: dict[str, torch.Tensor]) -> None:
+    wrapper = _LogitsOnly(model.eval(), names).eval()  # export restores this mode on exit
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes["logits"] = {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
@@ -39,4 +57,3 @@ def export_onnx(model, tokenizer, path: Path, opset: int, sample: dict[str, torc
             opset_version=opset,
             dynamo=False,
         )
-    return names

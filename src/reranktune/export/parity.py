@@ -1,4 +1,4 @@
-"""Compare an ONNX reranker's scores with PyTorch's on real pairs."""
+"""Compare an ONNX reranker's scores with PyTorch's on real pairs, batch by batch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +25,42 @@ class Parity:
         }
 
 
-def onnx_session(path: str) -> ort.InferenceSession:
-    return ort.InferenceSession(path, providers=ort.get_available_providers())
+def onnx_session(path: str, device: str = "cpu") -> ort.InferenceSession:
+    """A session on ``device``; "cuda" falls back to the CPU where onnxruntime has no CUDA provider."""
+    available = ort.get_available_providers()
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda" and "CUDAExecutionProvider" in available:
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(path, providers=providers)
+
+
+class ParityProbe:
+    """Fixed batches of real pairs (several batch sizes, up to the maximum length) and PyTorch's scores."""
+
+    def __init__(self, model, tokenizer, texts: list[str], max_length: int, input_names: list[str],
+                 batch_sizes: tuple[int, ...] = (1, 7, 64)) -> None:
+        self.input_names = input_names
+        self.batches: list[dict[str, np.ndarray]] = []
+        start = 0
+        while start < len(texts):
+            size = batch_sizes[len(self.batches) % len(batch_sizes)]
+            batch = tokenizer(texts[start : start + size], padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt")
+            self.batches.append({n: batch[n].numpy() for n in input_names})
+            start += size
+        model = model.eval().float().cpu()
+        with torch.inference_mode():
+            self.torch_scores = np.concatenate([
+                model(**{n: torch.from_numpy(b[n]) for n in input_names}).logits[:, 0].numpy()
+                for b in self.batches
+            ])
+
+    def compare(self, session: ort.InferenceSession) -> Parity:
+        scores = np.concatenate([session.run(["logits"], b)[0][:, 0] for b in self.batches])
+        a, b = self.torch_scores.astype(np.float64), scores.astype(np.float64)
+        rho = float(spearmanr(a, b).statistic) if len(a) > 1 else 1.0
+        shapes = [list(batch["input_ids"].shape) for batch in self.batches]
+        return Parity(float(np.max(np.abs(a - b))), rho, len(a), shapes)
 
 
 def check_parity(
@@ -34,22 +68,4 @@ def check_parity(
     input_names: list[str], batch_sizes: tuple[int, ...] = (1, 7, 64),
 ) -> Parity:
     """Score ``texts`` in batches of several sizes through both engines."""
-    model = model.eval().float().cpu()
-    torch_scores: list[float] = []
-    onnx_scores: list[float] = []
-    shapes: list[list[int]] = []
-    start = 0
-    i = 0
-    while start < len(texts):
-        size = batch_sizes[i % len(batch_sizes)]
-        batch = tokenizer(texts[start : start + size], padding=True, truncation=True,
-                          max_length=max_length, return_tensors="pt")
-        with torch.inference_mode():
-            torch_scores += model(**{n: batch[n] for n in input_names}).logits[:, 0].tolist()
-        onnx_scores += session.run(["logits"], {n: batch[n].numpy() for n in input_names})[0][:, 0].tolist()
-        shapes.append(list(batch["input_ids"].shape))
-        start += size
-        i += 1
-    a, b = np.asarray(torch_scores), np.asarray(onnx_scores)
-    rho = float(spearmanr(a, b).statistic) if len(a) > 1 else 1.0
-    return Parity(float(np.max(np.abs(a - b))), rho, len(a), shapes)
+    return ParityProbe(model, tokenizer, texts, max_length, input_names, batch_sizes).compare(session)

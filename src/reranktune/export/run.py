@@ -1,4 +1,6 @@
-"""Export end to end: ONNX graph, tokenizer and prompt beside it, parity gate."""
+"""Export end to end: ONNX variants, an optional TensorRT engine, the accuracy gate, and a
+self-describing folder (tokenizer, prompt, max length, inputs, accepted variants) for serve.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,13 +9,18 @@ import shutil
 from pathlib import Path
 
 from reranktune.evaluation.beir_data import load_beir
+from reranktune.export.gate import NDCG_KEY, OnnxScorer, judge, ranking_set
 from reranktune.export.onnx_export import export_onnx
-from reranktune.export.parity import check_parity, onnx_session
+from reranktune.export.parity import ParityProbe, onnx_session
+from reranktune.export.tensorrt_engine import ENGINE_FILE, TensorRTSession, build_engine, tensorrt_missing
+from reranktune.export.variants import CPU_PREFERENCE, VARIANTS, Variant, build_variants
 from reranktune.io import atomic_dir, write_json
-from reranktune.params import ExportParams
+from reranktune.params import EmbeddingParams, ExportParams
 from reranktune.reranker import Reranker, format_pair, write_reranker_config
 
 log = logging.getLogger(__name__)
+
+TENSORRT = Variant(ENGINE_FILE, "cuda", "fp16, norms fp32", False)
 
 
 class ParityError(RuntimeError):
@@ -35,13 +42,65 @@ def parity_texts(beir_dir: str | Path, template: str, n_pairs: int, seed: int = 
     return texts[:n_pairs] if len(texts) > n_pairs else texts
 
 
-def run_export(params: ExportParams, model_dir: str | Path, beir_dir: str | Path,
-               output_dir: str | Path, report_path: str | Path) -> dict:
+def _tensorrt(params: ExportParams, out: Path, names: list[str]) -> dict[str, Variant]:
+    """Build the engine where TensorRT and a GPU are present; otherwise say why not."""
+    if not params.tensorrt:
+        return {}
+    missing = tensorrt_missing()
+    if missing:
+        log.info("TensorRT engine skipped: %s; the ONNX variants are unaffected", missing)
+        return {}
+    build_engine(out / VARIANTS["fp32"].file, out / ENGINE_FILE, names, params.trt_batch, params.trt_length)
+    return {"tensorrt": TENSORRT}
+
+
+def _session(variant: Variant, path: Path):
+    return TensorRTSession(path) if variant is TENSORRT else onnx_session(str(path), variant.device)
+
+
+def _default_variant(report: dict) -> str:
+    return next(name for name in CPU_PREFERENCE if report.get(name, {}).get("accepted"))
+
+
+def run_export(params: ExportParams, embedding: EmbeddingParams, model_dir: str | Path,
+               beir_dir: str | Path, output_dir: str | Path, report_path: str | Path) -> dict:
     reranker = Reranker.from_pretrained(str(model_dir), device="cpu")
     texts = parity_texts(beir_dir, reranker.prompt_template, params.parity_pairs)
     sample = reranker.tokenizer(texts[:2], padding=True, return_tensors="pt")
     with atomic_dir(output_dir) as out:
-        names = export_onnx(reranker.model, reranker.tokenizer, out / "model.onnx", params.opset, sample)
+        names = export_onnx(reranker.model, reranker.tokenizer, out / VARIANTS["fp32"].file, params.opset, sample)
+        built = build_variants(out, params.variants, reranker.model.config)
+        variants = {name: VARIANTS[name] for name in built} | _tensorrt(params, out, names)
+
+        probe = ParityProbe(reranker.model, reranker.tokenizer, texts, reranker.max_length, names)
+        ranking = ranking_set(beir_dir, embedding, params.gate_queries, params.gate_top_k)
+        torch_ndcg, torch_speed = ranking.ndcg(reranker, params.batch_size)
+        report: dict = {
+            "gate": {"queries": len(ranking.data.queries), "pairs": ranking.pairs, "top_k": params.gate_top_k,
+                     "max_ndcg_drop": params.max_ndcg_drop},
+            "torch": {NDCG_KEY: round(torch_ndcg, 5), "pairs_per_s": round(torch_speed, 1)},
+        }
+        for name, variant in variants.items():
+            session = _session(variant, out / variant.file)
+            ndcg = speed = None
+            provider = "TensorRT" if variant is TENSORRT else session.get_providers()[0]
+            if variant.device == "cpu" or provider != "CPUExecutionProvider":
+                ndcg, speed = ranking.ndcg(OnnxScorer(session, reranker), params.batch_size)
+            else:   # a GPU variant on a CPU-only machine: it loads and scores the probe pairs; that is all
+                log.info("%s: no CUDA provider here, so %s is not measured (parity only)", name, NDCG_KEY)
+            report[name] = {**judge(variant.lossless, probe.compare(session), ndcg, torch_ndcg, params),
+                            "pairs_per_s": speed and round(speed, 1), "provider": provider, **built.get(name, {})}
+            log.info("%s: %s=%s (torch %.4f), max |diff| %.2e, Spearman %.4f: %s", name, NDCG_KEY,
+                     report[name][NDCG_KEY], torch_ndcg, report[name]["max_abs_diff"], report[name]["spearman"],
+                     "accepted" if report[name]["accepted"] else f"REJECTED ({report[name]['rejected_because']})")
+        write_json(report_path, report)
+        if not report["fp32"]["accepted"]:
+            raise ParityError(f"the fp32 ONNX export fails the accuracy gate: {report['fp32']['rejected_because']}")
+
+        for name, variant in variants.items():
+            if not report[name]["accepted"]:
+                (out / variant.file).unlink()   # rejected: not offered to serve
+        default = _default_variant(report)
         reranker.tokenizer.save_pretrained(out)
         shutil.copy(Path(model_dir) / "config.json", out / "config.json")
         write_reranker_config(
@@ -49,18 +108,19 @@ def run_export(params: ExportParams, model_dir: str | Path, beir_dir: str | Path
             prompt_template=reranker.prompt_template,
             max_length=reranker.max_length,
             onnx_inputs=names,
-            onnx_file="model.onnx",
+            onnx_output="logits",
+            onnx_file=VARIANTS[default].file,
+            default_variant=default,
+            variants={
+                name: {"file": variant.file if report[name]["accepted"] else None,
+                       "accepted": report[name]["accepted"], "device": variant.device,
+                       "precision": variant.precision, NDCG_KEY: report[name][NDCG_KEY],
+                       "ndcg_drop": report[name]["ndcg_drop"]}
+                for name, variant in variants.items()
+            },
+            tensorrt_profile={"batch": params.trt_batch, "length": params.trt_length} if "tensorrt" in variants else None,
             source_model=str(model_dir),
         )
-        parity = check_parity(onnx_session(str(out / "model.onnx")), reranker.model, reranker.tokenizer,
-                              texts, reranker.max_length, names)
-        report = {"fp32": {**parity.as_dict(), "tolerance": params.parity_atol,
-                           "passed": parity.max_abs_diff <= params.parity_atol}}
-        write_json(report_path, report)
-        if not report["fp32"]["passed"]:
-            raise ParityError(
-                f"ONNX scores differ from PyTorch by {parity.max_abs_diff:.2e} "
-                f"(> parity_atol {params.parity_atol:.0e}) on {parity.pairs} pairs"
-            )
-    log.info("exported %s (max |diff| %.2e over %d pairs)", output_dir, parity.max_abs_diff, parity.pairs)
+    log.info("exported %s: default %s, accepted %s", output_dir, default,
+             ", ".join(n for n in variants if report[n]["accepted"]))
     return report

@@ -1,0 +1,164 @@
+"""Reranker inference on the CPU: PyTorch fp32 / bf16 against the ONNX variants, in one run.
+
+    python bench/inference.py            # after `dvc repro` (needs models/reranker, data/prep/eval_beir)
+
+Throughput: one batch of 64 real test pairs at exactly 256 tokens, timed round-robin over the
+engines (so load from other processes hits them alike), median of --rounds batches each.
+Quality: NDCG@10 after reranking every test query's dense top-k with each engine, at the
+model's own max length, exactly as the eval stage and the export gate do.
+Writes bench/results/inference.json and prints a table with ratios against torch fp32.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from reranktune.evaluation.beir_data import load_beir
+from reranktune.export.gate import OnnxScorer, RankingSet, ranking_set
+from reranktune.export.onnx_export import export_onnx
+from reranktune.export.variants import VARIANTS, build_variants
+from reranktune.io import write_json
+from reranktune.logs import setup_logging
+from reranktune.params import load_section
+from reranktune.reranker import Reranker, format_pair
+
+TARGET_RATIO, TARGET_DROP = 1.8, 0.01
+
+
+class TorchSession:
+    """PyTorch behind onnxruntime's ``run(outputs, feed)`` call, so every engine is timed and scored alike."""
+
+    def __init__(self, model, bf16: bool) -> None:
+        self.model, self.bf16 = model.eval(), bf16
+
+    @torch.inference_mode()
+    def run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(**{n: torch.from_numpy(a) for n, a in feed.items()}).logits
+        return [logits.float().numpy()]
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    import onnxruntime
+    import transformers
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "transformers": transformers.__version__}
+
+
+def bench_batch(reranker: Reranker, beir_dir: Path, batch: int, length: int) -> dict[str, np.ndarray]:
+    """``batch`` real test pairs, each long enough to fill ``length`` tokens with text, not padding."""
+    data = load_beir(beir_dir)
+    doc_ids = sorted(data.corpus)
+    texts = []
+    for i, qid in enumerate(sorted(data.queries)[:batch]):
+        passage = " ".join(data.passage_text(d) for d in doc_ids[i * 5 : i * 5 + 12])
+        texts.append(format_pair(reranker.prompt_template, data.queries[qid], passage))
+    encoded = reranker.tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="np")
+    assert encoded["attention_mask"].all(), "a bench pair is shorter than the bench length"
+    return {n: encoded[n] for n in reranker.input_names}
+
+
+def onnx_session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()   # the same cores torch gets
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def throughput(engines: dict, feed: dict[str, np.ndarray], rounds: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for name, session in engines.items():   # warm-up
+        session.run(["logits"], feed)
+    for _ in range(rounds):
+        for name, session in engines.items():
+            start = time.perf_counter()
+            session.run(["logits"], feed)
+            times[name].append(time.perf_counter() - start)
+    batch = len(feed["input_ids"])
+    return {name: batch / statistics.median(ts) for name, ts in times.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("models/reranker"))
+    parser.add_argument("--beir", type=Path, default=Path("data/prep/eval_beir"))
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--length", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--top-k", type=int, default=10, help="dense candidates reranked per test query")
+    parser.add_argument("--output", type=Path, default=Path("bench/results/inference.json"))
+    args = parser.parse_args()
+    setup_logging()
+    load_at_start = list(os.getloadavg())   # other processes on the machine: the noise in these numbers
+    for path in (args.model, args.beir):
+        if not path.exists():
+            print(f"error: {path} not found; run `dvc repro` first (or pass --model/--beir)", file=sys.stderr)
+            return 2
+
+    reranker = Reranker.from_pretrained(str(args.model), device="cpu")
+    feed = bench_batch(reranker, args.beir, args.batch, args.length)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        export_onnx(reranker.model, reranker.tokenizer, folder / "model.onnx", 17,
+                    {n: torch.from_numpy(a[:2]) for n, a in feed.items()})
+        build_variants(folder, ["fp32", "optimized", "int8"], reranker.model.config)
+        engines = {
+            "torch fp32": TorchSession(reranker.model, bf16=False),
+            "torch bf16 (autocast)": TorchSession(reranker.model, bf16=True),
+            **{f"onnx {name}": onnx_session(folder / VARIANTS[name].file) for name in ("fp32", "optimized", "int8")},
+        }
+        speed = throughput(engines, feed, args.rounds)
+        reference = engines["torch fp32"].run(["logits"], feed)[0]
+        diffs = {name: float(np.abs(s.run(["logits"], feed)[0] - reference).max()) for name, s in engines.items()}
+        embedding = load_section("prep", args.params).embedding
+        ranking: RankingSet = ranking_set(args.beir, embedding, 0, args.top_k)
+        ndcg = {name: ranking.ndcg(OnnxScorer(s, reranker), args.batch)[0] for name, s in engines.items()}
+
+    base_speed, base_ndcg = speed["torch fp32"], ndcg["torch fp32"]
+    results = {
+        name: {"pairs_per_s": round(speed[name], 2), "ratio_vs_torch_fp32": round(speed[name] / base_speed, 3),
+               "NDCG@10": round(ndcg[name], 5), "ndcg_drop_vs_torch_fp32": round(base_ndcg - ndcg[name], 5),
+               "max_abs_diff_vs_torch_fp32": diffs[name]}
+        for name in engines
+    }
+    onnx_ok = {n: r for n, r in results.items() if n.startswith("onnx") and r["ndcg_drop_vs_torch_fp32"] <= TARGET_DROP}
+    best = max(onnx_ok, key=lambda n: onnx_ok[n]["ratio_vs_torch_fp32"]) if onnx_ok else None
+    report = {
+        "machine": {**machine(), "load_average_at_start": load_at_start, "load_average_at_end": list(os.getloadavg())},
+        "setup": {"model": str(args.model), "test_set": str(args.beir), "batch": args.batch, "length": args.length,
+                  "rounds": args.rounds, "queries": len(ranking.data.queries), "top_k": args.top_k,
+                  "ndcg_max_length": reranker.max_length},
+        "results": results,
+        "target": {"best_cpu_variant": best, "ratio": best and results[best]["ratio_vs_torch_fp32"],
+                   "wanted_ratio": TARGET_RATIO, "max_ndcg_drop": TARGET_DROP,
+                   "met": bool(best and results[best]["ratio_vs_torch_fp32"] >= TARGET_RATIO)},
+    }
+    write_json(args.output, report)
+    print(f"\nbatch {args.batch} x {args.length} tokens, {report['machine']['cpu']}, "
+          f"{report['machine']['torch_threads']} threads; NDCG@10 over {len(ranking.data.queries)} test queries")
+    print(f"{'engine':<24}{'pairs/s':>10}{'vs torch fp32':>15}{'NDCG@10':>10}{'drop':>9}{'max|diff|':>11}")
+    for name, r in results.items():
+        print(f"{name:<24}{r['pairs_per_s']:>10.1f}{r['ratio_vs_torch_fp32']:>14.2f}x{r['NDCG@10']:>10.4f}"
+              f"{r['ndcg_drop_vs_torch_fp32']:>9.4f}{r['max_abs_diff_vs_torch_fp32']:>11.2e}")
+    print(f"best CPU variant within {TARGET_DROP} NDCG@10: {best} "
+          f"({report['target']['ratio']}x; target {TARGET_RATIO}x {'met' if report['target']['met'] else 'NOT met'})")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

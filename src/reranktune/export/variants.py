@@ -1,0 +1,119 @@
+"""ONNX variants derived from the fp32 export: fused graph, INT8 weights, fp16 weights.
+
+Each builder reads one ``.onnx`` file and writes another; the accuracy gate in
+``gate.py`` decides afterwards which of them serve may use.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    file: str
+    device: str       # where it is meant to run: "cpu" or "cuda"
+    precision: str
+    lossless: bool    # True: must match PyTorch to parity_atol; False: judged by rank correlation
+
+
+VARIANTS: dict[str, Variant] = {
+    "fp32": Variant("model.onnx", "cpu", "fp32", True),
+    "optimized": Variant("model.opt.onnx", "cpu", "fp32", True),
+    "int8": Variant("model.int8.onnx", "cpu", "int8 weights (dynamic)", False),
+    "fp16": Variant("model.fp16.onnx", "cuda", "fp16 (fp32 inputs/outputs)", False),
+}
+# The CPU variant serve gets by default: the fastest accepted one (measured in bench/inference.py).
+CPU_PREFERENCE = ("int8", "optimized", "fp32")
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime's tools log expected advice ("run pre-processing", type inference) on the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def optimize(src: Path, dst: Path, config) -> dict[str, int]:
+    """onnxruntime's transformer optimizer; returns the fused operators it made.
+
+    BERT graphs exported with eager attention get fused Attention, EmbedLayerNormalization
+    and SkipLayerNormalization; Llama graphs get (Skip)SimplifiedLayerNormalization.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet_root_logger():
+        model = optimize_model(
+            str(src), model_type="bert",
+            num_heads=getattr(config, "num_attention_heads", 0) or 0,
+            hidden_size=getattr(config, "hidden_size", 0) or 0,
+        )
+    model.save_model_to_file(str(dst))
+    return {op: n for op, n in model.get_fused_operator_statistics().items() if n}
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic INT8: weights quantised offline, activations per batch; no calibration data needed."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_root_logger():
+        # DefaultTensorType: the fused graph's contrib ops carry no type info for some outputs
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def norm_node_names(model: onnx.ModelProto) -> list[str]:
+    """Normalisation nodes (LayerNorm, RMSNorm pieces): kept in fp32, where fp16 overflows first."""
+    return [
+        node.name for node in model.graph.node
+        if "norm" in node.name.lower() or "Normalization" in node.op_type
+    ]
+
+
+def to_fp16(src: Path, dst: Path, keep_norms_fp32: bool = False) -> None:
+    """fp16 weights and activations; inputs stay int64 and ``logits`` stays fp32."""
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = onnx.load(str(src))
+    blocked = norm_node_names(model) if keep_norms_fp32 else None
+    wrapped = OnnxModel(model)
+    with _quiet_root_logger():
+        wrapped.convert_float_to_float16(keep_io_types=True, node_block_list=blocked)
+    wrapped.save_model_to_file(str(dst))
+
+
+def build_variants(folder: Path, names: list[str], config) -> dict[str, dict]:
+    """Write every requested variant beside ``model.onnx``; returns how each was built.
+
+    INT8 and fp16 start from the optimised graph when it is built (fused ops run faster
+    and quantise better), otherwise from the plain fp32 graph.
+    """
+    fp32 = folder / VARIANTS["fp32"].file
+    info: dict[str, dict] = {"fp32": {"source": "torch.onnx.export"}}
+    base = fp32
+    if "optimized" in names:
+        fused = optimize(fp32, folder / VARIANTS["optimized"].file, config)
+        info["optimized"] = {"source": fp32.name, "fused_ops": fused}
+        base = folder / VARIANTS["optimized"].file
+        log.info("optimised graph: %s", ", ".join(f"{n} {op}" for op, n in fused.items()) or "nothing fused")
+    if "int8" in names:
+        quantize_int8(base, folder / VARIANTS["int8"].file)
+        info["int8"] = {"source": base.name}
+    if "fp16" in names:
+        to_fp16(base, folder / VARIANTS["fp16"].file)
+        info["fp16"] = {"source": base.name}
+    for name in info:
+        info[name]["size_mb"] = round((folder / VARIANTS[name].file).stat().st_size / 2**20, 1)
+    return info
