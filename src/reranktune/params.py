@@ -152,6 +152,7 @@ class FinetuneParams(Section):
     save_steps: int = Field(50, ge=1)
     logging_steps: int = Field(5, ge=1)
     nproc: int = Field(1, ge=1, description="processes for torch distributed (DDP); >1 launches torchrun")
+    fsdp: str = Field("", description="transformers' FSDP option, e.g. 'full_shard auto_wrap'; empty = DDP")
 
     @model_validator(mode="after")
     def _template(self) -> "FinetuneParams":

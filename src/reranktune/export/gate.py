@@ -13,7 +13,9 @@ from pathlib import Path
 
 from reranktune.evaluation.beir_data import BeirData, load_beir
 from reranktune.evaluation.metrics import ranking_metrics
-from reranktune.evaluation.run import Run, dense_retrieval, rerank
+from reranktune.evaluation.first_stage import dense_retrieval
+from reranktune.evaluation.metrics import Run
+from reranktune.evaluation.run import rerank
 from reranktune.export.parity import Parity
 from reranktune.params import EmbeddingParams, ExportParams
 from reranktune.reranker import Reranker

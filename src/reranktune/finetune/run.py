@@ -119,6 +119,7 @@ def run_finetune(
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
+        fsdp=params.fsdp,
         report_to="none",
         **precision_flags(params.mixed_precision),
     )
