@@ -97,7 +97,7 @@ result = {
     "stage_seconds": json.loads((work / "stage_seconds.json").read_text()),
     "pipeline": {
         "train_pairs_per_s": summary["train_pairs_per_s"], "train_steps": summary["steps"],
-        "nDCG@10": {name: m["NDCG"]["NDCG@10"] for name, m in evaluation.items()},
+        "nDCG@10": {name: m["NDCG"]["NDCG@10"] for name, m in evaluation.items() if "NDCG" in m},
         "export": json.loads((work / "metrics" / "export.json").read_text()),
     },
     "throughput_llama": json.loads((work / "throughput.json").read_text()),

@@ -54,6 +54,7 @@ def make_repo(root: Path, tiny_model: Path, stages: tuple[str, ...] | None = Non
     run(["git", "init", "-q", "-b", "main"], root, env)
     run(["dvc", "init", "-q"], root, env)
     run(["dvc", "config", "core.analytics", "false"], root, env)
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")   # the project's plot templates
     run(["git", "add", "-A"], root, env)
     run(["git", *GIT_ID, "commit", "-q", "-m", "pipeline"], root, env)
     return env
