@@ -51,6 +51,7 @@ DEFAULTS: dict[str, dict] = {
         "rerank_bf16": True,         # bf16 autocast at inference on CPU (AMX), as in training
         "permutations": 10000,
         "torch_threads": 0,          # 0 = torch's default; 1 is ~3x faster when the cores are oversubscribed
+        "fusion_alpha": 0.5,         # extra row: fixed (untuned) interpolation with first-stage scores; 0 = off
         "negatives_sample_from": 0,  # prep.hard_negatives_sample_from (kept here so params.yaml stays as it is)
     },
     "sdg": {"seed": 42, "queries_per_chunk": 2, "multi_hop_per_document": 1,
@@ -87,13 +88,19 @@ def read_corpus(beir_dir: Path) -> list[dict]:
 
 
 def corpus_documents(records: list[dict], sentences_per_chunk: int) -> list[Document]:
-    """Title as the first line (a title query exists); chunks cut from "title. text", as eval reads it."""
+    """Title as the first line (a title query exists); chunks cut from "title. text", as eval reads it.
+
+    A document that fits one chunk keeps its passage verbatim, so training sees the very
+    text that eval reranks (and the first stage's passage embeddings are reused from cache).
+    """
     documents = []
     for record in records:
         title, text = (record.get("title") or "").strip(), (record.get("text") or "").strip()
         if not text:
             continue
+        passage = f"{title}. {text}" if title else text      # exactly what eval reranks
         chunks = chunk_text(f"{title}.\n\n{text}" if title else text, sentences_per_chunk)
+        chunks = [passage] if len(chunks) == 1 else chunks
         documents.append(Document(source_id=str(record["_id"]), path=str(record["_id"]),
                                   text=f"{title}\n\n{text}" if title else text, chunks=chunks))
     return documents
@@ -143,6 +150,24 @@ def rerank_top(data, candidates: dict, reranker: Reranker, top: int, batch_size:
         floor = min(scores[qid].values()) if scores[qid] else 0.0
         tail = sorted((d for d in docs if d not in scores[qid]), key=lambda d: -docs[d])
         run[qid] = {**scores[qid], **{d: floor - 1.0 - i for i, d in enumerate(tail)}}
+    return run
+
+
+def fuse(candidates: dict, reranked: dict, top: int, alpha: float) -> dict:
+    """alpha x z(reranker) + (1 - alpha) x z(first stage) over each query's reranked head."""
+    import numpy as np
+
+    run = {}
+    for qid, docs in candidates.items():
+        head = sorted(docs, key=lambda d: -docs[d])[:top]
+        z = {}
+        for name, source in (("ce", reranked[qid]), ("dense", docs)):
+            values = np.array([source[d] for d in head], dtype=np.float64)
+            z[name] = (values - values.mean()) / (values.std() or 1.0)
+        fused = alpha * z["ce"] + (1 - alpha) * z["dense"]
+        tail = [d for d in sorted(docs, key=lambda d: -docs[d]) if d not in set(head)]
+        run[qid] = {**dict(zip(head, fused.tolist())),
+                    **{d: float(fused.min()) - 1.0 - i for i, d in enumerate(tail)}}
     return run
 
 
@@ -232,7 +257,10 @@ def main(argv: list[str] | None = None) -> dict:
     runs["finetuned"] = rerank_top(data, candidates, finetuned, bench["rerank_top_k"],
                                    bench["rerank_batch_size"], bench["rerank_bf16"])
     t = lap("rerank_finetuned", t)
+    if bench["fusion_alpha"]:
+        runs["finetuned_fused"] = fuse(candidates, runs["finetuned"], bench["rerank_top_k"], bench["fusion_alpha"])
 
+    write_json(work / "runs.json", runs)   # kept with --work, for analysis without re-scoring
     per_query = {name: per_query_ndcg10(data.qrels, run) for name, run in runs.items()}
     systems = {}
     for system, run in runs.items():
