@@ -66,6 +66,28 @@ def test_mining_masks_positives_applies_the_guard_and_never_uses_banned_chunks()
     assert scores == sorted(scores, reverse=True)
 
 
+def test_mining_can_sample_negatives_from_a_wider_top_n():
+    rng = np.random.default_rng(1)
+    pool_ids = [f"p{i}" for i in range(60)]
+    pool = _unit(rng.normal(size=(60, 16)))
+    query = _unit(pool[:1] + 0.05 * rng.normal(size=(1, 16)))
+    kwargs = dict(n_negatives=4, margin=0.95, margin_type="perc", candidates=10, pad="random")
+    top = mine_hard_negatives(query, [["p0"]], pool_ids, pool, {"p0": pool[0]}, seed=0, **kwargs)
+    wide = [mine_hard_negatives(query, [["p0"]], pool_ids, pool, {"p0": pool[0]}, seed=s, sample_from=30, **kwargs)
+            for s in range(5)]
+    limit = guard_threshold(float(query[0] @ pool[0]), 0.95, "perc")
+    scores = (query @ pool.T)[0]
+    ranked = [pool_ids[i] for i in np.argsort(-scores) if pool_ids[i] != "p0" and scores[i] <= limit]
+    for mined in wide:
+        chosen = [c for c, _ in mined.negatives[0]]
+        assert len(chosen) == 4 and set(chosen) <= set(ranked[:30])
+        assert [s for _, s in mined.negatives[0]] == sorted((s for _, s in mined.negatives[0]), reverse=True)
+    assert [c for c, _ in top.negatives[0]] == ranked[:4]
+    assert len({tuple(c for c, _ in m.negatives[0]) for m in wide}) > 1   # seeds draw differently
+    again = mine_hard_negatives(query, [["p0"]], pool_ids, pool, {"p0": pool[0]}, seed=3, sample_from=30, **kwargs)
+    assert again.negatives == wide[3].negatives
+
+
 def test_mining_pads_or_drops_when_the_guard_leaves_too_few():
     pool = _unit([[1, 0], [0.99, 0.1], [0.98, 0.2], [0, 1], [-1, 0], [0.1, -1]])
     ids = [f"p{i}" for i in range(6)]

@@ -117,6 +117,9 @@ class PrepParams(Section):
     train_ratio: float = Field(0.8, gt=0, le=1)
     val_ratio: float = Field(0.0, ge=0, lt=1)
     hard_negatives_to_mine: int = Field(5, ge=1)
+    hard_negatives_sample_from: int = Field(
+        0, ge=0, description="0: the top guarded candidates; N: a random draw from the top N"
+    )
     hard_neg_margin: float = Field(0.95, gt=0)
     hard_neg_margin_type: Literal["perc", "abs"] = "perc"
     mining_candidates: int = Field(100, ge=2)

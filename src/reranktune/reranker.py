@@ -91,6 +91,8 @@ class Reranker:
         self.prompt_template = prompt_template
         self.max_length = max_length
         self.device = device
+        # bf16 autocast: on by default where the GPU supports it; CPUs with AMX may opt in
+        self.bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
 
     @classmethod
     def from_pretrained(
@@ -128,12 +130,11 @@ class Reranker:
         """One logit per pair; pairs are batched by length so padding stays small."""
         order = sorted(range(len(passages)), key=lambda i: len(queries[i]) + len(passages[i]))
         scores = [0.0] * len(order)
-        use_bf16 = self.device == "cuda" and torch.cuda.is_bf16_supported()
         for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="rerank", unit="batch"):
             rows = order[start : start + batch_size]
             batch = self.tokenize([queries[i] for i in rows], [passages[i] for i in rows])
             batch = {name: tensor.to(self.device) for name, tensor in batch.items()}
-            with torch.autocast(self.device, dtype=torch.bfloat16, enabled=use_bf16):
+            with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
                 logits = self.model(**batch).logits[:, 0].float().cpu().tolist()
             for i, logit in zip(rows, logits):
                 scores[i] = logit

@@ -41,11 +41,18 @@ def mine_hard_negatives(
     candidates: int,
     pad: str,
     seed: int,
+    sample_from: int = 0,
 ) -> MinedNegatives:
-    """Mine ``n_negatives`` per query from ``pool_ids``; a query's slot is ``[]`` if dropped."""
+    """Mine ``n_negatives`` per query from ``pool_ids``; a query's slot is ``[]`` if dropped.
+
+    ``sample_from`` > ``n_negatives`` draws them at random from the best ``sample_from``
+    guarded candidates instead of taking the very top ones (less likely to be unlabelled
+    positives, more varied across epochs of similar queries).
+    """
+    wanted = max(n_negatives, sample_from)
     rng = random.Random(seed)
     index = DenseIndex(pool_vectors)
-    scores, rows = index.search(query_vectors, candidates + max(len(p) for p in positives))
+    scores, rows = index.search(query_vectors, max(candidates, sample_from) + max(len(p) for p in positives))
     result = MinedNegatives(negatives=[])
     for q, pos_ids in enumerate(positives):
         pos_scores = [float(query_vectors[q] @ positive_vectors[p]) for p in pos_ids]
@@ -54,7 +61,7 @@ def mine_hard_negatives(
         banned = set(pos_ids)
         chosen: list[tuple[str, float]] = []
         for score, row in zip(scores[q], rows[q]):
-            if row < 0 or len(chosen) == n_negatives:
+            if row < 0 or len(chosen) == wanted:
                 break
             cid = pool_ids[row]
             if cid in banned:
@@ -63,6 +70,8 @@ def mine_hard_negatives(
                 result.counts["candidates_dropped_by_guard"] += 1
                 continue
             chosen.append((cid, float(score)))
+        if len(chosen) > n_negatives:
+            chosen = sorted(rng.sample(chosen, n_negatives), key=lambda c: -c[1])
         if len(chosen) < n_negatives:
             result.counts["queries_short_of_negatives"] += 1
             if pad == "drop":

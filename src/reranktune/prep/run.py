@@ -53,6 +53,7 @@ def _mine_split(
         candidates=params.mining_candidates,
         pad=params.pad_missing_negatives,
         seed=params.seed,
+        sample_from=params.hard_negatives_sample_from,
     )
     records: list[dict] = []
     counts = Counter(mined.counts)

@@ -3,6 +3,10 @@
 Queries are extracted from the corpus itself, in the shapes real users type:
 - *keyword* queries: the rarest content words of a salient sentence, in order;
 - *question* queries: a definitional sentence ("X is ...") rewritten as "what is X";
+- *wh* questions: a sentence's leading name or its date asked about ("who won the ...",
+  "when did ..."), the shape of real questions about facts;
+- *sentence* queries: a salient sentence's leading clause, lower-cased (inverse cloze);
+- *short title* queries: the rarest words of a long title, the shape of topical searches;
 - *title* queries: a document's or section's heading, positive = the chunk under it;
 - *multi-hop* queries: key phrases of two chunks of one document, both positive.
 
@@ -27,6 +31,15 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[-'][A-Za-z0-9_]+)*|\d+")
 _DEFINITION = re.compile(
     r"^(?:The |A |An )?(?P<subject>[A-Za-z][\w\-'`()]*(?: [\w\-'`()]+){0,4}?) (?P<verb>is|are|means|refers to) "
 )
+_DATE = re.compile(
+    r",? ?(?:(?:on|in|since|by|from|until) )?(?:(?:early|late|mid)[- ])?"
+    r"(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? (?:\d{1,2},? )?)?(?:19|20)\d\d\b"
+)
+_LEADING_NAME = re.compile(r"^(?:The )?(?P<name>(?:[A-Z][\w.'&-]*|\d[\w.-]*)(?: (?:[A-Z][\w.'&-]*|of|de|\d[\w.-]*)){0,5}) (?P<rest>[a-z].*)$")
+_PERSON_HINT = re.compile(r"\b(?:he|she|his|her|him|said|says|told|born|died|player|singer|actor|actress|director|"
+                          r"president|minister|ceo|coach|star|rapper|artist|author|founder)\b", re.I)
+_CLAUSE_END = re.compile(r"[,;:()\[\]\"“”]| - | – | — ")
+_NOT_A_VERB = frozenset("to of in for on at with from by and or as the a an that which who".split())
 STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before
     being below between both but by can could did do does doing down during each either else few
@@ -131,11 +144,45 @@ class OfflineGenerator:
             return f"what {verb} {subject} mean"
         return f"what {match.group('verb')} {subject}"
 
-    @staticmethod
-    def _heading(text: str) -> str | None:
+    def _clause(self, text: str) -> str:
+        """Lower-cased words of ``text`` up to its first clause break, at most max_words long."""
+        head = _CLAUSE_END.split(text, maxsplit=1)[0]
+        words = [w.strip(".!?'`’") for w in head.lower().split()]
+        return " ".join([w for w in words if w][: self.max_words])
+
+    def _sentence_query(self, sentence: str) -> str | None:
+        """The leading clause of a salient sentence, as a long natural-language query."""
+        query = self._clause(sentence)
+        return query if len(content_words(query)) >= self.min_words else None
+
+    def _wh_question(self, sentence: str) -> str | None:
+        """Ask for the sentence's date ("when ...") or its leading name ("who/what ...")."""
+        date = _DATE.search(sentence)
+        if date and date.start() > 0:
+            rest = self._clause(_DATE.sub("", sentence, count=1))
+            if len(content_words(rest)) >= self.min_words:
+                return f"when {rest}"
+        match = _LEADING_NAME.match(sentence)
+        if (match and match.group("name").split()[0].lower() not in STOPWORDS
+                and match.group("rest").split()[0] not in _NOT_A_VERB):
+            rest = self._clause(match.group("rest"))
+            if len(content_words(rest)) >= self.min_words:
+                wh = "who" if _PERSON_HINT.search(match.group("rest")) else "what"
+                return f"{wh} {rest}"
+        return None
+
+    def _short_title(self, title: str) -> str | None:
+        """A long title's rarest content words in order: the shape of a topical search."""
+        words = list(dict.fromkeys(content_words(title)))
+        if len(words) <= self.min_words:
+            return None
+        keep = set(sorted(words, key=self._idf, reverse=True)[: self.min_words])
+        return " ".join(w for w in words if w in keep)
+
+    def _heading(self, text: str) -> str | None:
         first = text.strip().splitlines()[0].strip() if text.strip() else ""
         words = first.split()
-        if 1 <= len(words) <= 10 and not first.endswith((".", ":", ";", ",")):
+        if 1 <= len(words) <= self.max_words + 12 and not first.endswith((".", ":", ";", ",")):
             return first
         return None
 
@@ -157,8 +204,10 @@ class OfflineGenerator:
 
         heading = self._heading(doc.text)
         if heading and doc.chunks:
-            add(heading, doc.chunks[0], "structural", "factual", [1],
-                [{"hop_number": 1, "segment_ids": [1], "summary": heading}])
+            for title in (heading, self._short_title(heading)):
+                if title:
+                    add(title, doc.chunks[0], "structural", "factual", [1],
+                        [{"hop_number": 1, "segment_ids": [1], "summary": heading}])
 
         best_by_chunk: list[tuple[str, list[str]]] = []
         for chunk_id, chunk in enumerate(doc.chunks, start=1):
@@ -172,6 +221,11 @@ class OfflineGenerator:
                 keywords = self._keyword_query(sentence, rng)
                 add(keywords, sentence, "contextual", "factual", [chunk_id],
                     [{"hop_number": 1, "segment_ids": [chunk_id], "summary": sentence}])
+                for extra, reasoning in ((self._wh_question(sentence), "factual"),
+                                         (self._sentence_query(sentence), "factual")):
+                    if extra:
+                        add(extra, sentence, "contextual", reasoning, [chunk_id],
+                            [{"hop_number": 1, "segment_ids": [chunk_id], "summary": sentence}])
             if sentences:
                 best_by_chunk.append((sentences[0], [str(chunk_id)]))
 
