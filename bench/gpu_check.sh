@@ -30,7 +30,7 @@ export PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENI
 missing=$("$python" - <<'PY'
 import importlib.util
 need = ["torch", "transformers", "sentence_transformers", "onnxruntime", "onnx", "pydantic", "yaml",
-        "pandas", "pyarrow", "scipy", "tqdm", "safetensors", "beir", "pytrec_eval", "numpy"]
+        "pandas", "pyarrow", "scipy", "tqdm", "safetensors", "beir", "pytrec_eval", "numpy", "bm25s", "Stemmer"]
 print(" ".join(n for n in need if importlib.util.find_spec(n) is None))
 PY
 )
