@@ -298,3 +298,6 @@ def test_two_runs_compare_query_by_query_from_their_per_query_files(tmp_path):
     (tmp_path / "bad.tsv").write_text("query_id\tsystem\tNDCG@10\nq0\tfinetuned\tnot-a-number\n")
     with pytest.raises(InputError, match="bad.tsv: line 2"):
         compare_files(tmp_path / "bad.tsv", tmp_path / "new.tsv")
+    from reranktune import cli
+    assert cli.main(["compare", str(tmp_path / "old.tsv"), str(tmp_path / "new.tsv")]) == 0
+    assert cli.main(["compare", str(tmp_path / "bad.tsv"), str(tmp_path / "new.tsv")]) == 2

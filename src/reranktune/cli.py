@@ -7,9 +7,11 @@ pipeline with ``reranktune sdg && reranktune prep && ...``.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 from collections.abc import Callable
 
 from reranktune.deploy.health import DeployError
@@ -59,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parser(sub)
     add_deploy_parser(sub)
+    compare = sub.add_parser(
+        "compare", help="paired randomisation test between two runs' metrics/eval_per_query.tsv",
+        description="Compare two eval runs query by query (e.g. before and after a params change).")
+    compare.add_argument("old", type=Path)
+    compare.add_argument("new", type=Path)
+    compare.add_argument("--system", default="finetuned", help="system column to compare (default: finetuned)")
+    compare.add_argument("--measure", default="NDCG@10", help="per-query measure (default: NDCG@10)")
+    compare.set_defaults(func=_run_compare)
     preset = sub.add_parser(
         "preset",
         help="run a DVC experiment with a params preset (e.g. params/gpu-reference.yaml)",
@@ -72,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     preset.add_argument("dvc_args", nargs=argparse.REMAINDER, help="more `dvc exp run` options")
     preset.set_defaults(func=_run_preset)
     return parser
+
+
+def _run_compare(args: argparse.Namespace) -> None:
+    from reranktune.evaluation.compare import compare_files
+
+    print(json.dumps(compare_files(args.old, args.new, args.system, args.measure), indent=2))
 
 
 def _run_preset(args: argparse.Namespace) -> None:

@@ -1,17 +1,13 @@
 """Compare two eval runs query by query from their ``eval_per_query.tsv`` files.
 
-    python -m reranktune.evaluation.compare old/eval_per_query.tsv new/eval_per_query.tsv \
-        [--system finetuned] [--measure NDCG@10]
+    reranktune compare old/eval_per_query.tsv new/eval_per_query.tsv [--system finetuned] [--measure NDCG@10]
 
 Prints the paired randomisation test of the new run against the old one on the queries
 both contain (e.g. the fine-tuned model before and after a params change).
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import json
-import sys
 from pathlib import Path
 
 from reranktune.evaluation.significance import compare_systems
@@ -50,22 +46,3 @@ def compare_files(old: str | Path, new: str | Path, system: str = "finetuned", m
         if missing:
             raise InputError(f"{path}: no {measure} column (query {missing[0]})")
     return compare_systems(runs, [("new", "old")], measure, n_resamples, seed)["new_vs_old"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("old", type=Path)
-    parser.add_argument("new", type=Path)
-    parser.add_argument("--system", default="finetuned")
-    parser.add_argument("--measure", default="NDCG@10")
-    args = parser.parse_args(argv)
-    try:
-        print(json.dumps(compare_files(args.old, args.new, args.system, args.measure), indent=2))
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
