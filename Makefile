@@ -35,7 +35,7 @@ test: install install-s3
 	python -m pytest
 
 bench: install
-	python bench/run_all.py
+	python bench/run_all.py $(if $(BEIR_DIR),--beir-dir $(BEIR_DIR))
 
 clean:
 	rm -rf $(VENV) $(VENV_S3) .cache

@@ -3,7 +3,10 @@
 The baseline measured in the same run is DVC's own start-up (``dvc version``), so the
 no-op ratio shows what the pipeline adds on top of starting DVC.
 
-    python bench/pipeline.py [--noop-runs 3]
+    python bench/pipeline.py [--noop-runs 3] [--keep DIR]
+
+``--keep DIR`` leaves the clone, with its trained and exported models, in DIR, so
+``run_all.py`` can benchmark inference and serving on them without a second ``dvc repro``.
 """
 from __future__ import annotations
 
@@ -32,12 +35,13 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> float:
 def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--noop-runs", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="clone into this (new) folder and keep it")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     dvc = shutil.which("dvc", path=env["PATH"])
     with tempfile.TemporaryDirectory() as tmp:
-        clone = Path(tmp) / "clone"
+        clone = args.keep or Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         env["RERANKTUNE_CACHE_DIR"] = str(clone / ".cache")    # a cold embedding cache
         full = timed([dvc, "repro"], clone, env)

@@ -7,7 +7,9 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from reranktune.finetune.run import batch_layout, run_finetune
-from reranktune.finetune.trainer import listwise_loss, lr_factor
+from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
+from reranktune.finetune.trainer import distillation_loss, listwise_loss, lr_factor
+from reranktune.io import InputError
 from reranktune.params import FinetuneParams
 
 
@@ -20,6 +22,17 @@ def test_loss_is_softmax_cross_entropy_over_each_group_by_temperature():
         expected.append(-(z[0] - math.log(sum(math.exp(v) for v in z))))
     loss = listwise_loss(logits, n_passages=3, temperature=t)
     assert loss.item() == pytest.approx(sum(expected) / 2, rel=1e-6)
+
+
+def test_distillation_loss_is_the_kl_divergence_from_the_teachers_softmax():
+    logits = torch.tensor([2.0, 1.0, 0.0, 0.5, 0.5, 0.5])
+    teacher = torch.tensor([[0.8, 0.7, 0.1], [0.9, 0.2, 0.3]])
+    p = torch.softmax(teacher / 0.05, dim=-1)
+    q = torch.softmax(logits.view(2, 3) / 2.0, dim=-1)
+    expected = (p * (p.log() - q.log())).sum(dim=-1).mean()
+    assert distillation_loss(logits, teacher, 2.0, 0.05).item() == pytest.approx(expected.item(), rel=1e-5)
+    # a student that orders and spaces the passages like the teacher has (near) zero loss
+    assert distillation_loss(teacher.flatten() / 0.05, teacher, 1.0, 0.05).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_schedule_warms_up_from_a_tenth_and_decays_to_a_hundredth():
@@ -81,3 +94,53 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(fixture, request, t
     assert (out / "model.safetensors").exists() and (out / "reranktune.json").exists()
     assert "Fine-tuned" in (out / "README.md").read_text()
     assert not (tmp_path / "ckpt").exists(), "checkpoints are removed after a finished run"
+
+
+def test_distillation_needs_scores_and_names_the_record_without_one(tmp_path):
+    train_file = write_training_set(tmp_path / "prep", n_queries=3)
+    spec = json.loads(train_file.read_text())
+    del spec["data"][2]["neg_doc"][1]["score"]
+    train_file.write_text(json.dumps(spec))
+    assert ListwiseDataset(train_file, 5)[2]["query"] == "what does trigger do"   # labels only: fine
+    with pytest.raises(InputError, match=r"data\[2\] \(q2_0\).*score.*distillation_weight"):
+        ListwiseDataset(train_file, 5, with_scores=True)
+
+
+def test_collator_carries_the_teacher_scores_of_each_group_in_passage_order(tiny_bert_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    train_file = write_training_set(tmp_path / "prep", n_queries=2, n_negatives=2)
+    data = ListwiseDataset(train_file, 4, with_scores=True)   # 1 positive + 2 negatives cycled to 3
+    assert data[0]["scores"] == [0.9, 0.5, 0.5, 0.5]
+    collate = ListwiseCollator(AutoTokenizer.from_pretrained(tiny_bert_dir), "{query} {passage}", 16,
+                               ["input_ids", "attention_mask"])
+    batch = collate([data[0], data[1]])
+    assert batch["teacher_scores"].shape == (2, 4) and batch["input_ids"].shape[0] == 8
+
+
+def test_distillation_teaches_the_teachers_order_of_the_negatives(tiny_bert_dir, tmp_path):
+    """Only the teacher prefers negatives that mention zebras: with weight 1 the model learns to as well."""
+    train_file = write_training_set(tmp_path / "prep", n_queries=12)
+    spec = json.loads(train_file.read_text())
+    for record in spec["data"]:
+        for j, neg in enumerate(record["neg_doc"]):
+            neg["score"] = 0.2 + 0.2 * j
+    corpus = pd.read_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
+    # the teacher's best negative (n*_3) mentions zebras, which no query or positive does
+    corpus["text"] = [t + " Zebras graze." if i.endswith("_3") else t for i, t in zip(corpus["id"], corpus["text"])]
+    corpus.to_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
+    train_file.write_text(json.dumps(spec))
+    params = FinetuneParams(
+        base_model=str(tiny_bert_dir), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
+        per_device_batch_size=4, num_epochs=8, rerank_max_length=32, mixed_precision="fp32",
+        distillation_weight=1.0, distillation_temperature=0.1, save_steps=1000,
+    )
+    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
+    from reranktune.reranker import Reranker
+
+    reranker = Reranker.from_pretrained(tmp_path / "model")
+    texts = dict(zip(corpus["id"], corpus["text"]))
+    queries = [r["question"] for r in spec["data"]]
+    zebra = reranker.score(queries, [texts[f"n{i}_3"] for i in range(12)])
+    plain = reranker.score(queries, [texts[f"n{i}_0"] for i in range(12)])
+    assert sum(z > p for z, p in zip(zebra, plain)) >= 11

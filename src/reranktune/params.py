@@ -140,6 +140,11 @@ class FinetuneParams(Section):
     rerank_max_length: int = Field(512, ge=8)
     train_n_passages: int = Field(5, ge=2)
     temperature: float = Field(1.0, gt=0)
+    distillation_weight: float = Field(
+        0.0, ge=0, le=1,
+        description="share of the loss that matches the mining embedder's scores (training file 'score'); 0 = labels only",
+    )
+    distillation_temperature: float = Field(0.05, gt=0, description="divides the embedder's cosine scores")
     global_batch_size: int = Field(128, ge=1)
     per_device_batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(3e-6, gt=0)

@@ -21,9 +21,13 @@ def load_corpus(training_file: Path, corpus_path: str) -> dict[str, str]:
 
 
 class ListwiseDataset(torch.utils.data.Dataset):
-    """Each item: a query, its positive first, then ``n_passages - 1`` negatives (cycled)."""
+    """Each item: a query, its positive first, then ``n_passages - 1`` negatives (cycled).
 
-    def __init__(self, training_file: str | Path, n_passages: int) -> None:
+    With ``with_scores`` each item also carries the passages' first-stage scores (prep writes
+    them as ``score``), the teacher for distillation.
+    """
+
+    def __init__(self, training_file: str | Path, n_passages: int, with_scores: bool = False) -> None:
         training_file = Path(training_file)
         spec = read_json(training_file)
         try:
@@ -31,23 +35,29 @@ class ListwiseDataset(torch.utils.data.Dataset):
             records = spec["data"]
         except KeyError as exc:
             raise InputError(f"{training_file}: missing key {exc}") from None
-        self.items: list[tuple[str, list[str]]] = []
+        self.items: list[dict] = []
         for n, record in enumerate(records):
             try:
-                positive = corpus[record["pos_doc"][0]["id"]]
-                negatives = [corpus[d["id"]] for d in record["neg_doc"]]
+                docs = [record["pos_doc"][0], *islice(cycle(record["neg_doc"]), n_passages - 1)]
+                item = {"query": record["question"], "passages": [corpus[d["id"]] for d in docs]}
             except (KeyError, IndexError) as exc:
                 raise InputError(f"{training_file}: data[{n}]: unknown or missing document {exc}") from None
-            if not negatives:
+            if len(docs) < 2:
                 raise InputError(f"{training_file}: data[{n}] ({record.get('question_id')}): no negatives")
-            self.items.append((record["question"], [positive, *islice(cycle(negatives), n_passages - 1)]))
+            if with_scores:
+                if any(not isinstance(d.get("score"), (int, float)) for d in docs):
+                    raise InputError(
+                        f"{training_file}: data[{n}] ({record.get('question_id')}): a document has no numeric "
+                        "'score' (distillation needs prep's scores; set finetune.distillation_weight: 0)"
+                    )
+                item["scores"] = [float(d["score"]) for d in docs]
+            self.items.append(item)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict:
-        query, passages = self.items[i]
-        return {"query": query, "passages": passages}
+        return self.items[i]
 
 
 class ListwiseCollator:
@@ -62,4 +72,7 @@ class ListwiseCollator:
     def __call__(self, features: list[dict]) -> dict:
         texts = [format_pair(self.prompt_template, f["query"], p) for f in features for p in f["passages"]]
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        return {name: batch[name] for name in self.input_names}
+        inputs = {name: batch[name] for name in self.input_names}
+        if "scores" in features[0]:
+            inputs["teacher_scores"] = torch.tensor([f["scores"] for f in features], dtype=torch.float32)
+        return inputs

@@ -86,8 +86,12 @@ def run_finetune(
     )
     if params.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    train_data = ListwiseDataset(train_file, params.train_n_passages)
-    val_data = ListwiseDataset(val_file, params.train_n_passages) if val_file and Path(val_file).exists() else None
+    distill = params.distillation_weight > 0
+    train_data = ListwiseDataset(train_file, params.train_n_passages, with_scores=distill)
+    val_data = (
+        ListwiseDataset(val_file, params.train_n_passages, with_scores=distill)
+        if val_file and Path(val_file).exists() else None
+    )
     per_device, accumulation = batch_layout(params, world_size())
     steps_per_epoch = math.ceil(len(train_data) / (per_device * world_size() * accumulation))
 
@@ -137,6 +141,8 @@ def run_finetune(
         n_passages=params.train_n_passages,
         temperature=params.temperature,
         decay=params.lr_scheduler,
+        distillation_weight=params.distillation_weight,
+        distillation_temperature=params.distillation_temperature,
     )
     has_checkpoint = any(checkpoint_dir.glob("checkpoint-*"))
     if resume and has_checkpoint:

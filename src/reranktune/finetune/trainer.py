@@ -17,6 +17,20 @@ def listwise_loss(logits: torch.Tensor, n_passages: int, temperature: float) -> 
     return F.cross_entropy(grouped, target)
 
 
+def distillation_loss(
+    logits: torch.Tensor, teacher_scores: torch.Tensor, temperature: float, teacher_temperature: float
+) -> torch.Tensor:
+    """KL(teacher || student) between each group's softmax distributions.
+
+    The teacher is the first-stage embedder (its cosine scores from prep): matching its
+    ordering keeps what it learnt from a billion general pairs while the label loss adapts
+    the cross-encoder to the domain.
+    """
+    student = F.log_softmax(logits.view_as(teacher_scores).float() / temperature, dim=-1)
+    teacher = F.log_softmax(teacher_scores.float() / teacher_temperature, dim=-1)
+    return F.kl_div(student, teacher, log_target=True, reduction="batchmean")
+
+
 def lr_factor(step: int, warmup_steps: int, total_steps: int, decay: str) -> float:
     """Linear warmup from 0.1 x lr, then cosine or linear decay to 0.01 x lr."""
     if warmup_steps and step < warmup_steps:
@@ -35,17 +49,32 @@ def ranking_metrics(eval_pred) -> dict:
 
 
 class ListwiseTrainer(Trainer):
-    def __init__(self, *args, n_passages: int, temperature: float, decay: str, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        n_passages: int,
+        temperature: float,
+        decay: str,
+        distillation_weight: float = 0.0,
+        distillation_temperature: float = 1.0,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.n_passages = n_passages
         self.temperature = temperature
         self.decay = decay
+        self.distillation_weight = distillation_weight
+        self.distillation_temperature = distillation_temperature
         # our loss is a per-micro-batch mean: let Trainer divide by accumulation steps
         self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher_scores = inputs.pop("teacher_scores", None)
         logits = model(**inputs).logits[:, 0]
         loss = listwise_loss(logits, self.n_passages, self.temperature)
+        if teacher_scores is not None and self.distillation_weight > 0:
+            distilled = distillation_loss(logits, teacher_scores, self.temperature, self.distillation_temperature)
+            loss = (1 - self.distillation_weight) * loss + self.distillation_weight * distilled
         return (loss, logits.view(-1, self.n_passages)) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

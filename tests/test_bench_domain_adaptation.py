@@ -1,0 +1,84 @@
+"""bench/domain_adaptation.py on a tiny BEIR folder: the recipe is params.yaml's, real queries stay unseen."""
+import importlib.util
+import json
+
+import pytest
+import yaml
+
+from conftest import REPO
+from fake_llm import FakeLLM
+
+SECRET_WORD = "quetzalcoatlus"   # only in a real test query: training must never see it
+TOPICS = ["vacuum", "index", "trigger", "sequence", "schema", "cursor", "lambda", "decorator"]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("domain_adaptation", REPO / "bench" / "domain_adaptation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def beir_dir(tmp_path):
+    folder = tmp_path / "tiny_beir"
+    (folder / "qrels").mkdir(parents=True)
+    corpus = [
+        {"_id": f"d{i}", "title": f"The {topic} guide",
+         "text": f"The {topic} command changes how {topic} objects behave. Use {topic} with care in "
+                 f"production systems. Each {topic} has options documented in chapter {i}."}
+        for i, topic in enumerate(TOPICS)
+    ]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    queries = [{"_id": f"q{i}", "text": f"how do I use {topic} {SECRET_WORD}"} for i, topic in enumerate(TOPICS)]
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(TOPICS))))
+    return folder
+
+
+def bench_args(tmp_path, tiny_bert_dir, *extra: str) -> list[str]:
+    return ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "result.json"), "--params",
+            f"finetune.base_model={tiny_bert_dir}", "finetune.mixed_precision=fp32", "bench.top_k=5",
+            "bench.k_values=[1,5,10]", "bench.permutations=200", *extra]
+
+
+def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(beir_dir, tiny_bert_dir, tmp_path):
+    bench = load_bench()
+    result = bench.main([str(beir_dir), *bench_args(tmp_path, tiny_bert_dir)])
+
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())
+    used = result["params"]
+    for key in ("learning_rate", "global_batch_size", "rerank_max_length", "num_epochs", "distillation_weight"):
+        assert used["finetune"][key] == shipped["finetune"][key], key
+    for key in ("hard_negatives_to_mine", "hard_negatives_sample_from", "hard_neg_margin"):
+        assert used["prep"][key] == shipped["prep"][key], key
+    assert used["bench"]["rerank_top_k"] == shipped["eval"]["top_k"]
+    assert used["sdg"]["queries_per_chunk"] == bench.CORPUS_OVERRIDES["sdg"]["queries_per_chunk"]
+
+    systems = result["systems"]
+    assert set(systems) >= {"first_stage", "finetuned", "base"}
+    assert 0 <= systems["finetuned"]["NDCG@5"] <= 1
+    assert 0 <= systems["finetuned"]["vs_first_stage_ndcg@10"]["p_value"] <= 1
+    assert result["test_queries"] == len(TOPICS) and result["pseudo_queries_used"] > 0
+    assert json.loads((tmp_path / "result.json").read_text())["dataset"] == "tiny_beir"
+    for name in ("sdg.jsonl", "prep/train.json"):
+        assert SECRET_WORD not in (tmp_path / "work" / name).read_text(), name
+
+
+def test_bench_can_generate_with_the_llm_endpoint(beir_dir, tiny_bert_dir, tmp_path):
+    with FakeLLM() as server:
+        result = load_bench().main([str(beir_dir), *bench_args(
+            tmp_path, tiny_bert_dir, "sdg.generator=llm", "prep.quality_threshold=1",
+            f"sdg.llm={json.dumps({'base_url': server.base_url, 'api_key_env': None, 'requests_per_minute': None, 'dedup_embeddings': 'provider'})}",
+        )])
+        assert server.calls, "the endpoint was never called"
+    assert result["params"]["sdg"]["generator"] == "llm"
+    questions = [json.loads(line) for line in (tmp_path / "work" / "sdg.jsonl").read_text().splitlines()]
+    assert any("in case" in p["question"] for r in questions for p in r["deduplicated_qa_pairs"])
+    assert result["systems"]["finetuned"]["NDCG@5"] >= 0
+
+
+def test_unknown_bench_key_is_named(beir_dir, tmp_path):
+    with pytest.raises(Exception, match="unknown bench key"):
+        load_bench().main([str(beir_dir), "--params", "bench.rerank_depth=5"])
