@@ -227,8 +227,7 @@ def machine() -> dict:
 
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "load_average_at_end": os.getloadavg(), "torch_threads": torch.get_num_threads(),
-            "note": "2 CPU cores shared with other engineers' jobs: wall times are inflated"}
+            "load_average_at_end": os.getloadavg(), "torch_threads": torch.get_num_threads()}
 
 
 def summarise(metrics: dict, k_values: list[int]) -> dict:

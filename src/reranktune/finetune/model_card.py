@@ -9,6 +9,11 @@ from reranktune.params import FinetuneParams
 
 
 def write_model_card(folder: Path, params: FinetuneParams, summary: dict) -> None:
+    distilled = (
+        f" {params.distillation_weight:g} of the loss matched the first-stage embedder's scores"
+        f" (distillation, temperature {params.distillation_temperature:g})."
+        if params.distillation_weight else ""
+    )
     text = f"""---
 library_name: transformers
 pipeline_tag: text-classification
@@ -19,7 +24,7 @@ tags: [reranker, cross-encoder, reranktune]
 # Fine-tuned cross-encoder reranker
 
 Fine-tuned from `{params.base_model}` by reranktune with a listwise
-softmax cross-entropy over 1 positive and {params.train_n_passages - 1} hard negatives per query.
+softmax cross-entropy over 1 positive and {params.train_n_passages - 1} hard negatives per query.{distilled}
 
 Score a pair by formatting it with the prompt template and taking the single logit:
 
