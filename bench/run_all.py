@@ -45,7 +45,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="reranktune_bench_") as tmp:
         clone = Path(tmp) / "clone"
         selected = {n: a for n, a in benchmarks(args.beir_dir, clone).items() if not args.only or n in args.only}
-        if any(n in selected for n in ("inference", "serve")) and "pipeline" not in selected:
+        needs_clone = {"inference", "serve"} | (set() if args.beir_dir else {"mining"})
+        if needs_clone & set(selected) and "pipeline" not in selected:
             selected = {"pipeline": benchmarks(args.beir_dir, clone)["pipeline"], **selected}
         for name, argv in selected.items():
             print(f"== {name}: python bench/{' '.join(argv)}", flush=True)
