@@ -100,7 +100,7 @@ def main() -> int:
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--top-k", type=int, default=10, help="dense candidates reranked per test query")
-    parser.add_argument("--output", type=Path, default=Path("bench/results/inference.json"))
+    parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "inference.json")
     args = parser.parse_args()
     setup_logging()
     load_at_start = list(os.getloadavg())   # other processes on the machine: the noise in these numbers
