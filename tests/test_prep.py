@@ -163,10 +163,29 @@ def test_a_ready_training_file_is_imported_without_conversion(tmp_path):
 
     source = write_training_set(tmp_path / "theirs", n_queries=6)
     report = run_prep(PrepParams(), source, tmp_path / "prep", tmp_path / "prep.json")
-    assert report == {"input": "training_file", "train_records": 6, "corpus_chunks": 30}
+    assert report == {"input": "training_file", "train_records": 6, "corpus_chunks": 30, "records_scored_on_import": 0}
     imported = json.loads((tmp_path / "prep" / "train.json").read_text())
     assert imported["data"] == json.loads(source.read_text())["data"]
     assert (tmp_path / "prep" / "corpus" / "train.parquet").exists()
+
+
+def test_an_imported_training_file_without_scores_is_scored_by_the_embedder(tmp_path):
+    """Distillation needs a score per document; files from elsewhere often have none."""
+    from test_finetune import write_training_set
+
+    source = write_training_set(tmp_path / "theirs", n_queries=4)
+    spec = json.loads(source.read_text())
+    for record in spec["data"]:
+        for doc in record["pos_doc"] + record["neg_doc"][:2]:
+            del doc["score"]
+    source.write_text(json.dumps(spec))
+    report = run_prep(PrepParams(), source, tmp_path / "prep", tmp_path / "prep.json")
+    assert report["records_scored_on_import"] == 4
+    for record in json.loads((tmp_path / "prep" / "train.json").read_text())["data"]:
+        positive, negatives = record["pos_doc"][0]["score"], [d["score"] for d in record["neg_doc"]]
+        assert negatives[2:] == [0.5, 0.5], "scores already there are kept"
+        assert -1 <= min(negatives[:2]) and positive <= 1
+        assert positive > max(negatives[:2]), "the positive repeats the query's topic; the negatives do not"
 
 
 def test_a_training_file_with_unknown_ids_is_refused_by_record(tmp_path):

@@ -76,7 +76,7 @@ def run_prep(
 ) -> dict:
     """Write ``output_dir`` (training files, corpus, BEIR test set) and the report metrics."""
     if is_training_file(sdg_path):
-        report = import_training_file(Path(sdg_path), Path(output_dir))
+        report = import_training_file(Path(sdg_path), Path(output_dir), params.embedding)
         write_json(report_path, report)
         return report
     data = load_sdg(sdg_path, params.quality_threshold, params.max_pos_docs)
