@@ -64,7 +64,7 @@ BENCH_DEFAULTS: dict = {
     "sentences_per_chunk": 64,   # more than any passage has: one chunk == one BEIR passage
     "max_queries": 0,            # 0 = every pseudo-query; else the best ones, spread over documents
     "top_k": 100,                # first-stage candidates (Recall@100 is measured on these)
-    "rerank_top_k": 0,           # 0 = params.yaml's eval.top_k, as the eval stage reranks
+    "rerank_top_k": None,        # set from params.yaml's eval.top_k: the eval stage's rerank depth
     "k_values": [1, 5, 10, 100],
     "rerank_batch_size": 64,
     "rerank_bf16": True,         # bf16 autocast at inference on CPU (AMX), as in training

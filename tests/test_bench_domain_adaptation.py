@@ -80,5 +80,7 @@ def test_bench_can_generate_with_the_llm_endpoint(beir_dir, tiny_bert_dir, tmp_p
 
 
 def test_unknown_bench_key_is_named(beir_dir, tmp_path):
-    with pytest.raises(Exception, match="unknown bench key"):
+    from reranktune.io import InputError
+
+    with pytest.raises(InputError, match="unknown bench key"):
         load_bench().main([str(beir_dir), "--params", "bench.rerank_depth=5"])

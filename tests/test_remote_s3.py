@@ -18,6 +18,7 @@ import yaml
 
 from conftest import REPO
 from dvc_repo import commit, make_repo, run
+from serve_helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -37,17 +38,11 @@ def _isolated(env: dict[str, str], home: Path) -> dict[str, str]:
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"), "AWS_EC2_METADATA_DISABLED": "true"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
     if not MOTO_SERVER.exists():
         pytest.skip(f"{MOTO_SERVER} is missing: run `make install-s3` (make test does it)")
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
     server = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
                               stdout=log, stderr=subprocess.STDOUT)
