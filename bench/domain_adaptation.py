@@ -70,7 +70,7 @@ BENCH_DEFAULTS: dict = {
     "rerank_bf16": True,         # bf16 autocast at inference on CPU (AMX), as in training
     "permutations": 10000,
     "torch_threads": 0,          # 0 = torch's default; 1 is ~3x faster when the cores are oversubscribed
-    "fusion_alpha": 0.5,         # extra row: fixed (untuned) interpolation with first-stage scores; 0 = off
+    "fusion_alpha": 0.0,         # >0: an extra row, alpha x z(reranker) + (1 - alpha) x z(first stage) (runs A-H)
 }
 
 # Where a BEIR corpus deliberately differs from params.yaml: data volume only. The sample
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     ft_params = FinetuneParams(**config["finetune"])
     ft_summary = run_finetune(ft_params, work / "prep" / "train.json", work / "model",
-                              work / "checkpoints", work / "live")
+                              work / "checkpoints", work / "live", prior_embedding=prep_params.embedding)
     t = lap("finetune", t)
 
     # ---- evaluation side: real queries and qrels ---------------------------------------

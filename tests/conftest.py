@@ -78,3 +78,18 @@ def small_corpus(tmp_path) -> Path:
     (target / "more").mkdir()
     shutil.copy(extensionless, target / "more" / extensionless.name)
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_with_prior_dir(tmp_path_factory, tiny_bert_dir, minilm_path) -> Path:
+    """tiny_bert_dir saved as a reranker with a first-stage prior (MiniLM cosine x 20)."""
+    from reranktune.params import EmbeddingParams
+    from reranktune.prior import save_prior
+    from reranktune.reranker import write_reranker_config
+
+    folder = tmp_path_factory.mktemp("tiny-bert-prior") / "model"
+    shutil.copytree(tiny_bert_dir, folder)
+    prior = save_prior(EmbeddingParams(model=minilm_path, max_length=64), 20.0, folder)
+    write_reranker_config(folder, prompt_template="question:{query} \n \n passage:{passage}", max_length=64,
+                          prior=prior)
+    return folder

@@ -49,7 +49,8 @@ def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(beir_di
 
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     used = result["params"]
-    for key in ("learning_rate", "global_batch_size", "rerank_max_length", "num_epochs", "distillation_weight"):
+    for key in ("learning_rate", "global_batch_size", "rerank_max_length", "num_epochs", "distillation_weight",
+                "prior_weight"):
         assert used["finetune"][key] == shipped["finetune"][key], key
     for key in ("hard_negatives_to_mine", "hard_negatives_sample_from", "hard_neg_margin"):
         assert used["prep"][key] == shipped["prep"][key], key

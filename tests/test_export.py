@@ -203,3 +203,27 @@ def test_tensorrt_engine_matches_torch(tiny_bert_dir, tmp_path):
     probe = ParityProbe(reranker.model, reranker.tokenizer, SHAPE_TEXTS, 512, names, batch_sizes=(1, 1, 64, 64))
     parity = probe.compare(TensorRTSession(tmp_path / "model.plan"))
     assert parity.max_abs_diff < 2e-2 and parity.spearman > 0.99, parity
+
+
+def test_a_reranker_with_a_prior_is_exported_and_served_with_it(tiny_bert_with_prior_dir, small_beir, tmp_path,
+                                                                 monkeypatch):
+    from reranktune.serve.engines import load_engine
+
+    monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "onnx"
+    params = ExportParams(variants=["fp32"], gate_queries=0, gate_top_k=5, parity_pairs=16)
+    report = run_export(params, EmbeddingParams(max_length=64), tiny_bert_with_prior_dir, small_beir, out,
+                        tmp_path / "e.json")
+    assert report["fp32"]["accepted"] and report["fp32"]["ndcg_drop"] == 0
+    prior = read_reranker_config(tiny_bert_with_prior_dir)["prior"]
+    assert read_reranker_config(out)["prior"] == prior and (out / "prior" / "modules.json").exists()
+
+    query, passages = "what does vacuum do", ["VACUUM reclaims storage.", "A cursor walks rows.", "Vacuum it."]
+    reference = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu")
+    expected = reference.score([query] * 3, passages)
+    logits_only = Reranker(reference.model, reference.tokenizer, reference.prompt_template, reference.max_length,
+                           "cpu").score([query] * 3, passages)
+    assert max(abs(a - b) for a, b in zip(expected, logits_only)) > 1.0   # the prior (20 x cosine) is in
+    for kind, folder in (("onnx", out), ("torch", tiny_bert_with_prior_dir)):
+        engine = load_engine(kind, folder, batch_size=2)
+        assert engine.score(engine.encode(query, passages, truncate=True)) == pytest.approx(expected, abs=1e-3), kind

@@ -144,3 +144,72 @@ def test_distillation_teaches_the_teachers_order_of_the_negatives(tiny_bert_dir,
     zebra = reranker.score(queries, [texts[f"n{i}_3"] for i in range(12)])
     plain = reranker.score(queries, [texts[f"n{i}_0"] for i in range(12)])
     assert sum(z > p for z, p in zip(zebra, plain)) >= 11
+
+
+def test_prior_training_saves_the_embedder_and_scores_logit_plus_weighted_cosine(tiny_bert_dir, minilm_path, tmp_path):
+    from reranktune.embedding import Embedder
+    from reranktune.params import EmbeddingParams
+    from reranktune.reranker import Reranker
+
+    train_file = write_training_set(tmp_path / "prep", n_queries=8)
+    params = FinetuneParams(
+        base_model=str(tiny_bert_dir), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
+        per_device_batch_size=4, num_epochs=1, rerank_max_length=32, mixed_precision="fp32",
+        prior_weight=20.0, save_steps=1000,
+    )
+    embedding = EmbeddingParams(model=minilm_path, max_length=64, query_prefix="q: ", passage_prefix="p: ")
+    with pytest.raises(ValueError, match="prior_weight"):
+        run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
+    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
+                 prior_embedding=embedding)
+    saved = json.loads((tmp_path / "model" / "reranktune.json").read_text())["prior"]
+    assert saved == {"folder": "prior", "weight": 20.0, "source_model": minilm_path, "query_prefix": "q: ",
+                     "passage_prefix": "p: ", "max_length": 64}
+    assert "prior/" in (tmp_path / "model" / "README.md").read_text()
+
+    reranker = Reranker.from_pretrained(tmp_path / "model", device="cpu")
+    queries, passages = ["what does vacuum do", "what does vacuum do"], ["VACUUM reclaims storage.", "A cursor."]
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").eval()
+    with torch.no_grad():
+        logits = model(**reranker.tokenize(queries, passages)).logits[:, 0].tolist()
+    embedder = Embedder(embedding, device="cpu")
+    cosines = (embedder.model.encode(["q: " + q for q in queries], normalize_embeddings=True)
+               * embedder.model.encode(["p: " + p for p in passages], normalize_embeddings=True)).sum(axis=1)
+    expected = [logit + 20.0 * cosine for logit, cosine in zip(logits, cosines)]
+    assert reranker.score(queries, passages) == pytest.approx(expected, abs=1e-4)
+
+
+def test_with_a_prior_the_cross_encoder_learns_to_overrule_it(tiny_bert_dir, minilm_path, tmp_path):
+    """The training file's scores prefer every negative: the loss starts high and training brings it down."""
+    train_file = write_training_set(tmp_path / "prep", n_queries=12)
+    spec = json.loads(train_file.read_text())
+    for record in spec["data"]:
+        record["pos_doc"][0]["score"] = 0.40
+        for neg in record["neg_doc"]:
+            neg["score"] = 0.45   # x 20: each negative 1 logit above the positive
+    train_file.write_text(json.dumps(spec))
+    params = FinetuneParams(
+        base_model=str(tiny_bert_dir), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
+        per_device_batch_size=4, num_epochs=8, rerank_max_length=32, mixed_precision="fp32",
+        prior_weight=20.0, logging_steps=1, save_steps=1000,
+    )
+    from reranktune.params import EmbeddingParams
+
+    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
+                 prior_embedding=EmbeddingParams(model=minilm_path, max_length=64))
+    losses = [float(line.split("\t")[1]) for line in
+              (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]]
+    # a fresh head scores ~0, so the first loss is the prior's: -log(e^0 / (e^0 + 4 e^1)) ~ 2.7
+    assert losses[0] > 2.2 and losses[-1] < 1.0
+
+
+def test_a_reranker_whose_prior_folder_is_gone_fails_naming_it(tiny_bert_with_prior_dir, tmp_path):
+    import shutil
+
+    from reranktune.reranker import Reranker
+
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_bert_with_prior_dir, broken)
+    shutil.rmtree(broken / "prior")
+    with pytest.raises(InputError, match=r"model/prior: the reranker's prior embedding model is missing"):
+        Reranker.from_pretrained(str(broken), device="cpu")

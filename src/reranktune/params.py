@@ -145,6 +145,11 @@ class FinetuneParams(Section):
         description="share of the loss that matches the mining embedder's scores (training file 'score'); 0 = labels only",
     )
     distillation_temperature: float = Field(0.05, gt=0, description="divides the embedder's cosine scores")
+    prior_weight: float = Field(
+        0.0, ge=0,
+        description="score = cross-encoder logit + this x the embedder's cosine; the model learns a correction "
+        "to the first stage (0 = the cross-encoder alone)",
+    )
     global_batch_size: int = Field(128, ge=1)
     per_device_batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(3e-6, gt=0)

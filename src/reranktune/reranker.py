@@ -1,7 +1,8 @@
 """A cross-encoder reranker: a one-logit sequence-classification model plus its prompt.
 
 The prompt template and maximum length travel with the model in ``reranktune.json``
-so that eval, export and serve format pairs exactly as training did.
+so that eval, export and serve format pairs exactly as training did; so does the
+first-stage prior (``reranktune.prior``) when the model was trained with one.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tqdm.auto import tqdm
 
 from reranktune.models import best_device, resolve_model, warn_remote_code
 from reranktune.params import DEFAULT_PROMPT_TEMPLATE
+from reranktune.prior import Prior
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +81,11 @@ def load_classifier(
 
 
 class Reranker:
-    """Scores (query, passage) pairs with a sequence-classification model."""
+    """Scores (query, passage) pairs with a sequence-classification model, plus its prior if it has one."""
 
     def __init__(
-        self, model, tokenizer, prompt_template: str, max_length: int, device: str, head_was_new: bool = False
+        self, model, tokenizer, prompt_template: str, max_length: int, device: str, head_was_new: bool = False,
+        prior: Prior | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         self.input_names = model_input_names(model, tokenizer)
@@ -91,6 +94,7 @@ class Reranker:
         self.prompt_template = prompt_template
         self.max_length = max_length
         self.device = device
+        self.prior = prior
         # bf16 autocast: on by default where the GPU supports it; CPUs with AMX may opt in
         self.bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
 
@@ -114,6 +118,7 @@ class Reranker:
             max_length or saved.get("max_length", 512),
             device or best_device(),
             head_was_new,
+            Prior.load(path, saved.get("prior"), device or best_device(), trust_remote_code),
         )
 
     def tokenize(self, queries: list[str], passages: list[str]) -> dict:
@@ -127,7 +132,7 @@ class Reranker:
     def score(
         self, queries: list[str], passages: list[str], batch_size: int = 64, progress: bool = False
     ) -> list[float]:
-        """One logit per pair; pairs are batched by length so padding stays small."""
+        """One score per pair (the logit, plus the prior's score); batched by length so padding stays small."""
         order = sorted(range(len(passages)), key=lambda i: len(queries[i]) + len(passages[i]))
         scores = [0.0] * len(order)
         for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="rerank", unit="batch"):
@@ -138,6 +143,8 @@ class Reranker:
                 logits = self.model(**batch).logits[:, 0].float().cpu().tolist()
             for i, logit in zip(rows, logits):
                 scores[i] = logit
+        if self.prior is not None:
+            scores = (self.prior.scores(queries, passages) + scores).tolist()
         return scores
 
 

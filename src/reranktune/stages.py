@@ -55,7 +55,9 @@ def finetune(params_file: str = "params.yaml") -> dict | None:
     if params.nproc > 1 and not launched_by_torchrun():
         relaunch_with_torchrun(params.nproc, ["finetune", "--params", str(params_file)])
         return None
-    return run_finetune(params, TRAIN_FILE, MODEL_DIR, CHECKPOINT_DIR, FINETUNE_LIVE, VAL_FILE)
+    prep_params: PrepParams = load_section("prep", params_file)   # its embedder scored train.json: the prior
+    return run_finetune(params, TRAIN_FILE, MODEL_DIR, CHECKPOINT_DIR, FINETUNE_LIVE, VAL_FILE,
+                        prior_embedding=prep_params.embedding)
 
 
 def eval(params_file: str = "params.yaml", **overrides) -> dict:  # noqa: A001 - the stage's name

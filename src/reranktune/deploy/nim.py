@@ -24,6 +24,7 @@ from typing import Any
 from reranktune.deploy.health import DeployError, client_host, probe_ready, wait_ready
 from reranktune.io import InputError
 from reranktune.params import DeployParams
+from reranktune.reranker import read_reranker_config
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,9 @@ def launch_nim(
     model_dir = Path(params.model_dir)
     if not model_dir.is_dir():
         raise InputError(f"{model_dir}: model folder not found (run `reranktune export` first)")
+    if read_reranker_config(model_dir).get("prior"):
+        log.warning("%s was trained with a first-stage prior, which NIM does not add: the container serves the "
+                    "cross-encoder's logit alone; `deploy.runtime: local` serves logit + prior", model_dir)
     api_key = ngc_key(environ)
     client = client if client is not None else docker_client()
     name = params.nim.container_name

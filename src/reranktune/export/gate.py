@@ -26,7 +26,7 @@ NDCG_KEY = "NDCG@10"
 
 
 class OnnxScorer:
-    """Scores pairs through an onnxruntime session with the reranker's tokenizer and prompt."""
+    """Scores pairs through an onnxruntime session with the reranker's tokenizer, prompt and prior."""
 
     def __init__(self, session, reranker: Reranker) -> None:
         self.session = session
@@ -42,6 +42,8 @@ class OnnxScorer:
             logits = self.session.run(["logits"], {n: t.numpy() for n, t in batch.items()})[0][:, 0]
             for i, logit in zip(rows, logits.tolist()):
                 scores[i] = logit
+        if self.reranker.prior is not None:
+            scores = (self.reranker.prior.scores(queries, passages) + scores).tolist()
         return scores
 
 

@@ -1,5 +1,6 @@
 """Export end to end: ONNX variants, an optional TensorRT engine, the accuracy gate, and a
-self-describing folder (tokenizer, prompt, max length, inputs, accepted variants) for serve.
+self-describing folder (tokenizer, prompt, max length, inputs, accepted variants, and the
+first-stage prior's embedding model when the reranker has one) for serve.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from reranktune.export.tensorrt_engine import ENGINE_FILE, TensorRTSession, buil
 from reranktune.export.variants import CPU_PREFERENCE, VARIANTS, Variant, build_variants
 from reranktune.io import atomic_dir, write_json
 from reranktune.params import EmbeddingParams, ExportParams
-from reranktune.reranker import Reranker, format_pair, write_reranker_config
+from reranktune.reranker import Reranker, format_pair, read_reranker_config, write_reranker_config
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ def run_export(params: ExportParams, embedding: EmbeddingParams, model_dir: str 
         default = _default_variant(report)
         reranker.tokenizer.save_pretrained(out)
         shutil.copy(Path(model_dir) / "config.json", out / "config.json")
+        prior = read_reranker_config(model_dir).get("prior")
+        if prior:   # served next to the graph; the gate above already scored with it
+            shutil.copytree(Path(model_dir) / prior["folder"], out / prior["folder"])
         write_reranker_config(
             out,
             prompt_template=reranker.prompt_template,
@@ -120,6 +124,7 @@ def run_export(params: ExportParams, embedding: EmbeddingParams, model_dir: str 
             },
             tensorrt_profile={"batch": params.trt_batch, "length": params.trt_length} if "tensorrt" in variants else None,
             source_model=str(model_dir),
+            prior=prior,
         )
     log.info("exported %s: default %s, accepted %s", output_dir, default,
              ", ".join(n for n in variants if report[n]["accepted"]))

@@ -48,7 +48,8 @@ class ListwiseDataset(torch.utils.data.Dataset):
                 if any(not isinstance(d.get("score"), (int, float)) for d in docs):
                     raise InputError(
                         f"{training_file}: data[{n}] ({record.get('question_id')}): a document has no numeric "
-                        "'score' (distillation needs prep's scores; set finetune.distillation_weight: 0)"
+                        "'score' (distillation and the prior need prep's scores; set finetune.distillation_weight "
+                        "and finetune.prior_weight to 0)"
                     )
                 item["scores"] = [float(d["score"]) for d in docs]
             self.items.append(item)

@@ -14,6 +14,13 @@ def write_model_card(folder: Path, params: FinetuneParams, summary: dict) -> Non
         f" (distillation, temperature {params.distillation_temperature:g})."
         if params.distillation_weight else ""
     )
+    prior = (
+        f"\n\n**Score = logit + {params.prior_weight:g} x the cosine of an embedding model** saved in `prior/`"
+        " (the first stage's model, with its query/passage prefixes; see `reranktune.json`). The logit alone is"
+        " a correction to that prior and ranks poorly by itself: load the folder with"
+        " `reranktune.reranker.Reranker.from_pretrained`, which adds the prior."
+        if params.prior_weight else ""
+    )
     text = f"""---
 library_name: transformers
 pipeline_tag: text-classification
@@ -24,7 +31,7 @@ tags: [reranker, cross-encoder, reranktune]
 # Fine-tuned cross-encoder reranker
 
 Fine-tuned from `{params.base_model}` by reranktune with a listwise
-softmax cross-entropy over 1 positive and {params.train_n_passages - 1} hard negatives per query.{distilled}
+softmax cross-entropy over 1 positive and {params.train_n_passages - 1} hard negatives per query.{distilled}{prior}
 
 Score a pair by formatting it with the prompt template and taking the single logit:
 

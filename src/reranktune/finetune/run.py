@@ -17,7 +17,8 @@ from reranktune.finetune.model_card import write_model_card
 from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
 from reranktune.io import atomic_dir, write_json
 from reranktune.models import resolve_model
-from reranktune.params import FinetuneParams
+from reranktune.params import EmbeddingParams, FinetuneParams
+from reranktune.prior import save_prior
 from reranktune.reranker import load_classifier, load_tokenizer, model_input_names, write_reranker_config
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,15 @@ def run_finetune(
     live_dir: str | Path,
     val_file: str | Path | None = None,
     callbacks: list | None = None,
+    prior_embedding: EmbeddingParams | None = None,
 ) -> dict:
-    """Train, checkpointing every ``save_steps``; a rerun with the same inputs resumes."""
+    """Train, checkpointing every ``save_steps``; a rerun with the same inputs resumes.
+
+    ``prior_embedding`` is the model that scored the training file (prep's embedding): with
+    ``prior_weight`` > 0 it is trained against and saved with the reranker.
+    """
+    if params.prior_weight and prior_embedding is None:
+        raise ValueError("finetune.prior_weight > 0 needs the embedding model that scored the training file")
     train_file, output_dir, checkpoint_dir = Path(train_file), Path(output_dir), Path(checkpoint_dir)
     set_seed(params.seed)
     base = resolve_model(params.base_model)
@@ -86,10 +94,10 @@ def run_finetune(
     )
     if params.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    distill = params.distillation_weight > 0
-    train_data = ListwiseDataset(train_file, params.train_n_passages, with_scores=distill)
+    needs_scores = params.distillation_weight > 0 or params.prior_weight > 0
+    train_data = ListwiseDataset(train_file, params.train_n_passages, with_scores=needs_scores)
     val_data = (
-        ListwiseDataset(val_file, params.train_n_passages, with_scores=distill)
+        ListwiseDataset(val_file, params.train_n_passages, with_scores=needs_scores)
         if val_file and Path(val_file).exists() else None
     )
     per_device, accumulation = batch_layout(params, world_size())
@@ -143,6 +151,7 @@ def run_finetune(
         decay=params.lr_scheduler,
         distillation_weight=params.distillation_weight,
         distillation_temperature=params.distillation_temperature,
+        prior_weight=params.prior_weight,
     )
     has_checkpoint = any(checkpoint_dir.glob("checkpoint-*"))
     if resume and has_checkpoint:
@@ -176,6 +185,7 @@ def run_finetune(
                 max_length=params.rerank_max_length,
                 base_model=params.base_model,
                 train_n_passages=params.train_n_passages,
+                prior=save_prior(prior_embedding, params.prior_weight, tmp) if params.prior_weight else None,
             )
             write_model_card(tmp, params, summary)
             write_json(tmp / "training_summary.json", summary)

@@ -3,23 +3,25 @@
 Both format pairs with the prompt template and maximum length saved in
 ``reranktune.json``, so the server scores exactly as eval and export did.
 Tokenization (``encode``) runs per request; the forward pass (``score``) runs
-on pairs that the batcher may have gathered from several requests.
+on pairs that the batcher may have gathered from several requests. A model trained
+with a first-stage prior (``reranktune.prior``) gets it added per request in ``encode``.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from reranktune.io import InputError
+from reranktune.prior import Prior
 from reranktune.reranker import RERANKER_CONFIG, format_pair, load_tokenizer, read_reranker_config
 
 log = logging.getLogger(__name__)
 
 EngineKind = Literal["onnx", "torch"]
-Encoded = dict[str, list[int]]
+Encoded = dict[str, Any]   # the model's inputs (token id lists) and "prior", the pair's prior score
 
 
 class PairTooLong(ValueError):
@@ -39,8 +41,9 @@ class Engine:
     kind: EngineKind
 
     def __init__(self, tokenizer, prompt_template: str, max_length: int, input_names: list[str],
-                 batch_size: int) -> None:
+                 batch_size: int, prior: Prior | None = None) -> None:
         self.tokenizer = tokenizer
+        self.prior = prior
         self.prompt_template = prompt_template
         self.max_length = max_length
         self.input_names = input_names
@@ -55,17 +58,19 @@ class Engine:
             for i, ids in enumerate(enc["input_ids"]):
                 if len(ids) > self.max_length:
                     raise PairTooLong(i, len(ids), self.max_length)
-        return [{name: enc[name][i] for name in self.input_names} for i in range(len(texts))]
+        priors = self.prior.scores([query] * len(passages), passages) if self.prior else np.zeros(len(passages))
+        return [{**{name: enc[name][i] for name in self.input_names}, "prior": float(priors[i])}
+                for i in range(len(texts))]
 
     def score(self, pairs: list[Encoded]) -> list[float]:
-        """One logit per encoded pair; similar lengths share a batch so padding stays small."""
+        """Logit + prior per encoded pair; similar lengths share a batch so padding stays small."""
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i]["input_ids"]))
         scores = [0.0] * len(pairs)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             logits = self._forward(self._pad([pairs[i] for i in rows]))
             for i, logit in zip(rows, logits.tolist()):
-                scores[i] = float(logit)
+                scores[i] = float(logit) + pairs[i].get("prior", 0.0)
         return scores
 
     def _pad(self, rows: list[Encoded]) -> dict[str, np.ndarray]:
@@ -103,8 +108,12 @@ class OnnxEngine(Engine):
         self.session = ort.InferenceSession(str(folder / config.get("onnx_file", "model.onnx")), options,
                                             providers=providers)
         names = [i.name for i in self.session.get_inputs()]
+        if threads and config.get("prior"):
+            import torch
+
+            torch.set_num_threads(threads)
         super().__init__(load_tokenizer(str(folder)), config["prompt_template"], int(config["max_length"]),
-                         names, batch_size)
+                         names, batch_size, Prior.load(folder, config.get("prior")))
 
     def _forward(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(["logits"], arrays)[0][:, 0]
@@ -126,7 +135,7 @@ class TorchEngine(Engine):
         if self.reranker.head_was_new:
             log.warning("%s has no trained ranking head: its scores are random", folder)
         super().__init__(self.reranker.tokenizer, self.reranker.prompt_template, self.reranker.max_length,
-                         self.reranker.input_names, batch_size)
+                         self.reranker.input_names, batch_size, self.reranker.prior)
 
     def _forward(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         import torch
