@@ -8,7 +8,9 @@ from the sample corpus per request for `duration` seconds, then a second, smalle
 load (4 passages per request) where cross-request batching matters most. Prints the
 ratios and writes bench/results/serve.json. The model is a copy of models/onnx when
 it exists, otherwise the packaged all-MiniLM-L6-v2 exported with an untrained head
-(its scores mean nothing; its speed is the real model's). Exits 1 on any 5xx.
+(its scores mean nothing; its speed is the real model's). A model with a first-stage
+prior is also served without it (batching on, large load): the prior's cost, measured
+in the same run. Exits 1 on any 5xx.
 """
 from __future__ import annotations
 
@@ -67,6 +69,19 @@ def model_folder(model_dir: str | None, work: Path) -> tuple[Path, str]:
     write_reranker_config(target, prompt_template=DEFAULT_PROMPT_TEMPLATE, max_length=128, onnx_inputs=names,
                           onnx_file="model.onnx", source_model="all-MiniLM-L6-v2 (untrained head)")
     return target, "all-MiniLM-L6-v2 exported here, untrained head"
+
+
+def without_prior(folder: Path, work: Path) -> Path | None:
+    """A copy of ``folder`` whose reranktune.json has no prior (the cross-encoder alone); None if it has none."""
+    from reranktune.reranker import read_reranker_config, write_reranker_config
+
+    config = read_reranker_config(folder)
+    if not config.get("prior"):
+        return None
+    target = work / "onnx-without-prior"
+    shutil.copytree(folder, target, ignore=shutil.ignore_patterns(config["prior"]["folder"]))
+    write_reranker_config(target, **{k: v for k, v in config.items() if k != "prior"})
+    return target
 
 
 def corpus_passages(seed: int = 0) -> list[str]:
@@ -167,6 +182,11 @@ def run(model_dir: str | None = None, duration: float = 15.0, small_duration: fl
                 for name, (per_request, seconds) in loads.items():
                     results[name][mode] = asyncio.run(
                         load(server.url, passages_pool, per_request, concurrency, seconds, seed=1))
+        plain = without_prior(folder, Path(tmp))
+        if plain is not None:
+            with Server(plain, True, Path(tmp) / "without_prior.log") as server:
+                results["large"]["batching_without_prior"] = asyncio.run(
+                    load(server.url, passages_pool, passages, concurrency, duration, seed=1))
     report = {
         "model": model_note, "engine": "onnx", "concurrency": concurrency,
         "loads": {name: {"passages_per_request": loads[name][0], "duration_s": loads[name][1], **results[name],
@@ -177,6 +197,10 @@ def run(model_dir: str | None = None, duration: float = 15.0, small_duration: fl
                   for name in loads},
         "machine": machine(),
     }
+    if "batching_without_prior" in results["large"]:
+        large = report["loads"]["large"]
+        large["throughput_ratio_with_vs_without_prior"] = round(
+            large["batching"]["requests_per_s"] / large["batching_without_prior"]["requests_per_s"], 2)
     if out is not None:
         write_json(out, report)
     return report
@@ -196,15 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {report['model']}; {m['cpu']}, {m['cores']} cores, load average {m['load_average_1m_at_end']}")
     for name, result in report["loads"].items():
         print(f"\n{name} load: {result['passages_per_request']} passages/request, concurrency {args.concurrency}")
-        for mode in ("batching", "no_batching"):
+        for mode in ("batching", "no_batching", "batching_without_prior"):
+            if mode not in result:
+                continue
             r = result[mode]
             lat = r["latency_ms"]
             print(f"  {mode:12s} {r['requests_per_s']:7.2f} req/s {r['pairs_per_s']:8.1f} pairs/s  "
                   f"p50 {lat['p50']:7.1f} ms  p95 {lat['p95']:7.1f} ms  p99 {lat['p99']:7.1f} ms  5xx {r['server_errors']}")
         print(f"  throughput ratio (batching / off): {result['throughput_ratio_batching_vs_off']}x, "
               f"p95 ratio: {result['p95_ratio_batching_vs_off']}x")
+        if "throughput_ratio_with_vs_without_prior" in result:
+            print(f"  throughput ratio (with / without the prior): {result['throughput_ratio_with_vs_without_prior']}x")
     print(f"\nwrote {args.out}")
-    errors = sum(r[m]["server_errors"] for r in report["loads"].values() for m in ("batching", "no_batching"))
+    errors = sum(r[m]["server_errors"] for r in report["loads"].values()
+                 for m in ("batching", "no_batching", "batching_without_prior") if m in r)
     return 1 if errors else 0
 
 

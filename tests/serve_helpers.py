@@ -10,10 +10,12 @@ import httpx
 
 
 def export_folder(model_dir: Path, out: Path, max_length: int = 64) -> Path:
-    """What `reranktune export` writes: model.onnx, the tokenizer and reranktune.json."""
+    """What `reranktune export` writes: model.onnx, the tokenizer, reranktune.json, and the prior if any."""
+    import shutil
+
     from reranktune.export.onnx_export import export_onnx
     from reranktune.params import DEFAULT_PROMPT_TEMPLATE
-    from reranktune.reranker import Reranker, write_reranker_config
+    from reranktune.reranker import Reranker, read_reranker_config, write_reranker_config
 
     reranker = Reranker.from_pretrained(str(model_dir), device="cpu", max_length=max_length)
     out.mkdir(parents=True, exist_ok=True)
@@ -21,8 +23,11 @@ def export_folder(model_dir: Path, out: Path, max_length: int = 64) -> Path:
     names = export_onnx(reranker.model, reranker.tokenizer, out / "model.onnx", 17, sample)
     reranker.tokenizer.save_pretrained(out)
     (out / "config.json").write_text((Path(model_dir) / "config.json").read_text())
+    prior = read_reranker_config(model_dir).get("prior")
+    if prior:
+        shutil.copytree(Path(model_dir) / prior["folder"], out / prior["folder"])
     write_reranker_config(out, prompt_template=DEFAULT_PROMPT_TEMPLATE, max_length=max_length,
-                          onnx_inputs=names, onnx_file="model.onnx", source_model=str(model_dir))
+                          onnx_inputs=names, onnx_file="model.onnx", source_model=str(model_dir), prior=prior)
     return out
 
 

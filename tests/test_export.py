@@ -215,6 +215,8 @@ def test_a_reranker_with_a_prior_is_exported_and_served_with_it(tiny_bert_with_p
     report = run_export(params, EmbeddingParams(max_length=64), tiny_bert_with_prior_dir, small_beir, out,
                         tmp_path / "e.json")
     assert report["fp32"]["accepted"] and report["fp32"]["ndcg_drop"] == 0
+    assert report["prior"]["accepted"] and report["prior"]["max_abs_diff"] < 1e-4, report["prior"]
+    assert report["prior"]["onnx_file"] == "prior/model.onnx" and (out / "prior" / "model.onnx").exists()
     prior = read_reranker_config(tiny_bert_with_prior_dir)["prior"]
     assert read_reranker_config(out)["prior"] == prior and (out / "prior" / "modules.json").exists()
 
@@ -226,4 +228,5 @@ def test_a_reranker_with_a_prior_is_exported_and_served_with_it(tiny_bert_with_p
     assert max(abs(a - b) for a, b in zip(expected, logits_only)) > 1.0   # the prior (20 x cosine) is in
     for kind, folder in (("onnx", out), ("torch", tiny_bert_with_prior_dir)):
         engine = load_engine(kind, folder, batch_size=2)
+        assert type(engine.prior.encoder).__name__ == ("OnnxEncoder" if kind == "onnx" else "TorchEncoder")
         assert engine.score(engine.encode(query, passages, truncate=True)) == pytest.approx(expected, abs=1e-3), kind

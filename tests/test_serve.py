@@ -270,3 +270,29 @@ def test_serve_bench_reports_both_modes(onnx_dir, tmp_path):
             assert set(load[mode]["latency_ms"]) == {"p50", "p95", "p99"}
         assert load["throughput_ratio_batching_vs_off"] > 0
     assert report["machine"]["cores"] >= 1
+
+
+def test_a_model_with_a_prior_is_served_with_it_and_the_bench_measures_its_cost(tiny_bert_with_prior_dir, tmp_path):
+    import importlib.util
+
+    from conftest import REPO
+
+    folder = export_folder(tiny_bert_with_prior_dir, tmp_path / "onnx", MAX_LENGTH)
+    app = create_app(ServeSettings(model_dir=str(folder), model_name="tiny", max_batch=16, max_wait_ms=5))
+    passages = [p for p in PASSAGES if p][:5]
+    expected = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu", max_length=MAX_LENGTH).score(
+        [QUERY] * len(passages), passages)
+    with ServerThread(app) as srv:
+        wait_ready(srv.url)
+        body = {"model": "tiny", "query": {"text": QUERY}, "passages": [{"text": p} for p in passages],
+                "truncate": "END"}
+        rankings = httpx.post(f"{srv.url}/v1/ranking", json=body).json()["rankings"]
+    assert {r["index"]: r["logit"] for r in rankings} == pytest.approx(dict(enumerate(expected)), abs=1e-3)
+
+    spec = importlib.util.spec_from_file_location("bench_serve", REPO / "bench" / "serve.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.run(str(folder), duration=1, small_duration=1, concurrency=2, passages=5, out=None)
+    large = report["loads"]["large"]
+    assert large["batching_without_prior"]["requests"] > 0 and large["batching_without_prior"]["server_errors"] == 0
+    assert large["throughput_ratio_with_vs_without_prior"] > 0

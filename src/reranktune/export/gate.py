@@ -18,6 +18,7 @@ from reranktune.evaluation.metrics import Run
 from reranktune.evaluation.run import rerank
 from reranktune.export.parity import Parity
 from reranktune.params import EmbeddingParams, ExportParams
+from reranktune.prior import Prior
 from reranktune.reranker import Reranker
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,10 @@ NDCG_KEY = "NDCG@10"
 class OnnxScorer:
     """Scores pairs through an onnxruntime session with the reranker's tokenizer, prompt and prior."""
 
-    def __init__(self, session, reranker: Reranker) -> None:
+    def __init__(self, session, reranker: Reranker, prior: Prior | None = None) -> None:
         self.session = session
         self.reranker = reranker
+        self.prior = prior or reranker.prior   # the exported (ONNX) prior where there is one
 
     def score(self, queries: list[str], passages: list[str], batch_size: int = 64,
               progress: bool = False) -> list[float]:
@@ -42,8 +44,8 @@ class OnnxScorer:
             logits = self.session.run(["logits"], {n: t.numpy() for n, t in batch.items()})[0][:, 0]
             for i, logit in zip(rows, logits.tolist()):
                 scores[i] = logit
-        if self.reranker.prior is not None:
-            scores = (self.reranker.prior.scores(queries, passages) + scores).tolist()
+        if self.prior is not None:
+            scores = (self.prior.scores(queries, passages) + scores).tolist()
         return scores
 
 
@@ -57,6 +59,11 @@ class RankingSet:
     @property
     def pairs(self) -> int:
         return sum(len(docs) for docs in self.candidates.values())
+
+    def texts(self) -> tuple[list[str], list[str]]:
+        """(queries, passages), one entry per candidate pair."""
+        pairs = [(self.data.queries[q], self.data.passage_text(d)) for q, docs in self.candidates.items() for d in docs]
+        return [q for q, _ in pairs], [p for _, p in pairs]
 
     def ndcg(self, scorer, batch_size: int) -> tuple[float, float]:
         """(NDCG@10 after reranking with ``scorer``, pairs scored per second)."""

@@ -9,6 +9,8 @@ import random
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from reranktune.evaluation.beir_data import load_beir
 from reranktune.export.gate import NDCG_KEY, OnnxScorer, judge, ranking_set
 from reranktune.export.onnx_export import export_onnx
@@ -17,6 +19,7 @@ from reranktune.export.tensorrt_engine import ENGINE_FILE, TensorRTSession, buil
 from reranktune.export.variants import CPU_PREFERENCE, VARIANTS, Variant, build_variants
 from reranktune.io import atomic_dir, write_json
 from reranktune.params import EmbeddingParams, ExportParams
+from reranktune.prior import PRIOR_ONNX, Prior, export_prior_onnx
 from reranktune.reranker import Reranker, format_pair, read_reranker_config, write_reranker_config
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,29 @@ def _session(variant: Variant, path: Path):
     return TensorRTSession(path) if variant is TENSORRT else onnx_session(str(path), variant.device)
 
 
+def _export_prior(reranker: Reranker, prior: dict, model_dir: Path, out: Path, ranking,
+                  params: ExportParams) -> tuple[Prior, dict]:
+    """Copy the prior's embedding model next to the graph and add its ONNX graph if it scores like PyTorch.
+
+    Returns the prior serve will use (the ONNX one, or PyTorch's when its graph was rejected)
+    and its parity figures over the gate's pairs.
+    """
+    folder = out / prior["folder"]
+    shutil.copytree(model_dir / prior["folder"], folder)
+    export_prior_onnx(reranker.prior, folder / PRIOR_ONNX, params.opset)
+    exported = Prior.load(out, prior, onnx=True)
+    queries, passages = ranking.texts()
+    diff = float(np.max(np.abs(exported.scores(queries, passages) - reranker.prior.scores(queries, passages))))
+    accepted = diff <= params.parity_atol
+    log.info("prior ONNX graph: max |prior score diff| %.2e over %d pairs: %s", diff, len(queries),
+             "accepted" if accepted else "REJECTED, serve uses PyTorch for the prior")
+    if not accepted:
+        (folder / PRIOR_ONNX).unlink()
+        exported = reranker.prior
+    return exported, {"onnx_file": f"{prior['folder']}/{PRIOR_ONNX}" if accepted else None,
+                      "max_abs_diff": diff, "pairs": len(queries), "accepted": accepted}
+
+
 def _default_variant(report: dict) -> str:
     return next(name for name in CPU_PREFERENCE if report.get(name, {}).get("accepted"))
 
@@ -81,12 +107,16 @@ def run_export(params: ExportParams, embedding: EmbeddingParams, model_dir: str 
                      "max_ndcg_drop": params.max_ndcg_drop},
             "torch": {NDCG_KEY: round(torch_ndcg, 5), "pairs_per_s": round(torch_speed, 1)},
         }
+        prior = read_reranker_config(model_dir).get("prior")
+        served_prior = None
+        if prior:
+            served_prior, report["prior"] = _export_prior(reranker, prior, Path(model_dir), out, ranking, params)
         for name, variant in variants.items():
             session = _session(variant, out / variant.file)
             ndcg = speed = None
             provider = "TensorRT" if variant is TENSORRT else session.get_providers()[0]
             if variant.device == "cpu" or provider != "CPUExecutionProvider":
-                ndcg, speed = ranking.ndcg(OnnxScorer(session, reranker), params.batch_size)
+                ndcg, speed = ranking.ndcg(OnnxScorer(session, reranker, served_prior), params.batch_size)
             else:   # a GPU variant on a CPU-only machine: it loads and scores the probe pairs; that is all
                 log.info("%s: no CUDA provider here, so %s is not measured (parity only)", name, NDCG_KEY)
             report[name] = {**judge(variant.lossless, probe.compare(session), ndcg, torch_ndcg, params),
@@ -104,9 +134,6 @@ def run_export(params: ExportParams, embedding: EmbeddingParams, model_dir: str 
         default = _default_variant(report)
         reranker.tokenizer.save_pretrained(out)
         shutil.copy(Path(model_dir) / "config.json", out / "config.json")
-        prior = read_reranker_config(model_dir).get("prior")
-        if prior:   # served next to the graph; the gate above already scored with it
-            shutil.copytree(Path(model_dir) / prior["folder"], out / prior["folder"])
         write_reranker_config(
             out,
             prompt_template=reranker.prompt_template,

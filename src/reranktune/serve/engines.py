@@ -108,12 +108,9 @@ class OnnxEngine(Engine):
         self.session = ort.InferenceSession(str(folder / config.get("onnx_file", "model.onnx")), options,
                                             providers=providers)
         names = [i.name for i in self.session.get_inputs()]
-        if threads and config.get("prior"):
-            import torch
-
-            torch.set_num_threads(threads)
+        prior = Prior.load(folder, config.get("prior"), onnx=True, threads=threads)   # its ONNX graph if export wrote one
         super().__init__(load_tokenizer(str(folder)), config["prompt_template"], int(config["max_length"]),
-                         names, batch_size, Prior.load(folder, config.get("prior")))
+                         names, batch_size, prior)
 
     def _forward(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(["logits"], arrays)[0][:, 0]
