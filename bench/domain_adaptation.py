@@ -190,17 +190,26 @@ def per_query_ndcg10(qrels: dict, run: dict) -> dict[str, float]:
     return {q: s["ndcg_cut_10"] for q, s in scores.items()}
 
 
-def rerank_top(data, candidates: dict, reranker: Reranker, top: int, batch_size: int, bf16: bool) -> dict:
-    """Rerank each query's first ``top`` candidates; the rest keep their order below them."""
-    head = {q: dict(sorted(d.items(), key=lambda x: -x[1])[:top]) for q, d in candidates.items()}
-    reranker.bf16 = reranker.bf16 or bf16
-    scores = rerank(data, head, reranker, batch_size)
+def head_of(candidates: dict, top: int) -> dict:
+    """Each query's first ``top`` candidates by first-stage score."""
+    return {q: dict(sorted(d.items(), key=lambda x: -x[1])[:top]) for q, d in candidates.items()}
+
+
+def with_tail(candidates: dict, head_scores: dict) -> dict:
+    """The reranked head first, then the other candidates in first-stage order below it."""
     run = {}
     for qid, docs in candidates.items():
-        floor = min(scores[qid].values()) if scores[qid] else 0.0
-        tail = sorted((d for d in docs if d not in scores[qid]), key=lambda d: -docs[d])
-        run[qid] = {**scores[qid], **{d: floor - 1.0 - i for i, d in enumerate(tail)}}
+        scores = head_scores.get(qid, {})
+        floor = min(scores.values()) if scores else 0.0
+        tail = sorted((d for d in docs if d not in scores), key=lambda d: -docs[d])
+        run[qid] = {**scores, **{d: floor - 1.0 - i for i, d in enumerate(tail)}}
     return run
+
+
+def rerank_top(data, candidates: dict, reranker: Reranker, top: int, batch_size: int, bf16: bool) -> dict:
+    """Rerank each query's first ``top`` candidates; the rest keep their order below them."""
+    reranker.bf16 = reranker.bf16 or bf16
+    return with_tail(candidates, rerank(data, head_of(candidates, top), reranker, batch_size))
 
 
 def fuse(candidates: dict, reranked: dict, top: int, alpha: float) -> dict:

@@ -1,4 +1,6 @@
-"""bench/domain_adaptation.py on a tiny BEIR folder: the recipe is params.yaml's, real queries stay unseen."""
+"""bench/domain_adaptation.py on a tiny BEIR folder: the recipe is params.yaml's, real queries stay unseen.
+
+Also bench/rerank_depth.py, which sweeps rerank depth and prior weight for a trained reranker."""
 import importlib.util
 import json
 
@@ -12,8 +14,8 @@ SECRET_WORD = "quetzalcoatlus"   # only in a real test query: training must neve
 TOPICS = ["vacuum", "index", "trigger", "sequence", "schema", "cursor", "lambda", "decorator"]
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("domain_adaptation", REPO / "bench" / "domain_adaptation.py")
+def load_bench(name: str = "domain_adaptation"):
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -85,3 +87,43 @@ def test_unknown_bench_key_is_named(beir_dir, tmp_path):
 
     with pytest.raises(InputError, match="unknown bench key"):
         load_bench().main([str(beir_dir), "--params", "bench.rerank_depth=5"])
+
+
+@pytest.fixture
+def rerank_depth(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))   # it imports its helpers from domain_adaptation
+    return load_bench("rerank_depth")
+
+
+def test_depth_sweep_matches_the_reranker_and_depth_one_is_the_first_stage(
+        rerank_depth, beir_dir, tiny_bert_with_prior_dir, tmp_path):
+    from reranktune.evaluation.beir_data import load_beir
+    from reranktune.reranker import Reranker
+
+    result = rerank_depth.main([str(beir_dir), str(tiny_bert_with_prior_dir), "--depths", "1", "5",
+                                "--prior-weights", "0", "5", "--permutations", "200", "--no-bf16",
+                                "--out", str(tmp_path / "depth.json")])
+
+    settings = {(s["depth"], s["prior_weight"]): s for s in result["settings"]}
+    assert set(settings) == {(d, w) for d in (1, 5) for w in (0.0, 5.0, 20.0)}
+    assert [w for (d, w), s in settings.items() if s["trained_weight"]] == [20.0, 20.0]
+    for weight in (0.0, 5.0, 20.0):   # reranking only the top 1 leaves the first stage's order
+        assert settings[1, weight]["NDCG@10"] == result["first_stage"]["NDCG@10"]
+        assert settings[1, weight]["vs_first_stage_ndcg@10"]["ties"] == len(TOPICS)
+
+    # the split logit + weight x cosine at the trained weight is exactly what Reranker scores
+    domain_adaptation = load_bench()
+    data = load_beir(beir_dir)
+    candidates = rerank_depth.dense_retrieval(data, rerank_depth.first_stage_embedding(REPO / "params.yaml"), 5)
+    reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir))
+    direct = domain_adaptation.rerank_top(data, candidates, reranker, 5, batch_size=64, bf16=False)
+    per_query = domain_adaptation.per_query_ndcg10(data.qrels, direct)
+    assert settings[5, 20.0]["NDCG@10"] == pytest.approx(sum(per_query.values()) / len(per_query), abs=1e-5)
+    assert json.loads((tmp_path / "depth.json").read_text())["trained_prior_weight"] == 20.0
+
+
+def test_depth_sweep_refuses_prior_weights_for_a_reranker_without_a_prior(rerank_depth, beir_dir, tiny_bert_dir):
+    from reranktune.io import InputError
+
+    with pytest.raises(InputError, match="has no prior"):
+        rerank_depth.main([str(beir_dir), str(tiny_bert_dir), "--prior-weights", "10"])

@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     helps = {
         "sdg": "documents (sdg.input_dir) -> synthetic Q&A in data/sdg/qa.jsonl",
         "prep": "Q&A -> training file with hard negatives + BEIR test set in data/prep/",
-        "finetune": "train the cross-encoder -> models/reranker/",
+        "finetune": "train the cross-encoder (with finetune.prior_weight > 0: as a correction to prep's "
+        "embedder, saved with it in prior/) -> models/reranker/",
         "eval": "retrieval vs reranking on eval.data_path (data/prep/eval_beir) -> metrics/eval*.json, eval_report.md",
         "export": "ONNX variants (fp32, optimized, int8, fp16) behind an accuracy gate -> models/onnx/",
     }
