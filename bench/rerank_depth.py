@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
-from domain_adaptation import REPO, head_of, machine, per_query_ndcg10, versus, with_tail
+from domain_adaptation import REPO, head_of, load_config, machine, per_query_ndcg10, versus, with_tail
 
 from reranktune.evaluation.beir_data import load_beir
 from reranktune.evaluation.first_stage import dense_retrieval
@@ -29,14 +28,6 @@ from reranktune.params import EmbeddingParams
 from reranktune.reranker import Reranker
 
 log = logging.getLogger("rerank_depth")
-
-
-def first_stage_embedding(params_file: Path) -> EmbeddingParams:
-    """params.yaml's prep.embedding: the model prep mined with and the bench retrieves with."""
-    if not params_file.is_file():
-        raise InputError(f"{params_file}: not found (--params-file)")
-    params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
-    return EmbeddingParams(**(params.get("prep") or {}).get("embedding", {}))
 
 
 def split_scores(data, head: dict, reranker: Reranker, batch_size: int) -> tuple[dict, dict]:
@@ -87,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise InputError(f"--depths {args.depths}: every depth must be >= 1")
 
     start = time.perf_counter()
-    embedding = first_stage_embedding(args.params_file)
+    embedding = EmbeddingParams(**load_config(args.params_file)["prep"]["embedding"])
     reranker = Reranker.from_pretrained(args.reranker)
     reranker.bf16 = reranker.bf16 or args.bf16
     own_weight = reranker.prior.weight if reranker.prior else 0.0
