@@ -64,3 +64,19 @@ def test_question_and_title_shapes_follow_their_sentence():
     assert text.splitlines()[0] in questions                       # the whole title
     short = [q for q in questions if q != text.splitlines()[0] and set(q.split()) <= set(text.lower().split())]
     assert any(len(q.split()) == 3 for q in short)                 # its rarest words
+
+
+def test_a_title_ending_in_a_full_stop_is_still_a_title():
+    """Paper titles end with a full stop; a one-line first paragraph is a title, a run-on line is not."""
+    from reranktune.documents import Document
+
+    body = "Statin users had a lower risk of breast cancer death in a national cohort from Finland."
+    titled = "Statin Use and Breast Cancer Survival: A Nationwide Cohort Study.\n\n" + body
+    run_on = "Statin use was studied in a cohort.\n" + body
+    docs = [Document("t", "t", titled, [titled.replace("\n\n", " ")]),
+            Document("r", "r", run_on, [run_on.replace("\n", " ")]),
+            Document("x", "x", "Unrelated filler text about gardening tomatoes.", ["Unrelated filler text."])]
+    generator = OfflineGenerator(docs, seed=1)
+    titles = [p.question for p in generator.pairs_for(0) if p.query_type == "structural"]
+    assert "Statin Use and Breast Cancer Survival: A Nationwide Cohort Study" in titles
+    assert not [p for p in generator.pairs_for(1) if p.query_type == "structural"]

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 # quote or bracket; common abbreviations are not sentence ends.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "Mr.", "Dr.", "cf.", "Fig.", "No.")
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 @dataclass
@@ -56,7 +56,7 @@ def split_sentences(paragraph: str) -> list[str]:
 
 def chunk_text(text: str, sentences_per_chunk: int) -> list[str]:
     """Paragraphs -> sentences -> chunks of ``sentences_per_chunk`` sentences."""
-    sentences = [s for para in _PARAGRAPH_BREAK.split(text) for s in split_sentences(para)]
+    sentences = [s for para in PARAGRAPH_BREAK.split(text) for s in split_sentences(para)]
     return [
         " ".join(sentences[i : i + sentences_per_chunk])
         for i in range(0, len(sentences), sentences_per_chunk)

@@ -22,7 +22,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
-from reranktune.documents import Document, split_sentences
+from reranktune.documents import PARAGRAPH_BREAK, Document, split_sentences
 from reranktune.sdg.records import QAPair, document_record
 
 JUDGE = "heuristic: rare-word specificity and lexical rank of the positive chunk"
@@ -180,7 +180,15 @@ class OfflineGenerator:
         return " ".join(w for w in words if w in keep)
 
     def _heading(self, text: str) -> str | None:
-        first = text.strip().splitlines()[0].strip() if text.strip() else ""
+        """The first line, when it reads as a title.
+
+        A title may end with a full stop (most paper titles do) when it is a paragraph
+        of its own with text after it; a first line that runs on into the body is not one.
+        """
+        paragraphs = PARAGRAPH_BREAK.split(text.strip())
+        first = paragraphs[0].splitlines()[0].strip() if paragraphs[0] else ""
+        if first.endswith(".") and len(paragraphs) > 1 and "\n" not in paragraphs[0].strip():
+            first = first[:-1].rstrip()
         words = first.split()
         if 1 <= len(words) <= self.max_words + 12 and not first.endswith((".", ":", ";", ",")):
             return first
