@@ -30,6 +30,11 @@ from reranktune.reranker import Reranker
 log = logging.getLogger("rerank_depth")
 
 
+def first_stage_embedding(params_file: Path) -> EmbeddingParams:
+    """prep.embedding of the recipe: the model prep mined with and the bench retrieves with."""
+    return EmbeddingParams(**load_config(params_file)["prep"]["embedding"])
+
+
 def split_scores(data, head: dict, reranker: Reranker, batch_size: int) -> tuple[dict, dict]:
     """Per (query, doc): the model's logit, and the prior's cosine (weight 1; empty without a prior)."""
     prior, reranker.prior = reranker.prior, None
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise InputError(f"--depths {args.depths}: every depth must be >= 1")
 
     start = time.perf_counter()
-    embedding = EmbeddingParams(**load_config(args.params_file)["prep"]["embedding"])
+    embedding = first_stage_embedding(args.params_file)
     reranker = Reranker.from_pretrained(args.reranker)
     reranker.bf16 = reranker.bf16 or args.bf16
     own_weight = reranker.prior.weight if reranker.prior else 0.0

@@ -114,8 +114,7 @@ def test_depth_sweep_matches_the_reranker_and_depth_one_is_the_first_stage(
     # the split logit + weight x cosine at the trained weight is exactly what Reranker scores
     domain_adaptation = load_bench()
     data = load_beir(beir_dir)
-    embedding = rerank_depth.EmbeddingParams(**domain_adaptation.load_config(REPO / "params.yaml")["prep"]["embedding"])
-    candidates = rerank_depth.dense_retrieval(data, embedding, 5)
+    candidates = rerank_depth.dense_retrieval(data, rerank_depth.first_stage_embedding(REPO / "params.yaml"), 5)
     reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir))
     direct = domain_adaptation.rerank_top(data, candidates, reranker, 5, batch_size=64, bf16=False)
     per_query = domain_adaptation.per_query_ndcg10(data.qrels, direct)
