@@ -51,14 +51,14 @@ import shutil, sys, yaml
 from pathlib import Path
 repo, work, minilm, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 params = yaml.safe_load((repo / "params.yaml").read_text())
-corpus = repo / "data" / "sample_corpus"
-if mode == "cpu":  # a dozen documents and a few steps
-    small = work / "docs"
-    for i, path in enumerate(sorted(p for p in corpus.rglob("*") if p.is_file())[::13][:12]):
-        (small / str(i)).mkdir(parents=True)
-        shutil.copy(path, small / str(i) / path.name)
+corpus = repo / "data" / "questions" / "nq-utd" / "corpus.jsonl"
+params["eval"]["questions_dir"] = str(corpus.parent.parent)
+if mode == "cpu":  # 40 passages and a few steps; their real questions are not all answerable there
+    small = work / "corpus.jsonl"
+    small.write_text("".join(corpus.read_text(encoding="utf-8").splitlines(keepends=True)[:40]))
     corpus = small
-params["sdg"]["input_dir"] = str(corpus)
+    params["eval"]["questions_dir"] = str(work / "no-questions")
+params["sdg"]["input_path"] = str(corpus)
 params["prep"]["embedding"]["model"] = minilm
 params["finetune"].update(base_model=minilm, mixed_precision="auto")
 if mode == "gpu":
@@ -97,7 +97,8 @@ result = {
     "stage_seconds": json.loads((work / "stage_seconds.json").read_text()),
     "pipeline": {
         "train_pairs_per_s": summary["train_pairs_per_s"], "train_steps": summary["steps"],
-        "nDCG@10": {name: m["NDCG"]["NDCG@10"] for name, m in evaluation.items() if "NDCG" in m},
+        "nDCG@10": {section: {name: m["NDCG@10"] for name, m in systems.items() if isinstance(m, dict)}
+                    for section, systems in evaluation.items()},
         "export": json.loads((work / "metrics" / "export.json").read_text()),
     },
     "throughput_llama": json.loads((work / "throughput.json").read_text()),

@@ -24,28 +24,17 @@ import onnxruntime as ort
 import torch
 
 from reranktune.evaluation.beir_data import load_beir
-from reranktune.export.gate import OnnxScorer, RankingSet, ranking_set
+from reranktune.evaluation.first_stage import FirstStageSettings
+from reranktune.export.gate import RankingSet, ranking_set
 from reranktune.export.onnx_export import export_onnx
 from reranktune.export.variants import VARIANTS, build_variants
 from reranktune.io import write_json
 from reranktune.logs import setup_logging
 from reranktune.params import load_section
-from reranktune.reranker import Reranker, format_pair
+from reranktune.reranker import Reranker
+from reranktune.scoring import LogitBackend, SessionBackend, TorchBackend, format_pair
 
 TARGET_RATIO, TARGET_DROP = 1.8, 0.01
-
-
-class TorchSession:
-    """PyTorch behind onnxruntime's ``run(outputs, feed)`` call, so every engine is timed and scored alike."""
-
-    def __init__(self, model, bf16: bool) -> None:
-        self.model, self.bf16 = model.eval(), bf16
-
-    @torch.inference_mode()
-    def run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model(**{n: torch.from_numpy(a) for n, a in feed.items()}).logits
-        return [logits.float().numpy()]
 
 
 def machine() -> dict:
@@ -72,20 +61,20 @@ def bench_batch(reranker: Reranker, beir_dir: Path, batch: int, length: int) -> 
     return {n: encoded[n] for n in reranker.input_names}
 
 
-def onnx_session(path: Path) -> ort.InferenceSession:
+def onnx_backend(path: Path) -> SessionBackend:
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()   # the same cores torch gets
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return SessionBackend(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
 
 
-def throughput(engines: dict, feed: dict[str, np.ndarray], rounds: int) -> dict[str, float]:
+def throughput(engines: dict[str, LogitBackend], feed: dict[str, np.ndarray], rounds: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in engines}
-    for name, session in engines.items():   # warm-up
-        session.run(["logits"], feed)
+    for name, backend in engines.items():   # warm-up
+        backend.logits(feed)
     for _ in range(rounds):
-        for name, session in engines.items():
+        for name, backend in engines.items():
             start = time.perf_counter()
-            session.run(["logits"], feed)
+            backend.logits(feed)
             times[name].append(time.perf_counter() - start)
     batch = len(feed["input_ids"])
     return {name: batch / statistics.median(ts) for name, ts in times.items()}
@@ -99,7 +88,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--top-k", type=int, default=10, help="dense candidates reranked per test query")
+    parser.add_argument("--top-k", type=int, default=10, help="first-stage candidates (eval.first_stage) reranked per test query")
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "results" / "inference.json")
     args = parser.parse_args()
     setup_logging()
@@ -116,17 +105,18 @@ def main() -> int:
         export_onnx(reranker.model, reranker.tokenizer, folder / "model.onnx", 17,
                     {n: torch.from_numpy(a[:2]) for n, a in feed.items()})
         build_variants(folder, ["fp32", "optimized", "int8"], reranker.model.config)
-        engines = {
-            "torch fp32": TorchSession(reranker.model, bf16=False),
-            "torch bf16 (autocast)": TorchSession(reranker.model, bf16=True),
-            **{f"onnx {name}": onnx_session(folder / VARIANTS[name].file) for name in ("fp32", "optimized", "int8")},
+        engines: dict[str, LogitBackend] = {
+            "torch fp32": TorchBackend(reranker.model, "cpu", bf16=False),
+            "torch bf16 (autocast)": TorchBackend(reranker.model, "cpu", bf16=True),
+            **{f"onnx {name}": onnx_backend(folder / VARIANTS[name].file) for name in ("fp32", "optimized", "int8")},
         }
         speed = throughput(engines, feed, args.rounds)
-        reference = engines["torch fp32"].run(["logits"], feed)[0]
-        diffs = {name: float(np.abs(s.run(["logits"], feed)[0] - reference).max()) for name, s in engines.items()}
-        embedding = load_section("prep", args.params).embedding
-        ranking: RankingSet = ranking_set(args.beir, embedding, 0, args.top_k)
-        ndcg = {name: ranking.ndcg(OnnxScorer(s, reranker), args.batch)[0] for name, s in engines.items()}
+        reference = engines["torch fp32"].logits(feed)
+        diffs = {name: float(np.abs(b.logits(feed) - reference).max()) for name, b in engines.items()}
+        first_stage = FirstStageSettings.from_params(load_section("eval", args.params),
+                                                     load_section("prep", args.params).embedding)
+        ranking: RankingSet = ranking_set(args.beir, first_stage, 0, args.top_k)
+        ndcg = {name: ranking.ndcg(reranker.with_backend(b), args.batch)[0] for name, b in engines.items()}
 
     base_speed, base_ndcg = speed["torch fp32"], ndcg["torch fp32"]
     results = {

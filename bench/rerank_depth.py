@@ -1,14 +1,15 @@
 """How deep to rerank, and how strong a prior: one trained reranker, many settings, real queries.
 
     python bench/rerank_depth.py /path/to/beir_folder /path/to/reranker \\
-        [--depths 20 50 100] [--prior-weights 10 20 30] [--out bench/results/rerank_depth_<name>.json]
+        [--depths 20 50 100] [--prior-scales 0.5 1.5] [--out bench/results/rerank_depth_<name>.json]
 
-The first stage (dense, params.yaml's prep.embedding, as in bench/domain_adaptation.py) returns
-the top max(depths) candidates. Each pair is scored once, the logit and the prior's cosine
-apart, so every (depth, prior weight) setting costs no more model time. Each setting gets
-nDCG@10 and the paired test against the first stage. The reranker's own prior weight (the one
-it was trained with, 0 without a prior) is always among the weights; any other weight only
-rescales the prior at ranking time, so it is an experiment, not something `finetune` ships.
+The first stage is eval's (params.yaml: eval.first_stage over prep.embedding, as the eval
+stage and bench/domain_adaptation.py retrieve) and returns the top max(depths) candidates.
+Each pair is scored once, the cross-encoder's logit and the prior apart, so every
+(depth, prior scale) setting costs no more model time; scores combine through the same
+``ScoreRecipe`` as everywhere else. Scale 1 is the prior the model was trained with; any
+other scale only rescales it at ranking time, so it is an experiment, not something
+``finetune`` ships. Each setting gets nDCG@10 and the paired test against the best first stage.
 """
 from __future__ import annotations
 
@@ -18,48 +19,66 @@ import time
 from pathlib import Path
 
 import numpy as np
-from domain_adaptation import REPO, head_of, load_config, machine, per_query_ndcg10, versus, with_tail
+from domain_adaptation import REPO, load_config, machine
 
 from reranktune.evaluation.beir_data import load_beir
-from reranktune.evaluation.first_stage import dense_retrieval
-from reranktune.evaluation.run import rerank
+from reranktune.evaluation.first_stage import FIRST_STAGES, FirstStageSettings, first_stage_runs
+from reranktune.evaluation.metrics import Run, per_query_scores
+from reranktune.evaluation.significance import compare_systems
 from reranktune.io import InputError, write_json
-from reranktune.params import EmbeddingParams
+from reranktune.models import bf16_enabled
+from reranktune.params import EmbeddingParams, EvalParams
 from reranktune.reranker import Reranker
+from reranktune.scoring import ScoreRecipe
 
 log = logging.getLogger("rerank_depth")
+KEY = "NDCG@10"
 
 
-def first_stage_embedding(params_file: Path) -> EmbeddingParams:
-    """prep.embedding of the recipe: the model prep mined with and the bench retrieves with."""
-    return EmbeddingParams(**load_config(params_file)["prep"]["embedding"])
+def first_stage_settings(params_file: Path) -> tuple[EvalParams, FirstStageSettings]:
+    """The recipe's eval section and first stage: what the eval stage retrieves with."""
+    config = load_config(params_file)
+    eval_params = EvalParams(**config["eval"])
+    return eval_params, FirstStageSettings.from_params(eval_params, EmbeddingParams(**config["prep"]["embedding"]))
 
 
-def split_scores(data, head: dict, reranker: Reranker, batch_size: int) -> tuple[dict, dict]:
-    """Per (query, doc): the model's logit, and the prior's cosine (weight 1; empty without a prior)."""
-    prior, reranker.prior = reranker.prior, None
-    try:
-        logits = rerank(data, head, reranker, batch_size)
-    finally:
-        reranker.prior = prior
-    if prior is None:
-        return logits, {}
+def head_of(candidates: Run, top: int) -> Run:
+    """Each query's first ``top`` candidates by first-stage score."""
+    return {q: dict(sorted(d.items(), key=lambda x: -x[1])[:top]) for q, d in candidates.items()}
+
+
+def with_tail(candidates: Run, head_scores: Run) -> Run:
+    """The reranked head first, then the other candidates in first-stage order below it."""
+    run = {}
+    for qid, docs in candidates.items():
+        scores = head_scores.get(qid, {})
+        floor = min(scores.values()) if scores else 0.0
+        tail = sorted((d for d in docs if d not in scores), key=lambda d: -docs[d])
+        run[qid] = {**scores, **{d: floor - 1.0 - i for i, d in enumerate(tail)}}
+    return run
+
+
+def split_scores(data, head: Run, reranker: Reranker, batch_size: int) -> tuple[Run, Run]:
+    """Per (query, doc): the cross-encoder's logit, and the prior's score (zero without a prior)."""
     pairs = [(q, d) for q, docs in head.items() for d in docs]
-    cosines = prior.scores([data.queries[q] for q, _ in pairs], [data.passage_text(d) for _, d in pairs])
-    cosine: dict = {q: {} for q in head}
-    for (q, d), value in zip(pairs, (cosines / prior.weight).tolist()):
-        cosine[q][d] = value
-    return logits, cosine
+    queries, passages = [data.queries[q] for q, _ in pairs], [data.passage_text(d) for _, d in pairs]
+    logits = reranker.logits_encoded(reranker.encoder.encode(queries, passages), batch_size, progress=True)
+    prior = reranker.prior.scores(queries, passages) if reranker.prior else np.zeros(len(pairs))
+    logit_run: Run = {q: {} for q in head}
+    prior_run: Run = {q: {} for q in head}
+    for (q, d), logit, value in zip(pairs, logits.tolist(), prior.tolist()):
+        logit_run[q][d], prior_run[q][d] = logit, value
+    return logit_run, prior_run
 
 
-def sweep(candidates: dict, logits: dict, cosine: dict, depths: list[int], weights: list[float]):
-    """(depth, weight, run) for every setting: logit + weight x cosine over the top ``depth``."""
+def sweep(candidates: Run, logits: Run, prior: Run, depths: list[int], scales: list[float]):
+    """(depth, scale, run) for every setting: logit + scale x prior over the top ``depth``."""
     for depth in depths:
         head = head_of(candidates, depth)
-        for weight in weights:
-            scores = {q: {d: logits[q][d] + weight * cosine.get(q, {}).get(d, 0.0) for d in docs}
+        for scale in scales:
+            scores = {q: {d: ScoreRecipe.total(logits[q][d], scale * prior[q][d]) for d in docs}
                       for q, docs in head.items()}
-            yield depth, weight, with_tail(candidates, scores)
+            yield depth, scale, with_tail(candidates, scores)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,14 +87,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("reranker", help="a reranker folder (finetune's output, or a bench --work's model/)")
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 30, 50, 100],
                         help="rerank the first stage's top N for each N")
-    parser.add_argument("--prior-weights", type=float, nargs="*", default=[],
-                        help="prior weights to try besides the reranker's own (needs a reranker with a prior)")
+    parser.add_argument("--prior-scales", type=float, nargs="*", default=[],
+                        help="multiples of the trained prior to try besides 1 (needs a reranker with a prior)")
     parser.add_argument("--params-file", type=Path, default=REPO / "params.yaml",
-                        help="its prep.embedding is the first stage")
+                        help="its eval section and prep.embedding are the first stage")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                        help="bf16 autocast on CPU (AMX), as bench/domain_adaptation.py reranks")
-    parser.add_argument("--permutations", type=int, default=10000, help="paired randomisation test resamples")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -83,34 +99,38 @@ def main(argv: list[str] | None = None) -> dict:
         raise InputError(f"--depths {args.depths}: every depth must be >= 1")
 
     start = time.perf_counter()
-    embedding = first_stage_embedding(args.params_file)
-    reranker = Reranker.from_pretrained(args.reranker)
-    reranker.bf16 = reranker.bf16 or args.bf16
-    own_weight = reranker.prior.weight if reranker.prior else 0.0
-    if args.prior_weights and reranker.prior is None:
-        raise InputError(f"--prior-weights: {args.reranker} has no prior (reranktune.json has no 'prior' entry)")
-    weights = sorted({own_weight, *args.prior_weights})
+    params, settings = first_stage_settings(args.params_file)
+    reranker = Reranker.from_pretrained(args.reranker, bf16=bf16_enabled(params.mixed_precision))
+    if args.prior_scales and reranker.prior is None:
+        raise InputError(f"--prior-scales: {args.reranker} has no prior (reranktune.json has no 'prior' entry)")
+    scales = sorted({1.0, *args.prior_scales})
 
     data = load_beir(args.beir_dir)
-    candidates = dense_retrieval(data, embedding, max(args.depths))
-    logits, cosine = split_scores(data, head_of(candidates, max(args.depths)), reranker, args.batch_size)
-    first = per_query_ndcg10(data.qrels, candidates)
-    settings = []
-    for depth, weight, run in sweep(candidates, logits, cosine, sorted(args.depths), weights):
-        per_query = per_query_ndcg10(data.qrels, run)
-        settings.append({"depth": depth, "prior_weight": weight, "trained_weight": weight == own_weight,
-                         "NDCG@10": round(float(np.mean(list(per_query.values()))), 5),
-                         "vs_first_stage_ndcg@10": versus(first, per_query, args.permutations)})
-        log.info("depth %d, prior weight %g: nDCG@10 %.4f", depth, weight, settings[-1]["NDCG@10"])
+    runs = first_stage_runs(data, list(FIRST_STAGES), settings.with_top_k(max(args.depths)))
+    candidates = runs[settings.name]
+    logits, prior = split_scores(data, head_of(candidates, max(args.depths)), reranker, args.batch_size)
+    per_query = {name: per_query_scores(data.qrels, run, 10, max(args.depths), params.mrr_k)
+                 for name, run in runs.items()}
+    best = max(FIRST_STAGES, key=lambda n: np.mean([s[KEY] for s in per_query[n].values()]))
+    results = []
+    for depth, scale, run in sweep(candidates, logits, prior, sorted(args.depths), scales):
+        per_query["setting"] = per_query_scores(data.qrels, run, 10, max(args.depths), params.mrr_k)
+        test = compare_systems(per_query, [("setting", best)], KEY, params.significance_resamples,
+                               params.seed)[f"setting_vs_{best}"]
+        results.append({"depth": depth, "prior_scale": scale, "trained": scale == 1.0,
+                        KEY: test["mean_setting"], "vs_best_first_stage": test})
+        log.info("depth %d, prior x %g: %s %.4f", depth, scale, KEY, test["mean_setting"])
 
     name = args.beir_dir.resolve().name
     out = args.out or Path(__file__).parent / "results" / f"rerank_depth_{name}.json"
-    result = {"dataset": name, "reranker": str(args.reranker), "trained_prior_weight": own_weight,
-              "first_stage": {"model": embedding.model, "NDCG@10": round(float(np.mean(list(first.values()))), 5)},
-              "settings": settings, "wall_time_s": round(time.perf_counter() - start, 1), "machine": machine()}
-    write_json(out, result)
+    report = {"dataset": name, "reranker": str(args.reranker), "reranked_first_stage": settings.name,
+              "first_stages": {n: round(float(np.mean([s[KEY] for s in per_query[n].values()])), 5)
+                               for n in FIRST_STAGES},
+              "best_first_stage": best, "settings": results,
+              "wall_time_s": round(time.perf_counter() - start, 1), "machine": machine()}
+    write_json(out, report)
     log.info("wrote %s", out)
-    return result
+    return report
 
 
 if __name__ == "__main__":

@@ -58,42 +58,39 @@ def model_folder(model_dir: str | None, work: Path) -> tuple[Path, str]:
         return target, f"copy of {source}"
     from reranktune.export.onnx_export import export_onnx
     from reranktune.models import resolve_model
-    from reranktune.params import DEFAULT_PROMPT_TEMPLATE
-    from reranktune.reranker import Reranker, write_reranker_config
+    from reranktune.reranker import Reranker
+    from reranktune.reranker_config import OnnxConfig
 
     reranker = Reranker.from_pretrained(resolve_model("all-MiniLM-L6-v2"), device="cpu", max_length=128)
     target.mkdir()
     sample = reranker.tokenizer(["a b", "c d e"], padding=True, return_tensors="pt")
     names = export_onnx(reranker.model, reranker.tokenizer, target / "model.onnx", 17, sample)
     reranker.tokenizer.save_pretrained(target)
-    write_reranker_config(target, prompt_template=DEFAULT_PROMPT_TEMPLATE, max_length=128, onnx_inputs=names,
-                          onnx_file="model.onnx", source_model="all-MiniLM-L6-v2 (untrained head)")
+    reranker.config.model_copy(update={"onnx": OnnxConfig(
+        inputs=names, file="model.onnx", source_model="all-MiniLM-L6-v2 (untrained head)")}).save(target)
     return target, "all-MiniLM-L6-v2 exported here, untrained head"
 
 
 def without_prior(folder: Path, work: Path) -> Path | None:
     """A copy of ``folder`` whose reranktune.json has no prior (the cross-encoder alone); None if it has none."""
-    from reranktune.reranker import read_reranker_config, write_reranker_config
+    from reranktune.reranker_config import RerankerConfig
 
-    config = read_reranker_config(folder)
-    if not config.get("prior"):
+    config = RerankerConfig.load(folder)
+    if config.prior is None:
         return None
     target = work / "onnx-without-prior"
-    shutil.copytree(folder, target, ignore=shutil.ignore_patterns(config["prior"]["folder"]))
-    write_reranker_config(target, **{k: v for k, v in config.items() if k != "prior"})
+    shutil.copytree(folder, target, ignore=shutil.ignore_patterns(config.prior.folder))
+    config.model_copy(update={"prior": None}).save(target)
     return target
 
 
 def corpus_passages(seed: int = 0) -> list[str]:
-    """Chunks of 2-4 sentences from the bundled sample corpus: real text of realistic length."""
-    rng = random.Random(seed)
-    chunks = []
-    for path in sorted((REPO / "data" / "sample_corpus").rglob("*")):
-        if path.is_file():
-            sentences = [s.strip() + "." for s in path.read_text(errors="replace").split(".") if s.strip()]
-            for i in range(0, len(sentences), 3):
-                chunks.append(" ".join(sentences[i : i + rng.randint(2, 4)]))
-    rng.shuffle(chunks)
+    """The bundled NQ-UTD passages (about 100 words each), shuffled: real text of realistic length."""
+    import json
+
+    path = REPO / "data" / "questions" / "nq-utd" / "corpus.jsonl"
+    chunks = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    random.Random(seed).shuffle(chunks)
     return chunks
 
 

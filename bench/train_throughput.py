@@ -33,7 +33,7 @@ N_PASSAGES = 5
 
 
 def make_groups(n: int, seed: int = 0) -> list[tuple[str, list[str]]]:
-    docs, _ = read_documents(REPO / "data" / "sample_corpus", [".txt", ""], 50, 5)
+    docs, _ = read_documents(REPO / "data" / "questions" / "nq-utd" / "corpus.jsonl", [], 50, 5)
     chunks = [c for d in docs for c in d.chunks if len(c) > 200]
     rng = random.Random(seed)
     groups = []

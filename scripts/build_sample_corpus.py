@@ -20,7 +20,7 @@ swapped into place, so a failed run never leaves a half-written corpus.
 Rebuild (from the repository root, Debian/Ubuntu)::
 
     apt-get update && apt-get install -y postgresql-doc-15
-    python3 scripts/build_sample_corpus.py data/sample_corpus
+    python3 scripts/build_sample_corpus.py tests/fixtures/sample_corpus
 """
 
 from __future__ import annotations
@@ -645,8 +645,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "out_dir",
         nargs="?",
         type=Path,
-        default=REPO_ROOT / "data" / "sample_corpus",
-        help="output folder (default: data/sample_corpus in the repository root)",
+        default=REPO_ROOT / "tests" / "fixtures" / "sample_corpus",
+        help="output folder (default: tests/fixtures/sample_corpus in the repository root)",
     )
     parser.add_argument(
         "--pg-html-dir",

@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_CORPUS = REPO / "data" / "sample_corpus"
+SAMPLE_CORPUS = REPO / "tests" / "fixtures" / "sample_corpus"   # nested folders, extensionless files
 
 
 @pytest.fixture(scope="session")
@@ -82,14 +82,15 @@ def small_corpus(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert_with_prior_dir(tmp_path_factory, tiny_bert_dir, minilm_path) -> Path:
-    """tiny_bert_dir saved as a reranker with a first-stage prior (MiniLM cosine x 20)."""
-    from reranktune.params import EmbeddingParams
+    """tiny_bert_dir saved as a reranker with a first-stage prior: MiniLM cosine x 20 + BM25 x 10."""
+    from reranktune.params import EmbeddingParams, PriorParams
     from reranktune.prior import save_prior
-    from reranktune.reranker import write_reranker_config
+    from reranktune.reranker_config import RerankerConfig
 
     folder = tmp_path_factory.mktemp("tiny-bert-prior") / "model"
     shutil.copytree(tiny_bert_dir, folder)
-    prior = save_prior(EmbeddingParams(model=minilm_path, max_length=64), 20.0, folder)
-    write_reranker_config(folder, prompt_template="question:{query} \n \n passage:{passage}", max_length=64,
-                          prior=prior)
+    corpus = [path.read_text(encoding="utf-8") for path in sorted((SAMPLE_CORPUS / "python").glob("*.txt"))[:20]]
+    prior = save_prior(PriorParams(dense_weight=20.0, lexical_weight=10.0),
+                       EmbeddingParams(model=minilm_path, max_length=64), corpus, folder)
+    RerankerConfig(prompt_template="question:{query} \n \n passage:{passage}", max_length=64, prior=prior).save(folder)
     return folder

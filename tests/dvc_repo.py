@@ -5,6 +5,7 @@ Python on PATH and the temp repo's ``src`` on PYTHONPATH.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO
+from conftest import REPO, SAMPLE_CORPUS
 
 GIT_ID = ["-c", "user.email=test@reranktune.invalid", "-c", "user.name=test"]
 
@@ -26,6 +27,17 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 900, chec
     return result.stdout + result.stderr
 
 
+def write_questions(folder: Path, files: list[Path]) -> None:
+    """A BEIR folder of "real" questions over ``files``: each asks for its page by name."""
+    (folder / "qrels").mkdir(parents=True)
+    corpus = [{"_id": path.stem, "title": "", "text": path.read_text(encoding="utf-8")} for path in files]
+    queries = [{"_id": f"q{i}", "text": f"{path.stem.replace('-', ' ')} syntax"} for i, path in enumerate(files)]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{path.stem}\t1\n" for i, path in enumerate(files)))
+
+
 def make_repo(root: Path, tiny_model: Path, stages: tuple[str, ...] | None = None,
               extra_env: dict[str, str] | None = None) -> dict[str, str]:
     """Build the repo under ``root``, commit it, and return the environment to run DVC in."""
@@ -36,12 +48,14 @@ def make_repo(root: Path, tiny_model: Path, stages: tuple[str, ...] | None = Non
     for name in ("stages", "src"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     docs = root / "docs"
-    for i, path in enumerate(sorted((REPO / "data" / "sample_corpus").rglob("*"))[::14][:12]):
-        if path.is_file():
-            (docs / f"d{i}").mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, docs / f"d{i}" / path.name)
+    files = [p for p in sorted(SAMPLE_CORPUS.rglob("*")) if p.is_file()][::3][:12]
+    for i, path in enumerate(files):
+        (docs / f"d{i}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, docs / f"d{i}" / path.name)
+    write_questions(root / "questions" / "docs-qa", files)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["sdg"]["input_dir"] = "docs"
+    params["sdg"]["input_path"] = "docs"
+    params["eval"]["questions_dir"] = "questions"
     params["prep"]["quality_threshold"] = 5.0
     params["finetune"].update(base_model=str(tiny_model), global_batch_size=32, per_device_batch_size=32,
                               num_epochs=1, rerank_max_length=64, mixed_precision="fp32", save_steps=1000)

@@ -14,8 +14,8 @@ def export_folder(model_dir: Path, out: Path, max_length: int = 64) -> Path:
     import shutil
 
     from reranktune.export.onnx_export import export_onnx
-    from reranktune.params import DEFAULT_PROMPT_TEMPLATE
-    from reranktune.reranker import Reranker, read_reranker_config, write_reranker_config
+    from reranktune.reranker import Reranker
+    from reranktune.reranker_config import OnnxConfig
 
     reranker = Reranker.from_pretrained(str(model_dir), device="cpu", max_length=max_length)
     out.mkdir(parents=True, exist_ok=True)
@@ -23,11 +23,10 @@ def export_folder(model_dir: Path, out: Path, max_length: int = 64) -> Path:
     names = export_onnx(reranker.model, reranker.tokenizer, out / "model.onnx", 17, sample)
     reranker.tokenizer.save_pretrained(out)
     (out / "config.json").write_text((Path(model_dir) / "config.json").read_text())
-    prior = read_reranker_config(model_dir).get("prior")
-    if prior:
-        shutil.copytree(Path(model_dir) / prior["folder"], out / prior["folder"])
-    write_reranker_config(out, prompt_template=DEFAULT_PROMPT_TEMPLATE, max_length=max_length,
-                          onnx_inputs=names, onnx_file="model.onnx", source_model=str(model_dir), prior=prior)
+    if reranker.config.prior:
+        shutil.copytree(Path(model_dir) / reranker.config.prior.folder, out / reranker.config.prior.folder)
+    onnx = OnnxConfig(inputs=names, file="model.onnx", source_model=str(model_dir))
+    reranker.config.model_copy(update={"onnx": onnx}).save(out)
     return out
 
 

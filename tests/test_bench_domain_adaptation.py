@@ -1,6 +1,6 @@
 """bench/domain_adaptation.py on a tiny BEIR folder: the recipe is params.yaml's, real queries stay unseen.
 
-Also bench/rerank_depth.py, which sweeps rerank depth and prior weight for a trained reranker."""
+Also bench/rerank_depth.py, which sweeps rerank depth and prior scale for a trained reranker."""
 import importlib.util
 import json
 
@@ -41,8 +41,8 @@ def beir_dir(tmp_path):
 
 def bench_args(tmp_path, tiny_bert_dir, *extra: str) -> list[str]:
     return ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "result.json"), "--params",
-            f"finetune.base_model={tiny_bert_dir}", "finetune.mixed_precision=fp32", "bench.top_k=5",
-            "bench.k_values=[1,5,10]", "bench.permutations=200", *extra]
+            f"finetune.base_model={tiny_bert_dir}", "finetune.mixed_precision=fp32", "eval.top_k=5",
+            "eval.k_values=[1,5,10]", "eval.significance_resamples=200", "eval.mixed_precision=fp32", *extra]
 
 
 def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(beir_dir, tiny_bert_dir, tmp_path):
@@ -52,18 +52,22 @@ def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(beir_di
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     used = result["params"]
     for key in ("learning_rate", "global_batch_size", "rerank_max_length", "num_epochs", "distillation_weight",
-                "prior_weight"):
+                "prior"):
         assert used["finetune"][key] == shipped["finetune"][key], key
     for key in ("hard_negatives_to_mine", "hard_negatives_sample_from", "hard_neg_margin"):
         assert used["prep"][key] == shipped["prep"][key], key
-    assert used["bench"]["rerank_top_k"] == shipped["eval"]["top_k"]
+    for key in ("first_stage", "rrf_k", "bm25_language", "significance_k"):
+        assert used["eval"][key] == shipped["eval"][key], key
     assert used["sdg"]["queries_per_chunk"] == bench.CORPUS_OVERRIDES["sdg"]["queries_per_chunk"]
 
-    systems = result["systems"]
-    assert set(systems) >= {"first_stage", "finetuned", "base"}
-    assert 0 <= systems["finetuned"]["NDCG@5"] <= 1
-    assert 0 <= systems["finetuned"]["vs_first_stage_ndcg@10"]["p_value"] <= 1
-    assert result["test_queries"] == len(TOPICS) and result["pseudo_queries_used"] > 0
+    systems = result["systems"]   # the eval stage's review numbers: every first stage, then the reranker
+    assert set(systems) == {"dense", "bm25", "hybrid", "finetuned", "gain_over_best_first_stage", "p_value"}
+    assert 0 <= systems["finetuned"]["NDCG@10"] <= 1 and 0 <= systems["p_value"] <= 1
+    verdict = result["verdict"]
+    assert verdict["best_first_stage"] in ("dense", "bm25", "hybrid") and verdict["line"]
+    assert systems["gain_over_best_first_stage"] == pytest.approx(
+        systems["finetuned"]["NDCG@10"] - systems[verdict["best_first_stage"]]["NDCG@10"], abs=1e-4)
+    assert result["queries"] == len(TOPICS) and result["prep"]["pseudo_queries_generated"] > 0
     assert json.loads((tmp_path / "result.json").read_text())["dataset"] == "tiny_beir"
     for name in ("sdg.jsonl", "prep/train.json"):
         assert SECRET_WORD not in (tmp_path / "work" / name).read_text(), name
@@ -79,7 +83,7 @@ def test_bench_can_generate_with_the_llm_endpoint(beir_dir, tiny_bert_dir, tmp_p
     assert result["params"]["sdg"]["generator"] == "llm"
     questions = [json.loads(line) for line in (tmp_path / "work" / "sdg.jsonl").read_text().splitlines()]
     assert any("in case" in p["question"] for r in questions for p in r["deduplicated_qa_pairs"])
-    assert result["systems"]["finetuned"]["NDCG@5"] >= 0
+    assert result["systems"]["finetuned"]["NDCG@10"] >= 0
 
 
 def test_unknown_bench_key_is_named(beir_dir, tmp_path):
@@ -98,32 +102,34 @@ def rerank_depth(monkeypatch):
 def test_depth_sweep_matches_the_reranker_and_depth_one_is_the_first_stage(
         rerank_depth, beir_dir, tiny_bert_with_prior_dir, tmp_path):
     from reranktune.evaluation.beir_data import load_beir
+    from reranktune.evaluation.first_stage import first_stage_runs
+    from reranktune.evaluation.metrics import per_query_scores
+    from reranktune.evaluation.run import rerank
     from reranktune.reranker import Reranker
 
     result = rerank_depth.main([str(beir_dir), str(tiny_bert_with_prior_dir), "--depths", "1", "5",
-                                "--prior-weights", "0", "5", "--permutations", "200", "--no-bf16",
-                                "--out", str(tmp_path / "depth.json")])
+                                "--prior-scales", "0", "0.5", "--out", str(tmp_path / "depth.json")])
 
-    settings = {(s["depth"], s["prior_weight"]): s for s in result["settings"]}
-    assert set(settings) == {(d, w) for d in (1, 5) for w in (0.0, 5.0, 20.0)}
-    assert [w for (d, w), s in settings.items() if s["trained_weight"]] == [20.0, 20.0]
-    for weight in (0.0, 5.0, 20.0):   # reranking only the top 1 leaves the first stage's order
-        assert settings[1, weight]["NDCG@10"] == result["first_stage"]["NDCG@10"]
-        assert settings[1, weight]["vs_first_stage_ndcg@10"]["ties"] == len(TOPICS)
+    settings = {(s["depth"], s["prior_scale"]): s for s in result["settings"]}
+    assert set(settings) == {(d, w) for d in (1, 5) for w in (0.0, 0.5, 1.0)}
+    assert [w for (d, w), s in settings.items() if s["trained"]] == [1.0, 1.0]
+    reranked = result["first_stages"][result["reranked_first_stage"]]
+    for scale in (0.0, 0.5, 1.0):   # reranking only the top 1 leaves the first stage's order
+        assert settings[1, scale]["NDCG@10"] == pytest.approx(reranked, abs=1e-5)
 
-    # the split logit + weight x cosine at the trained weight is exactly what Reranker scores
-    domain_adaptation = load_bench()
+    # logit + prior split apart and added back at scale 1 is exactly what Reranker scores
     data = load_beir(beir_dir)
-    candidates = rerank_depth.dense_retrieval(data, rerank_depth.first_stage_embedding(REPO / "params.yaml"), 5)
-    reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir))
-    direct = domain_adaptation.rerank_top(data, candidates, reranker, 5, batch_size=64, bf16=False)
-    per_query = domain_adaptation.per_query_ndcg10(data.qrels, direct)
-    assert settings[5, 20.0]["NDCG@10"] == pytest.approx(sum(per_query.values()) / len(per_query), abs=1e-5)
-    assert json.loads((tmp_path / "depth.json").read_text())["trained_prior_weight"] == 20.0
+    _, first_stage = rerank_depth.first_stage_settings(REPO / "params.yaml")
+    candidates = first_stage_runs(data, [first_stage.name], first_stage.with_top_k(5))[first_stage.name]
+    reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), bf16=False)
+    direct = per_query_scores(data.qrels, rerank(data, candidates, reranker, 64), 10, 5, 10)
+    assert settings[5, 1.0]["NDCG@10"] == pytest.approx(sum(s["NDCG@10"] for s in direct.values()) / len(direct),
+                                                        abs=1e-5)
+    assert json.loads((tmp_path / "depth.json").read_text())["best_first_stage"] in ("dense", "bm25", "hybrid")
 
 
-def test_depth_sweep_refuses_prior_weights_for_a_reranker_without_a_prior(rerank_depth, beir_dir, tiny_bert_dir):
+def test_depth_sweep_refuses_prior_scales_for_a_reranker_without_a_prior(rerank_depth, beir_dir, tiny_bert_dir):
     from reranktune.io import InputError
 
     with pytest.raises(InputError, match="has no prior"):
-        rerank_depth.main([str(beir_dir), str(tiny_bert_dir), "--prior-weights", "10"])
+        rerank_depth.main([str(beir_dir), str(tiny_bert_dir), "--prior-scales", "2"])

@@ -75,7 +75,8 @@ def test_serve_names_a_missing_model_folder(tmp_path):
 def test_local_deploy_reports_a_server_that_dies(tmp_path):
     broken = tmp_path / "onnx"
     broken.mkdir()
-    (broken / "reranktune.json").write_text('{"prompt_template": "{query} {passage}", "max_length": 8}')
+    (broken / "reranktune.json").write_text('{"format_version": 2, "prompt_template": "{query} {passage}", '
+                                            '"max_length": 8, "onnx": {"inputs": ["input_ids"], "file": "model.onnx"}}')
     (broken / "model.onnx").write_bytes(b"not a graph")
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump({"deploy": {

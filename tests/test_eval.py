@@ -1,4 +1,5 @@
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -13,7 +14,7 @@ from reranktune.evaluation.breakdown import breakdown
 from reranktune.evaluation.endpoint import EndpointMismatch, compare_metrics
 from reranktune.evaluation.first_stage import bm25_retrieval, reciprocal_rank_fusion
 from reranktune.evaluation.metrics import per_query_scores, ranking_metrics
-from reranktune.evaluation.run import check_endpoint, evaluate, rerank, run_eval
+from reranktune.evaluation.run import EvalOutputs, check_endpoint, evaluate, rerank, run_eval
 from reranktune.evaluation.significance import compare_systems, paired_randomization_test
 from reranktune.params import EmbeddingParams, EvalParams
 from reranktune.reranker import Reranker
@@ -148,34 +149,75 @@ def test_evaluate_reports_every_first_stage_and_both_rerankers(beir_dir, tiny_be
     reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128)
     result = evaluate(data, params, EmbeddingParams(), finetuned=reranker, base=reranker)
     metrics = result.metrics
-    for name in ("retrieval", "retrieval_bm25", "retrieval_hybrid", "base", "finetuned"):
+    for name in ("dense", "bm25", "hybrid", "base", "finetuned"):
         assert set(metrics[name]) == {"NDCG", "MAP", "Recall", "Precision", "MRR"}, name
         assert set(metrics[name]["Precision"]) == {"P@1", "P@5", "P@8"}
-    # reranking only reorders the same candidates: recall at the full depth is unchanged
-    assert metrics["finetuned"]["Recall"]["Recall@8"] == metrics["retrieval"]["Recall"]["Recall@8"]
+    # reranking only reorders the same candidates (hybrid's, the default): recall at the full depth is unchanged
+    assert metrics["finetuned"]["Recall"]["Recall@8"] == metrics["hybrid"]["Recall"]["Recall@8"]
     # the same model twice: identical runs, p = 1
     assert metrics["significance"]["finetuned_vs_base"]["p_value"] == pytest.approx(1.0)
-    assert 0 <= metrics["significance"]["finetuned_vs_retrieval"]["p_value"] <= 1
+    assert 0 <= metrics["significance"]["finetuned_vs_hybrid"]["p_value"] <= 1
     assert metrics["breakdown"]["hop_count"]["2"]["queries"] == 8
     assert set(metrics["breakdown"]["query_type"]) == {"contextual", "multi_hop"}
     assert len(result.per_query["finetuned"]) == 20
 
 
-def test_run_eval_writes_metrics_plots_per_query_and_report(beir_dir, tiny_bert_dir, minilm_path, tmp_path):
-    params = EvalParams(data_path=str(beir_dir), top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
+def test_the_verdict_names_the_best_first_stage_and_says_when_the_reranker_does_not_beat_it(beir_dir, tiny_bert_dir):
+    data = load_beir(beir_dir)
+    params = EvalParams(first_stage="bm25", top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
+    random_head = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128)
+    result = evaluate(data, params, EmbeddingParams(), finetuned=random_head)
+    mean = {n: np.mean([s["NDCG@10"] for s in result.per_query[n].values()]) for n in ("dense", "bm25", "hybrid")}
+    best = max(mean, key=mean.get)
+    verdict = result.verdict
+    assert verdict["best_first_stage"] == best and best != "bm25"   # MiniLM knows these pages better
+    assert not verdict["beats_best_first_stage"]   # a random head cannot beat it
+    assert f"DOES NOT beat the best first stage, {best}" in verdict["line"]
+    assert f"set eval.first_stage: {best}" in verdict["line"]
+    finetuned = np.mean([s["NDCG@10"] for s in result.per_query["finetuned"].values()])
+    assert verdict["gain"] == pytest.approx(finetuned - mean[best], abs=1e-4)
+
+
+def _outputs(folder):
+    return EvalOutputs(folder / "eval.json", folder / "details.json", folder / "plots.json",
+                       folder / "per_query.tsv", folder / "report.md")
+
+
+def test_run_eval_writes_a_section_per_test_set_and_a_short_review(beir_dir, tiny_bert_dir, minilm_path, tmp_path):
+    questions = tmp_path / "questions"
+    shutil.copytree(beir_dir, questions / "human")
+    (questions / "README.md").write_text("not a test set")
+    params = EvalParams(questions_dir=str(questions), data_path=str(beir_dir), top_k=8, k_values=[1, 5, 8],
+                        significance_resamples=1000)
     out = tmp_path / "metrics"
-    metrics = run_eval(params, EmbeddingParams(), tiny_bert_dir, minilm_path, out / "eval.json",
-                       out / "plots.json", out / "per_query.tsv", out / "report.md")
-    assert json.loads((out / "eval.json").read_text()) == metrics
+    review = run_eval(params, EmbeddingParams(), tiny_bert_dir, minilm_path, _outputs(out))
+    assert json.loads((out / "eval.json").read_text()) == review
+    assert list(review) == ["human", "synthetic"]
+    for section in review.values():
+        assert set(section) == {"dense", "bm25", "hybrid", "finetuned", "gain_over_best_first_stage", "p_value"}
+        assert set(section["finetuned"]) == {"NDCG@8", "Recall@8", "MRR@10"}   # @10 and @100 not measured here
+    details = json.loads((out / "details.json").read_text())
     # MiniLM as a sequence classifier has a new, random head: its reranking is skipped, with a note
-    assert "base" not in metrics and "no trained ranking head" in " ".join(metrics["notes"])
+    assert "base" not in details["human"] and "no trained ranking head" in " ".join(details["human"]["notes"])
+    assert set(details["human"]["finetuned"]["NDCG"]) == {"NDCG@1", "NDCG@5", "NDCG@8"}
     plots = json.loads((out / "plots.json").read_text())
-    assert {row["model"] for row in plots} == {"retrieval", "retrieval_bm25", "retrieval_hybrid", "finetuned"}
+    assert {row["model"] for row in plots} == {f"{s}/{n}" for s in ("human", "synthetic")
+                                                for n in ("dense", "bm25", "hybrid", "finetuned")}
     lines = (out / "per_query.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["query_id", "system", "MRR@10", "NDCG@10", "Recall@8"]
-    assert len(lines) == 1 + 4 * 20
+    assert len(lines) == 1 + 2 * 4 * 20
     report = (out / "report.md").read_text()
-    assert "| finetuned |" in report and "finetuned vs retrieval" in report and "hop_count=2" in report
+    assert report.index("### Real questions: human") < report.index("### Synthetic questions")
+    assert "| finetuned (reranks hybrid) |" in report and "finetuned vs hybrid" in report
+    assert "hop_count=2" in report and "DOES NOT beat the best first stage" in report
+
+
+def test_without_real_questions_eval_has_the_synthetic_section_only(beir_dir, tiny_bert_dir, minilm_path, tmp_path):
+    params = EvalParams(questions_dir=str(tmp_path / "none"), data_path=str(beir_dir), top_k=8, k_values=[1, 5, 8],
+                        significance_resamples=1000, compare_first_stages=False, evaluate_base="never")
+    review = run_eval(params, EmbeddingParams(), tiny_bert_dir, minilm_path, _outputs(tmp_path))
+    assert list(review) == ["synthetic"] and set(review["synthetic"]) == {
+        "hybrid", "finetuned", "gain_over_best_first_stage", "p_value"}
 
 
 class _RankingHandler(BaseHTTPRequestHandler):
@@ -238,7 +280,7 @@ def test_endpoint_check_passes_with_the_same_model_and_fails_with_noise(beir_dir
     params = EvalParams(top_k=8, k_values=[1, 5, 8], compare_first_stages=False, significance_resamples=1000)
     reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128)
     result = evaluate(data, params, EmbeddingParams(), finetuned=reranker)
-    candidates, checkpoint = result.runs["retrieval"], result.metrics["finetuned"]
+    candidates, checkpoint = result.runs["hybrid"], result.metrics["finetuned"]
 
     same = params.model_copy(update={"endpoint_url": ranking_server(0.0)})
     summary, rows = check_endpoint(data, same, candidates, checkpoint)
@@ -252,15 +294,15 @@ def test_endpoint_check_passes_with_the_same_model_and_fails_with_noise(beir_dir
 
 
 def test_run_eval_fails_with_a_table_when_the_endpoint_differs(beir_dir, tiny_bert_dir, ranking_server, tmp_path):
-    params = EvalParams(data_path=str(beir_dir), top_k=8, k_values=[1, 5, 8], compare_first_stages=False,
-                        evaluate_base="never", significance_resamples=1000, endpoint_url=ranking_server(5.0))
+    params = EvalParams(questions_dir=str(tmp_path / "none"), data_path=str(beir_dir), top_k=8, k_values=[1, 5, 8],
+                        compare_first_stages=False, evaluate_base="never", significance_resamples=1000,
+                        endpoint_url=ranking_server(5.0))
     out = tmp_path / "metrics"
     with pytest.raises(EndpointMismatch, match=r"\| metric \| checkpoint \| endpoint \| abs diff"):
-        run_eval(params, EmbeddingParams(), tiny_bert_dir, "unused", out / "eval.json", out / "plots.json",
-                 out / "per_query.tsv", out / "report.md")
-    metrics = json.loads((out / "eval.json").read_text())
-    assert metrics["endpoint"]["passed"] is False
-    assert "Endpoint check** FAILED" in (out / "report.md").read_text()
+        run_eval(params, EmbeddingParams(), tiny_bert_dir, "unused", _outputs(out))
+    details = json.loads((out / "details.json").read_text())
+    assert details["synthetic"]["endpoint"]["passed"] is False
+    assert "Endpoint check FAILED" in (out / "report.md").read_text()
 
 
 def test_rerank_only_reorders_the_candidates(beir_dir, tiny_bert_dir):
@@ -285,8 +327,10 @@ def test_two_runs_compare_query_by_query_from_their_per_query_files(tmp_path):
     from reranktune.io import InputError
 
     rng = np.random.default_rng(1)
-    old = {"finetuned": {f"q{i}": {"NDCG@10": float(x), "MRR@10": 0.5} for i, x in enumerate(rng.uniform(0, 0.6, 40))}}
-    new = {"finetuned": {q: {**s, "NDCG@10": s["NDCG@10"] + 0.3} for q, s in old["finetuned"].items()}}
+    old = {"human": {"finetuned": {f"q{i}": {"NDCG@10": float(x), "MRR@10": 0.5}
+                                   for i, x in enumerate(rng.uniform(0, 0.6, 40))}}}
+    new = {"human": {"finetuned": {q: {**s, "NDCG@10": s["NDCG@10"] + 0.3}
+                                   for q, s in old["human"]["finetuned"].items()}}}
     write_per_query(tmp_path / "old.tsv", old)
     write_per_query(tmp_path / "new.tsv", new)
     same = compare_files(tmp_path / "old.tsv", tmp_path / "old.tsv")
@@ -295,7 +339,8 @@ def test_two_runs_compare_query_by_query_from_their_per_query_files(tmp_path):
     assert better["delta"] == pytest.approx(0.3, abs=1e-4) and better["p_value"] < 0.05 and better["queries"] == 40
     with pytest.raises(InputError, match="no rows for system 'base'"):
         compare_files(tmp_path / "old.tsv", tmp_path / "new.tsv", system="base")
-    (tmp_path / "bad.tsv").write_text("query_id\tsystem\tNDCG@10\nq0\tfinetuned\tnot-a-number\n")
+    assert compare_files(tmp_path / "old.tsv", tmp_path / "new.tsv", system="human/finetuned") == better
+    (tmp_path / "bad.tsv").write_text("query_id\tsystem\tNDCG@10\nq0\thuman/finetuned\tnot-a-number\n")
     with pytest.raises(InputError, match="bad.tsv: line 2"):
         compare_files(tmp_path / "bad.tsv", tmp_path / "new.tsv")
     from reranktune import cli

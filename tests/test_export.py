@@ -9,7 +9,8 @@ from onnx import numpy_helper
 
 from conftest import SAMPLE_CORPUS
 from reranktune.evaluation.beir_data import BeirData
-from reranktune.export.gate import OnnxScorer, RankingSet, judge
+from reranktune.evaluation.first_stage import FirstStageSettings
+from reranktune.export.gate import RankingSet, judge
 from reranktune.export.onnx_export import export_onnx
 from reranktune.export.parity import ParityProbe, check_parity, onnx_session
 from reranktune.export.run import run_export
@@ -17,7 +18,9 @@ from reranktune.export.tensorrt_engine import TensorRTSession, build_engine, ten
 from reranktune.export.variants import VARIANTS, build_variants
 from reranktune.io import InputError, write_jsonl
 from reranktune.params import EmbeddingParams, ExportParams, load_section
-from reranktune.reranker import Reranker, format_pair, read_reranker_config
+from reranktune.reranker import Reranker
+from reranktune.reranker_config import RerankerConfig
+from reranktune.scoring import SessionBackend, format_pair
 
 SHORT = "question:what is vacuum \n \n passage:VACUUM reclaims storage occupied by dead tuples."
 LONG = "question:lambda \n \n passage:" + "Lambda expressions create anonymous functions. " * 150
@@ -25,6 +28,9 @@ TINY = "question:short \n \n passage:x"
 TEXTS = ([SHORT] * 3 + [LONG, TINY]) * 14
 # batch 1 short, batch 1 at max length, batch 64 short, batch 64 at max length
 SHAPE_TEXTS = [SHORT, LONG] + [SHORT, TINY] * 32 + [SHORT, LONG, TINY, SHORT] * 16
+
+
+FIRST_STAGE = FirstStageSettings("dense", EmbeddingParams(max_length=64))
 
 
 def _export_all(fixture_dir, folder, max_length=512):
@@ -102,7 +108,7 @@ def test_gate_rejects_a_perturbed_variant_and_accepts_the_faithful_one(tiny_bert
         ids = list(docs)
         scores = reranker.score([queries[q]] * len(ids), [corpus[d]["text"] for d in ids])
         torch_best[q] = {ids[int(np.argmax(scores))]: 1}
-    ranking = RankingSet(BeirData(corpus, queries, torch_best, {}), candidates)
+    ranking = RankingSet(BeirData(corpus, queries, torch_best, {}), candidates, "dense")
     params = ExportParams(max_ndcg_drop=0.01)
     probe = ParityProbe(reranker.model, reranker.tokenizer, TEXTS, 128, names)
     torch_ndcg, _ = ranking.ndcg(reranker, 64)
@@ -110,7 +116,7 @@ def test_gate_rejects_a_perturbed_variant_and_accepts_the_faithful_one(tiny_bert
     verdicts = {}
     for name in ("fp32", "optimized"):
         session = onnx_session(str(tmp_path / VARIANTS[name].file))
-        ndcg, _ = ranking.ndcg(OnnxScorer(session, reranker), 64)
+        ndcg, _ = ranking.ndcg(reranker.with_backend(SessionBackend(session)), 64)
         verdicts[name] = judge(True, probe.compare(session), ndcg, torch_ndcg, params)
     assert verdicts["fp32"]["accepted"] and verdicts["fp32"]["ndcg_drop"] == 0
     assert not verdicts["optimized"]["accepted"]
@@ -142,29 +148,29 @@ def test_run_export_writes_a_self_describing_folder(fixture, request, small_beir
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     out, report_path = tmp_path / "onnx", tmp_path / "export.json"
     params = ExportParams(gate_queries=0, gate_top_k=5, parity_pairs=16)
-    report = run_export(params, EmbeddingParams(max_length=64), request.getfixturevalue(fixture),
-                        small_beir, out, report_path)
+    report = run_export(params, FIRST_STAGE, request.getfixturevalue(fixture), small_beir, out, report_path)
     assert json.loads(report_path.read_text()) == report
-    assert report["gate"] == {"queries": 12, "pairs": 60, "top_k": 5, "max_ndcg_drop": 0.01}
+    assert report["gate"] == {"queries": 12, "pairs": 60, "top_k": 5, "first_stage": "dense", "max_ndcg_drop": 0.01}
     for name in ("fp32", "optimized"):
         assert report[name]["accepted"] and report[name]["ndcg_drop"] == 0, report[name]
     assert report["fp16"]["NDCG@10"] is None   # CPU-only here: built, loaded and probed, not reranked
-    config = read_reranker_config(out)
+    config = RerankerConfig.load(out)
+    onnx = config.onnx
     accepted = [n for n in params.variants if report[n]["accepted"]]
-    assert config["default_variant"] in accepted and config["onnx_file"] == VARIANTS[config["default_variant"]].file
-    for name, entry in config["variants"].items():
-        assert entry["accepted"] == report[name]["accepted"]
-        assert (entry["file"] is not None) == entry["accepted"] == (out / VARIANTS[name].file).exists()
+    assert onnx.default_variant in accepted and onnx.file == VARIANTS[onnx.default_variant].file
+    for name, entry in onnx.variants.items():
+        assert entry.accepted == report[name]["accepted"]
+        assert (entry.file is not None) == entry.accepted == (out / VARIANTS[name].file).exists()
     assert "tensorrt" not in report or tensorrt_missing() is None
     # serve's view: only the folder, nothing from the training side
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(out)
-    session = ort.InferenceSession(str(out / config["variants"]["fp32"]["file"]), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == config["onnx_inputs"]
-    text = format_pair(config["prompt_template"], "what does vacuum do", "VACUUM reclaims storage.")
-    batch = tokenizer([text], truncation=True, max_length=config["max_length"], return_tensors="np")
-    logit = session.run([config["onnx_output"]], {n: batch[n] for n in config["onnx_inputs"]})[0][0, 0]
+    session = ort.InferenceSession(str(out / onnx.variants["fp32"].file), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == onnx.inputs
+    text = format_pair(config.prompt_template, "what does vacuum do", "VACUUM reclaims storage.")
+    batch = tokenizer([text], truncation=True, max_length=config.max_length, return_tensors="np")
+    logit = session.run([onnx.output], {n: batch[n] for n in onnx.inputs})[0][0, 0]
     reference = Reranker.from_pretrained(str(request.getfixturevalue(fixture)), device="cpu")
     assert logit == pytest.approx(reference.score(["what does vacuum do"], ["VACUUM reclaims storage."])[0], abs=1e-4)
 
@@ -175,12 +181,12 @@ def test_run_export_drops_a_rejected_int8_and_serves_the_next_best(tiny_bert_dir
     # INT8 can never reach a rank correlation of exactly 1 against fp32 scores: it must be rejected
     params = ExportParams(variants=["fp32", "optimized", "int8"], gate_queries=6, gate_top_k=4,
                           parity_pairs=16, lossy_min_spearman=1.0)
-    report = run_export(params, EmbeddingParams(max_length=64), tiny_bert_dir, small_beir, out, tmp_path / "e.json")
+    report = run_export(params, FIRST_STAGE, tiny_bert_dir, small_beir, out, tmp_path / "e.json")
     assert not report["int8"]["accepted"] and "lossy_min_spearman" in report["int8"]["rejected_because"]
-    config = read_reranker_config(out)
-    assert config["variants"]["int8"] == {**config["variants"]["int8"], "file": None, "accepted": False}
+    onnx = RerankerConfig.load(out).onnx
+    assert onnx.variants["int8"].file is None and not onnx.variants["int8"].accepted
     assert not (out / VARIANTS["int8"].file).exists()
-    assert config["default_variant"] == "optimized" and config["onnx_file"] == "model.opt.onnx"
+    assert onnx.default_variant == "optimized" and onnx.file == "model.opt.onnx"
 
 
 def test_export_params_need_fp32_and_ordered_profiles(tmp_path):
@@ -212,20 +218,21 @@ def test_a_reranker_with_a_prior_is_exported_and_served_with_it(tiny_bert_with_p
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "onnx"
     params = ExportParams(variants=["fp32"], gate_queries=0, gate_top_k=5, parity_pairs=16)
-    report = run_export(params, EmbeddingParams(max_length=64), tiny_bert_with_prior_dir, small_beir, out,
-                        tmp_path / "e.json")
+    report = run_export(params, FIRST_STAGE, tiny_bert_with_prior_dir, small_beir, out, tmp_path / "e.json")
     assert report["fp32"]["accepted"] and report["fp32"]["ndcg_drop"] == 0
     assert report["prior"]["accepted"] and report["prior"]["max_abs_diff"] < 1e-4, report["prior"]
     assert report["prior"]["onnx_file"] == "prior/model.onnx" and (out / "prior" / "model.onnx").exists()
-    prior = read_reranker_config(tiny_bert_with_prior_dir)["prior"]
-    assert read_reranker_config(out)["prior"] == prior and (out / "prior" / "modules.json").exists()
+    prior = RerankerConfig.load(tiny_bert_with_prior_dir).prior
+    exported = RerankerConfig.load(out).prior
+    assert exported.dense.onnx_file == "model.onnx"
+    assert exported.model_copy(update={"dense": exported.dense.model_copy(update={"onnx_file": None})}) == prior
+    assert (out / "prior" / "modules.json").exists() and (out / "prior" / "lexical.json").exists()
 
     query, passages = "what does vacuum do", ["VACUUM reclaims storage.", "A cursor walks rows.", "Vacuum it."]
     reference = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu")
     expected = reference.score([query] * 3, passages)
-    logits_only = Reranker(reference.model, reference.tokenizer, reference.prompt_template, reference.max_length,
-                           "cpu").score([query] * 3, passages)
-    assert max(abs(a - b) for a, b in zip(expected, logits_only)) > 1.0   # the prior (20 x cosine) is in
+    logits_only = Reranker(reference.encoder, reference.backend, reference.config).score([query] * 3, passages)
+    assert max(abs(a - b) for a, b in zip(expected, logits_only)) > 1.0   # the prior is in
     for kind, folder in (("onnx", out), ("torch", tiny_bert_with_prior_dir)):
         engine = load_engine(kind, folder, batch_size=2)
         assert type(engine.prior.encoder).__name__ == ("OnnxEncoder" if kind == "onnx" else "TorchEncoder")

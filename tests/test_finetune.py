@@ -109,12 +109,14 @@ def test_distillation_needs_scores_and_names_the_record_without_one(tmp_path):
 def test_collator_carries_the_teacher_scores_of_each_group_in_passage_order(tiny_bert_dir, tmp_path):
     from transformers import AutoTokenizer
 
+    from reranktune.scoring import PairEncoder
+
     train_file = write_training_set(tmp_path / "prep", n_queries=2, n_negatives=2)
     data = ListwiseDataset(train_file, 4, with_scores=True)   # 1 positive + 2 negatives cycled to 3
     assert data[0]["scores"] == [0.9, 0.5, 0.5, 0.5]
-    collate = ListwiseCollator(AutoTokenizer.from_pretrained(tiny_bert_dir), "{query} {passage}", 16,
-                               ["input_ids", "attention_mask"])
-    batch = collate([data[0], data[1]])
+    encoder = PairEncoder(AutoTokenizer.from_pretrained(tiny_bert_dir), "{query} {passage}", 16,
+                          ["input_ids", "attention_mask"])
+    batch = ListwiseCollator(encoder)([data[0], data[1]])
     assert batch["teacher_scores"].shape == (2, 4) and batch["input_ids"].shape[0] == 8
 
 
@@ -146,61 +148,99 @@ def test_distillation_teaches_the_teachers_order_of_the_negatives(tiny_bert_dir,
     assert sum(z > p for z, p in zip(zebra, plain)) >= 11
 
 
-def test_prior_training_saves_the_embedder_and_scores_logit_plus_weighted_cosine(tiny_bert_dir, minilm_path, tmp_path):
+def _score_with_minilm(train_file, embedding):
+    """The training file rescored with the embedding model's real cosines, as prep writes them."""
     from reranktune.embedding import Embedder
-    from reranktune.params import EmbeddingParams
+
+    spec = json.loads(train_file.read_text())
+    corpus = pd.read_parquet(train_file.parent / "corpus" / "train.parquet")
+    texts = dict(zip(corpus["id"], corpus["text"]))
+    embedder = Embedder(embedding, device="cpu")
+    for record in spec["data"]:
+        docs = record["pos_doc"] + record["neg_doc"]
+        q = embedder.model.encode([embedding.query_prefix + record["question"]], normalize_embeddings=True)
+        p = embedder.model.encode([embedding.passage_prefix + texts[d["id"]] for d in docs], normalize_embeddings=True)
+        for doc, cosine in zip(docs, (p @ q[0]).tolist()):
+            doc["score"] = cosine
+    train_file.write_text(json.dumps(spec))
+    return embedder
+
+
+def test_prior_training_saves_the_prior_and_scores_logit_plus_weighted_evidence(tiny_bert_dir, minilm_path, tmp_path):
+    from reranktune.lexical import LexicalScorer
+    from reranktune.params import EmbeddingParams, PriorParams
     from reranktune.reranker import Reranker
 
     train_file = write_training_set(tmp_path / "prep", n_queries=8)
     params = FinetuneParams(
         base_model=str(tiny_bert_dir), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
         per_device_batch_size=4, num_epochs=1, rerank_max_length=32, mixed_precision="fp32",
-        prior_weight=20.0, save_steps=1000,
+        prior=PriorParams(dense_weight=20.0, lexical_weight=10.0), save_steps=1000,
     )
     embedding = EmbeddingParams(model=minilm_path, max_length=64, query_prefix="q: ", passage_prefix="p: ")
-    with pytest.raises(ValueError, match="prior_weight"):
+    embedder = _score_with_minilm(train_file, embedding)
+    with pytest.raises(ValueError, match="dense_weight"):
         run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
     run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
                  prior_embedding=embedding)
-    saved = json.loads((tmp_path / "model" / "reranktune.json").read_text())["prior"]
-    assert saved == {"folder": "prior", "weight": 20.0, "source_model": minilm_path, "query_prefix": "q: ",
-                     "passage_prefix": "p: ", "max_length": 64}
+    saved = json.loads((tmp_path / "model" / "reranktune.json").read_text())
+    assert saved["format_version"] == 2
+    assert saved["prior"] == {"folder": "prior", "lexical": {"weight": 10.0, "file": "lexical.json"},
+                              "dense": {"weight": 20.0, "source_model": minilm_path, "query_prefix": "q: ",
+                                        "passage_prefix": "p: ", "max_length": 64}}
     assert "prior/" in (tmp_path / "model" / "README.md").read_text()
 
     reranker = Reranker.from_pretrained(tmp_path / "model", device="cpu")
     queries, passages = ["what does vacuum do", "what does vacuum do"], ["VACUUM reclaims storage.", "A cursor."]
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").eval()
+    batch = reranker.tokenizer([f"question:{q} \n \n passage:{p}" for q, p in zip(queries, passages)],
+                               padding=True, truncation=True, max_length=32, return_tensors="pt")
     with torch.no_grad():
-        logits = model(**reranker.tokenize(queries, passages)).logits[:, 0].tolist()
-    embedder = Embedder(embedding, device="cpu")
+        logits = model(**batch).logits[:, 0].tolist()
     cosines = (embedder.model.encode(["q: " + q for q in queries], normalize_embeddings=True)
                * embedder.model.encode(["p: " + p for p in passages], normalize_embeddings=True)).sum(axis=1)
-    expected = [logit + 20.0 * cosine for logit, cosine in zip(logits, cosines)]
+    corpus = pd.read_parquet(tmp_path / "prep" / "corpus" / "train.parquet")["text"].tolist()
+    lexical = LexicalScorer.fit(corpus).scores(queries, passages)
+    assert lexical[0] > 0 and lexical[1] == 0   # "vacuum" (stemmed) is in the first passage only
+    expected = [logit + 20.0 * c + 10.0 * lex for logit, c, lex in zip(logits, cosines, lexical)]
     assert reranker.score(queries, passages) == pytest.approx(expected, abs=1e-4)
 
 
-def test_with_a_prior_the_cross_encoder_learns_to_overrule_it(tiny_bert_dir, minilm_path, tmp_path):
-    """The training file's scores prefer every negative: the loss starts high and training brings it down."""
+def test_a_training_file_scored_by_another_model_stops_training(tiny_bert_dir, minilm_path, tmp_path):
+    from reranktune.params import EmbeddingParams, PriorParams
+
+    train_file = write_training_set(tmp_path / "prep", n_queries=4)   # scores 0.9 / 0.5: not MiniLM's cosines
+    params = FinetuneParams(base_model=str(tiny_bert_dir), global_batch_size=4, per_device_batch_size=4,
+                            rerank_max_length=32, mixed_precision="fp32", prior=PriorParams(dense_weight=20.0))
+    with pytest.raises(InputError, match=r"train\.json: its documents' 'score' values are not .*cosines"):
+        run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
+                     prior_embedding=EmbeddingParams(model=minilm_path, max_length=64))
+    assert not (tmp_path / "model").exists()
+
+
+def test_with_a_prior_the_cross_encoder_learns_to_overrule_it(tiny_bert_dir, tmp_path):
+    """A lexical prior that prefers every negative: the loss starts high and training brings it down."""
+    from reranktune.params import PriorParams
+
     train_file = write_training_set(tmp_path / "prep", n_queries=12)
+    corpus = pd.read_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
+    topics = {r["pos_doc"][0]["id"]: r["question"].split()[2] for r in json.loads(train_file.read_text())["data"]}
+    # positives lose the query's word; every negative repeats it, so BM25 ranks the negatives first
     spec = json.loads(train_file.read_text())
-    for record in spec["data"]:
-        record["pos_doc"][0]["score"] = 0.40
-        for neg in record["neg_doc"]:
-            neg["score"] = 0.45   # x 20: each negative 1 logit above the positive
-    train_file.write_text(json.dumps(spec))
+    negative_topic = {n["id"]: r["question"].split()[2] for r in spec["data"] for n in r["neg_doc"]}
+    corpus["text"] = [f"It explains this command in detail, number {i}." if i in topics
+                      else f"{negative_topic[i]} {negative_topic[i]}: a note on unrelated settings." for i in corpus["id"]]
+    corpus.to_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
     params = FinetuneParams(
         base_model=str(tiny_bert_dir), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
         per_device_batch_size=4, num_epochs=8, rerank_max_length=32, mixed_precision="fp32",
-        prior_weight=20.0, logging_steps=1, save_steps=1000,
+        prior=PriorParams(lexical_weight=2.0), logging_steps=1, save_steps=1000,
     )
-    from reranktune.params import EmbeddingParams
-
-    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
-                 prior_embedding=EmbeddingParams(model=minilm_path, max_length=64))
+    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
     losses = [float(line.split("\t")[1]) for line in
               (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]]
-    # a fresh head scores ~0, so the first loss is the prior's: -log(e^0 / (e^0 + 4 e^1)) ~ 2.7
-    assert losses[0] > 2.2 and losses[-1] < 1.0
+    # a fresh head scores ~0, so the first loss is the prior's, well above the uniform log(5) ~ 1.6
+    assert losses[0] > 2.0 and losses[-1] < 1.0
 
 
 def test_a_reranker_whose_prior_folder_is_gone_fails_naming_it(tiny_bert_with_prior_dir, tmp_path):

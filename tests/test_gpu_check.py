@@ -18,7 +18,7 @@ def test_gpu_check_runs_every_stage_and_reports_figures(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads((tmp_path / "gpu_check_cpu.json").read_text())
     assert set(figures["stage_seconds"]) == {"sdg", "prep", "finetune", "eval", "export"}
-    assert {"retrieval", "finetuned"} <= set(figures["pipeline"]["nDCG@10"])
+    assert {"dense", "bm25", "hybrid", "finetuned"} <= set(figures["pipeline"]["nDCG@10"]["synthetic"])
     assert figures["pipeline"]["export"]["fp32"]["accepted"]
     assert figures["throughput_llama"]["train_pairs_per_s"] > 0
 

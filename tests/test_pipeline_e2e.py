@@ -21,14 +21,29 @@ def test_dvc_repro_runs_every_stage_and_reruns_only_what_changed(dvc_repo):
     root, env = dvc_repo
     run(["dvc", "repro"], root, env)
     metrics = json.loads((root / "metrics" / "eval.json").read_text())
-    assert {"retrieval", "finetuned"} <= set(metrics)
-    assert set(metrics["finetuned"]["NDCG"]) == {"NDCG@1", "NDCG@5", "NDCG@10"}
+    assert list(metrics) == ["docs-qa", "synthetic"]   # the real-questions folder first, then prep's split
+    for section in metrics.values():
+        assert {"dense", "bm25", "hybrid", "finetuned", "gain_over_best_first_stage", "p_value"} <= set(section)
+        assert set(section["finetuned"]) == {"NDCG@10", "Recall@10", "MRR@10"}
+    details = json.loads((root / "metrics" / "eval_details.json").read_text())
+    assert set(details["synthetic"]["finetuned"]["NDCG"]) == {"NDCG@1", "NDCG@5", "NDCG@10"}
+    assert "beat the best first stage" in details["docs-qa"]["verdict"]["line"]
     assert (root / "models" / "onnx" / "model.onnx").exists()
     assert json.loads((root / "metrics" / "export.json").read_text())["fp32"]["accepted"]
     assert (root / "dvc.lock").exists()
 
     out = run(["dvc", "repro"], root, env)
     assert "Data and pipelines are up to date" in out
+
+    # a change to dense retrieval is a change to every stage that imports it, and to no other
+    retrieval = root / "src" / "reranktune" / "retrieval.py"
+    source = retrieval.read_text()
+    retrieval.write_text(source + "\n# edited\n")
+    try:
+        changed = set(json.loads(run(["dvc", "status", "--json"], root, env).strip().splitlines()[-1]))
+    finally:
+        retrieval.write_text(source)
+    assert changed == {"prep", "eval", "export"}, changed
 
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["eval"]["top_k"] = 8
@@ -39,7 +54,7 @@ def test_dvc_repro_runs_every_stage_and_reruns_only_what_changed(dvc_repo):
         assert f"Running stage '{stage}'" not in out
 
     table = run(["dvc", "metrics", "show", "--md"], root, env)
-    assert "finetuned.NDCG.NDCG@10" in table
+    assert "synthetic.finetuned.NDCG@10" in table
 
 
 def test_unknown_param_stops_the_stage_with_the_key_named(dvc_repo):

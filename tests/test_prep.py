@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -135,7 +136,7 @@ def test_load_sdg_filters_and_reports_bad_lines(tmp_path):
 def test_prep_outputs_load_in_beir_and_exclude_test_chunks(small_corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     sdg = tmp_path / "qa.jsonl"
-    run_sdg(SdgParams(input_dir=str(small_corpus)), sdg, tmp_path / "sdg.json")
+    run_sdg(SdgParams(input_path=str(small_corpus)), sdg, tmp_path / "sdg.json")
     params = PrepParams(quality_threshold=5, embedding=EmbeddingParams(batch_size=32))
     report = run_prep(params, sdg, tmp_path / "prep", tmp_path / "prep.json")
     assert report["train_records"] > 0 and report["queries_per_split"]["test"] > 0
@@ -199,3 +200,20 @@ def test_a_training_file_with_unknown_ids_is_refused_by_record(tmp_path):
     source.write_text(json.dumps(spec))
     with pytest.raises(InputError, match=r"data\[2\].*ghost"):
         run_prep(PrepParams(), source, tmp_path / "prep", tmp_path / "prep.json")
+
+
+def test_hybrid_mining_adds_the_passages_bm25_ranks_high_and_keeps_the_dense_guard():
+    from reranktune.prep.mining import fused_order
+
+    assert fused_order([[0, 1, 2], [2, 3]], k=60)[:2] == [2, 0]   # in both lists beats first in one
+    # dense space: query [1, 0]; pool rows 0-1 close to it, row 2 far (BM25's favourite), row 3 the positive
+    pool = np.array([[0.9, 0.436], [0.8, 0.6], [0.1, 0.995], [0.999, 0.045]], dtype=np.float32)
+    kwargs = dict(positives=[["p"]], pool_ids=["a", "b", "lexical", "p"], pool_vectors=pool,
+                  positive_vectors={"p": pool[3]}, n_negatives=2, margin=0.95, margin_type="perc",
+                  candidates=2, pad="drop", seed=0)
+    query = np.array([[1.0, 0.0]], dtype=np.float32)
+    dense = mine_hard_negatives(query, **kwargs)
+    assert [c for c, _ in dense.negatives[0]] == ["a", "b"]
+    hybrid = mine_hard_negatives(query, lexical_rows=[[2, 1]], **kwargs)
+    chosen = dict(hybrid.negatives[0])
+    assert "lexical" in chosen and chosen["lexical"] == pytest.approx(0.1, abs=1e-6)   # scored by its cosine

@@ -38,7 +38,7 @@ def llm_settings(server, **overrides) -> dict:
 
 
 def sdg_params(server, docs, **overrides) -> SdgParams:
-    return SdgParams(input_dir=str(docs), generator="llm", llm=llm_settings(server, **overrides))
+    return SdgParams(input_path=str(docs), generator="llm", llm=llm_settings(server, **overrides))
 
 
 def run(server, docs, out_dir: Path, **overrides) -> dict:
@@ -238,8 +238,8 @@ def test_only_the_configured_loopback_endpoint_is_contacted(server, key_env, sma
 def test_long_documents_are_split_so_no_prompt_exceeds_the_budget(server, key_env, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
-    text = "\n\n".join((REPO / "data" / "sample_corpus" / "python" / name).read_text()
-                       for name in sorted(os.listdir(REPO / "data" / "sample_corpus" / "python"))[:3])
+    text = "\n\n".join((REPO / "tests" / "fixtures" / "sample_corpus" / "python" / name).read_text()
+                       for name in sorted(os.listdir(REPO / "tests" / "fixtures" / "sample_corpus" / "python"))[:3])
     (docs / "long.txt").write_text(text)
     summary = run(server, docs, tmp_path / "out", max_prompt_tokens=1500, chars_per_token=3.0)
     assert summary["sections"] > 3
@@ -305,7 +305,7 @@ def _stage_env() -> dict:
 
 def _write_params(root: Path, docs: Path, server, **overrides) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["sdg"].update(input_dir=str(docs), generator="llm", llm=llm_settings(server, **overrides))
+    params["sdg"].update(input_path=str(docs), generator="llm", llm=llm_settings(server, **overrides))
     params["prep"]["quality_threshold"] = 7.0
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -339,7 +339,7 @@ def test_a_killed_run_resumes_without_paying_twice_and_equals_an_uninterrupted_r
     assert not set(resumed_qa) & finished                  # finished documents are not paid for twice
     assert len(resumed_qa) == 12 - len(finished)
     assert (killed / "data" / "sdg" / "qa.jsonl").read_bytes() == (clean / "data" / "sdg" / "qa.jsonl").read_bytes()
-    summary = json.loads((killed / "metrics" / "sdg.json").read_text())
+    summary = json.loads((killed / "metrics" / "sdg_details.json").read_text())
     assert summary["units_restored"] == len(finished)
     assert_key_absent(killed, result.stdout, result.stderr)
 
@@ -364,5 +364,5 @@ def test_dvc_repro_with_the_llm_generator_feeds_prep(server, small_corpus, tmp_p
     assert train["data"] and (root / "data" / "prep" / "eval_beir" / "qrels" / "test.tsv").exists()
     lock = (root / "dvc.lock").read_text()
     assert "generator: llm" in lock and KEY_ENV in lock
-    assert json.loads((root / "metrics" / "sdg.json").read_text())["generator"] == "llm"
+    assert json.loads((root / "metrics" / "sdg_details.json").read_text())["generator"] == "llm"
     assert_key_absent(root, *logs)

@@ -44,7 +44,7 @@ def test_keyword_queries_come_from_their_positive_chunk(small_corpus):
 
 def test_run_sdg_writes_jsonl_and_summary(small_corpus, tmp_path):
     out, summary = tmp_path / "qa.jsonl", tmp_path / "sdg.json"
-    result = run_sdg(SdgParams(input_dir=str(small_corpus)), out, summary)
+    result = run_sdg(SdgParams(input_path=str(small_corpus)), out, summary)
     lines = out.read_text().splitlines()
     assert len(lines) == result["documents_read"] == 12
     assert json.loads(summary.read_text())["qa_pairs"] == result["qa_pairs"] > 0

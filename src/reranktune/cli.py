@@ -19,7 +19,7 @@ from reranktune.io import InputError
 from reranktune.logs import setup_logging
 
 STAGES = ("sdg", "prep", "finetune", "eval", "export")
-EVAL_OVERRIDES = ("endpoint_url", "data_path", "first_stage")
+EVAL_OVERRIDES = ("endpoint_url", "data_path", "questions_dir", "first_stage")
 
 
 def _stage_runner(name: str) -> Callable[[argparse.Namespace], object]:
@@ -41,11 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
-        "sdg": "documents (sdg.input_dir) -> synthetic Q&A in data/sdg/qa.jsonl",
+        "sdg": "documents (sdg.input_path: a folder of text files or a corpus.jsonl) -> synthetic Q&A in data/sdg/qa.jsonl",
         "prep": "Q&A -> training file with hard negatives + BEIR test set in data/prep/",
-        "finetune": "train the cross-encoder (with finetune.prior_weight > 0: as a correction to prep's "
-        "embedder, saved with it in prior/) -> models/reranker/",
-        "eval": "retrieval vs reranking on eval.data_path (data/prep/eval_beir) -> metrics/eval*.json, eval_report.md",
+        "finetune": "train the cross-encoder (with finetune.prior weights > 0: as a correction to the first "
+        "stage's dense and BM25 scores, saved with it in prior/) -> models/reranker/",
+        "eval": "every first stage vs the reranker, on real questions (eval.questions_dir) and prep's synthetic "
+        "split (eval.data_path) -> metrics/eval.json, eval_details.json, eval_report.md",
         "export": "ONNX variants (fp32, optimized, int8, fp16) behind an accuracy gate -> models/onnx/",
     }
     for name in STAGES:
@@ -54,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "eval":
             stage.add_argument("--endpoint-url", help="check a running /v1/ranking API against the "
                                "checkpoint (overrides eval.endpoint_url)")
-            stage.add_argument("--data-path", help="BEIR folder to evaluate (overrides eval.data_path)")
+            stage.add_argument("--data-path", help="BEIR folder of synthetic questions (overrides eval.data_path)")
+            stage.add_argument("--questions-dir", help="folder of BEIR folders of real questions over the same "
+                               "documents, one eval section each (overrides eval.questions_dir)")
             stage.add_argument("--first-stage", choices=["dense", "bm25", "hybrid"],
                                help="candidates to rerank (overrides eval.first_stage)")
         stage.set_defaults(func=_stage_runner(name))
@@ -67,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare two eval runs query by query (e.g. before and after a params change).")
     compare.add_argument("old", type=Path)
     compare.add_argument("new", type=Path)
-    compare.add_argument("--system", default="finetuned", help="system column to compare (default: finetuned)")
+    compare.add_argument("--system", default="finetuned", help="system to compare, as test_set/system (e.g. synthetic/hybrid); "
+                         "a bare name takes the first test set's (default: finetuned)")
     compare.add_argument("--measure", default="NDCG@10", help="per-query measure (default: NDCG@10)")
     compare.set_defaults(func=_run_compare)
     preset = sub.add_parser(

@@ -1,4 +1,9 @@
-"""Read a folder of documents and cut them into sentence chunks (spec, stage 0)."""
+"""Read documents and cut them into sentence chunks (spec, stage 0).
+
+The input is a folder of text files (read recursively) or a BEIR-style ``corpus.jsonl``
+(one ``{"_id", "title", "text"}`` record per document), so a corpus that comes with
+labelled questions trains from the very documents its questions are judged on.
+"""
 from __future__ import annotations
 
 import logging
@@ -69,16 +74,47 @@ def _wanted(path: Path, extensions: set[str]) -> bool:
     return path.suffix.lower() in extensions
 
 
+def read_corpus_jsonl(path: Path, min_text_length: int, sentences_per_chunk: int) -> tuple[list[Document], ReadReport]:
+    """One document per BEIR corpus record, its title as the first paragraph.
+
+    A record that fits one chunk keeps its passage verbatim, as eval reads it ("title. text"),
+    so training sees the very text that eval reranks.
+    """
+    from reranktune.io import iter_jsonl
+
+    report = ReadReport()
+    documents: list[Document] = []
+    for lineno, record in iter_jsonl(path):
+        if not isinstance(record, dict) or not isinstance(record.get("_id"), (str, int)) \
+                or not isinstance(record.get("text"), str):
+            raise InputError(f"{path}:{lineno}: expected a corpus record with an \"_id\" and a \"text\"")
+        doc_id = str(record["_id"])
+        title, text = (record.get("title") or "").strip(), record["text"].strip()
+        if len(text) < min_text_length:
+            report.too_short.append(doc_id)
+            continue
+        chunks = chunk_text(f"{title}.\n\n{text}" if title else text, sentences_per_chunk)
+        passage = f"{title}. {text}" if title else text
+        documents.append(Document(source_id=doc_id, path=doc_id, text=f"{title}\n\n{text}" if title else text,
+                                  chunks=[passage] if len(chunks) == 1 else chunks))
+        report.read += 1
+    if not documents:
+        raise InputError(f"{path}: no usable documents ({len(report.too_short)} shorter than {min_text_length})")
+    return documents, report
+
+
 def read_documents(
     root: str | Path,
     file_extensions: list[str],
     min_text_length: int,
     sentences_per_chunk: int,
 ) -> tuple[list[Document], ReadReport]:
-    """Read every wanted file under ``root``; skip and report short or non-UTF-8 files."""
+    """Every wanted file under ``root`` (or every record of a corpus .jsonl); short or non-UTF-8 ones are reported."""
     root = Path(root)
+    if root.is_file() and root.suffix == ".jsonl":
+        return read_corpus_jsonl(root, min_text_length, sentences_per_chunk)
     if not root.is_dir():
-        raise InputError(f"{root}: input folder not found")
+        raise InputError(f"{root}: input folder (or corpus .jsonl file) not found")
     extensions = {e.lower() for e in file_extensions}
     report = ReadReport()
     documents: list[Document] = []

@@ -15,6 +15,15 @@ from reranktune.params import EmbeddingParams
 log = logging.getLogger(__name__)
 
 
+def model_prefixes(model, params: EmbeddingParams) -> tuple[str, str]:
+    """(query, passage) prefixes: the params' where set, else the prompts the model was trained with."""
+    prompts = getattr(model, "prompts", None) or {}
+    query = params.query_prefix if params.query_prefix is not None else prompts.get("query", "")
+    passage = params.passage_prefix if params.passage_prefix is not None else \
+        prompts.get("passage", prompts.get("document", ""))
+    return query, passage
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("RERANKTUNE_CACHE_DIR", ".cache/reranktune")) / "embeddings"
 
@@ -32,6 +41,7 @@ class Embedder:
             self.path, device=device or best_device(), trust_remote_code=params.trust_remote_code
         )
         self.model.max_seq_length = params.max_length
+        self.query_prefix, self.passage_prefix = model_prefixes(self.model, params)
 
     def _key(self, prefix: str, texts: list[str]) -> str:
         digest = hashlib.sha256()
@@ -61,7 +71,7 @@ class Embedder:
         return vectors
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self.encode(texts, self.params.query_prefix, "queries")
+        return self.encode(texts, self.query_prefix, "queries")
 
     def encode_passages(self, texts: list[str]) -> np.ndarray:
-        return self.encode(texts, self.params.passage_prefix, "passages")
+        return self.encode(texts, self.passage_prefix, "passages")

@@ -26,8 +26,10 @@ class EmbeddingParams(Section):
     """How text is embedded for mining (prep) and first-stage retrieval (eval)."""
 
     model: str = DEFAULT_EMBEDDING_MODEL
-    query_prefix: str = "query: "
-    passage_prefix: str = "passage: "
+    # None: the prompts the model declares (sentence-transformers' "query" and "passage"/"document"),
+    # none for a model trained without them (all-MiniLM-L6-v2); a string overrides that
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
     batch_size: int = Field(64, ge=1)
     max_length: int = Field(256, ge=8)
     trust_remote_code: bool = False
@@ -96,7 +98,7 @@ class LlmParams(Section):
 
 
 class SdgParams(Section):
-    input_dir: str = "data/sample_corpus"
+    input_path: str = "data/questions/nq-utd/corpus.jsonl"   # a folder of text files, or a BEIR corpus.jsonl
     file_extensions: list[str] = [".txt", ".md", ".text", ""]
     min_text_length: int = Field(50, ge=0)
     sentences_per_chunk: int = Field(5, ge=1)
@@ -123,6 +125,8 @@ class PrepParams(Section):
     hard_neg_margin: float = Field(0.95, gt=0)
     hard_neg_margin_type: Literal["perc", "abs"] = "perc"
     mining_candidates: int = Field(100, ge=2)
+    mining_first_stage: Literal["dense", "hybrid"] = "dense"   # hybrid: dense and BM25 ranks fused (RRF)
+    bm25_language: str = "english"   # PyStemmer language of hybrid mining's BM25
     pad_missing_negatives: Literal["random", "drop"] = "random"
     embedding: EmbeddingParams = EmbeddingParams()
 
@@ -131,6 +135,14 @@ class PrepParams(Section):
         if self.train_ratio + self.val_ratio >= 1.0:
             raise ValueError("train_ratio + val_ratio must leave room for a test split (< 1.0)")
         return self
+
+
+class PriorParams(Section):
+    """The first stage's evidence the reranker is trained against: score = logit + prior (prior.py)."""
+
+    dense_weight: float = Field(0.0, ge=0, description="x the embedding model's cosine (prep.embedding)")
+    lexical_weight: float = Field(0.0, ge=0, description="x BM25 / its query's maximum, corpus statistics saved")
+    bm25_language: str = "english"   # PyStemmer language of the lexical part; "" = no stemming/stopwords
 
 
 class FinetuneParams(Section):
@@ -145,11 +157,7 @@ class FinetuneParams(Section):
         description="share of the loss that matches the mining embedder's scores (training file 'score'); 0 = labels only",
     )
     distillation_temperature: float = Field(0.05, gt=0, description="divides the embedder's cosine scores")
-    prior_weight: float = Field(
-        0.0, ge=0,
-        description="score = cross-encoder logit + this x the embedder's cosine; the model learns a correction "
-        "to the first stage (0 = the cross-encoder alone)",
-    )
+    prior: PriorParams = PriorParams()
     global_batch_size: int = Field(128, ge=1)
     per_device_batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(3e-6, gt=0)
@@ -179,9 +187,10 @@ FirstStage = Literal["dense", "bm25", "hybrid"]
 
 
 class EvalParams(Section):
-    data_path: str = "data/prep/eval_beir"   # any BEIR folder (corpus, queries, qrels/<split>.tsv)
+    questions_dir: str = "data/questions"   # one BEIR folder of real questions per subfolder (none: empty)
+    data_path: str = "data/prep/eval_beir"   # prep's synthetic split (any BEIR folder: corpus, queries, qrels)
     split: str = "test"
-    first_stage: FirstStage = "dense"        # the candidates that get reranked
+    first_stage: FirstStage = "hybrid"       # the candidates that get reranked
     compare_first_stages: bool = True        # also report the other first stages alone
     top_k: int = Field(100, ge=1)
     rrf_k: int = Field(60, ge=1)             # reciprocal-rank fusion constant (hybrid)
@@ -189,6 +198,7 @@ class EvalParams(Section):
     k_values: list[int] = [1, 5, 10, 100]
     mrr_k: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
+    mixed_precision: Literal["auto", "bf16", "fp32"] = "auto"   # auto: bf16 where the hardware has it
     evaluate_base: Literal["auto", "always", "never"] = "auto"
     significance_k: int = Field(10, ge=1)    # paired test on nDCG@significance_k
     significance_resamples: int = Field(10000, ge=100)
@@ -284,12 +294,17 @@ SECTIONS: dict[str, type[Section]] = {
 S = TypeVar("S", bound=Section)
 
 
+# keys an older params.yaml may still have, and where their value went
+RENAMED = {"finetune.prior_weight": "finetune.prior.dense_weight", "sdg.input_dir": "sdg.input_path"}
+
+
 def _format_error(path: Path, section: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join([section, *(str(p) for p in err["loc"])])
         if err["type"] == "extra_forbidden":
-            lines.append(f"{path}: {key}: unknown key")
+            moved = f" (now {RENAMED[key]})" if key in RENAMED else ""
+            lines.append(f"{path}: {key}: unknown key{moved}")
         elif "api_key" in key:   # never echo what may be a pasted key
             lines.append(f"{path}: {key}: {err['msg']}")
         else:

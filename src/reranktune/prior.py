@@ -1,12 +1,18 @@
-"""The first-stage prior: the embedding model's cosine, scaled, added to the cross-encoder's logit.
+"""The first-stage prior: the evidence a first stage ranks by, computed per pair and saved with the model.
 
 A cross-encoder initialised from a small bi-encoder and trained on a few thousand synthetic
-queries ranks worse than the bi-encoder it reranks until it has seen far more data. Trained
-on ``logit + weight x cosine`` it learns a correction to the first stage instead: a fresh
-head reproduces the embedder's order, and training moves away from it only where the
-synthetic labels say so. The embedding model is saved inside the reranker folder
-(``prior/``), so eval, export and serve score exactly as training did; export adds an
-ONNX graph of it (``prior/model.onnx``) that the ONNX engine uses instead of PyTorch.
+queries ranks worse than the first stage it reranks until it has seen far more data.
+Trained on ``logit + prior`` it learns a correction to the first stage instead: a fresh
+head reproduces the prior's order, and training moves away from it only where the
+synthetic labels say so. The prior carries both kinds of first-stage evidence, so the
+correction is to the strongest first stage rather than to one of its halves:
+
+- dense: the cosine of the first stage's embedding model (saved in ``prior/``; export adds
+  an ONNX graph of it, ``prior/model.onnx``, that the ONNX engine uses instead of PyTorch);
+- lexical: BM25 with the training corpus's statistics (``prior/lexical.json``), so that a
+  request with no corpus (NIM's ``/v1/ranking``) still gets it.
+
+How the two are weighed and added to the logit is ``scoring.ScoreRecipe``'s business.
 """
 from __future__ import annotations
 
@@ -16,9 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from reranktune.embedding import model_prefixes
 from reranktune.io import InputError
+from reranktune.lexical import LexicalScorer
 from reranktune.models import best_device, resolve_model, warn_remote_code
-from reranktune.params import EmbeddingParams
+from reranktune.params import EmbeddingParams, PriorParams
+from reranktune.reranker_config import DensePriorConfig, LexicalPriorConfig, PriorConfig
+from reranktune.scoring import ScoreRecipe
 
 log = logging.getLogger(__name__)
 
@@ -65,74 +75,111 @@ class OnnxEncoder:
 
 
 class Prior:
-    """``weight x cosine(query, passage)`` under an embedding model with its query/passage prefixes."""
+    """The prior's evidence for any pair: the dense cosine and the normalised BM25, unweighted."""
 
-    def __init__(self, encoder, weight: float, query_prefix: str, passage_prefix: str) -> None:
+    def __init__(self, config: PriorConfig, encoder=None, lexical: LexicalScorer | None = None) -> None:
+        self.config = config
         self.encoder = encoder
-        self.weight = weight
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
+        self.lexical = lexical
+        self.recipe = ScoreRecipe(config.dense.weight if config.dense else 0.0,
+                                  config.lexical.weight if config.lexical else 0.0)
 
     @classmethod
-    def load(cls, reranker_dir: str | Path, config: dict | None, device: str | None = None,
+    def load(cls, reranker_dir: str | Path, config: PriorConfig | None, device: str | None = None,
              trust_remote_code: bool = False, onnx: bool = False, threads: int = 0) -> "Prior | None":
-        """The prior that ``reranktune.json``'s ``prior`` entry describes; None when it has none.
+        """The prior ``config`` describes; None when the reranker has none.
 
-        ``onnx``: use ``prior/model.onnx`` where export wrote one (PyTorch otherwise).
+        ``onnx``: the dense encoder's ONNX graph where export wrote one (PyTorch otherwise).
         ``threads``: CPU threads for it (0 = the runtime's default).
         """
-        if not config:
+        if config is None:
             return None
-        folder = Path(reranker_dir) / config.get("folder", PRIOR_FOLDER)
-        if not (folder / "config.json").is_file():
-            raise InputError(f"{folder}: the reranker's prior embedding model is missing (reranktune.json names it)")
-        if onnx and (folder / PRIOR_ONNX).is_file():
-            import onnxruntime as ort
-            from transformers import AutoTokenizer
+        folder = Path(reranker_dir) / config.folder
+        encoder = lexical = None
+        if config.dense:
+            if not (folder / "config.json").is_file():
+                raise InputError(f"{folder}: the reranker's prior embedding model is missing "
+                                 "(reranktune.json names it)")
+            encoder = _load_encoder(folder, config.dense, device, trust_remote_code, onnx, threads)
+        if config.lexical:
+            if not (folder / config.lexical.file).is_file():
+                raise InputError(f"{folder / config.lexical.file}: the reranker's BM25 statistics are missing "
+                                 "(reranktune.json names them)")
+            lexical = LexicalScorer.load(folder / config.lexical.file)
+        return cls(config, encoder, lexical)
 
-            options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
-            providers = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
-            session = ort.InferenceSession(str(folder / PRIOR_ONNX), options, providers=providers)
-            encoder = OnnxEncoder(session, AutoTokenizer.from_pretrained(str(folder)), int(config["max_length"]))
-        else:
-            import torch
-            from sentence_transformers import SentenceTransformer
-
-            if threads:
-                torch.set_num_threads(threads)
-            model = SentenceTransformer(str(folder), device=device or best_device(),
-                                        trust_remote_code=trust_remote_code)
-            model.max_seq_length = int(config["max_length"])
-            encoder = TorchEncoder(model)
-        return cls(encoder, float(config["weight"]), config["query_prefix"], config["passage_prefix"])
-
-    def scores(self, queries: list[str], passages: list[str]) -> np.ndarray:
-        """One prior score per pair; each distinct text is embedded once."""
+    def cosines(self, queries: list[str], passages: list[str]) -> np.ndarray:
+        """The dense cosine per pair (zeros without a dense part); each distinct text is embedded once."""
+        if self.encoder is None:
+            return np.zeros(len(queries))
+        dense = self.config.dense
         unique_queries = list(dict.fromkeys(queries))
         unique_passages = list(dict.fromkeys(passages))
-        q = self.encoder([self.query_prefix + t for t in unique_queries])
-        p = self.encoder([self.passage_prefix + t for t in unique_passages])
+        q = self.encoder([dense.query_prefix + t for t in unique_queries])
+        p = self.encoder([dense.passage_prefix + t for t in unique_passages])
         q_row = {t: i for i, t in enumerate(unique_queries)}
         p_row = {t: i for i, t in enumerate(unique_passages)}
         rows_q = np.array([q_row[t] for t in queries], dtype=np.int64)
         rows_p = np.array([p_row[t] for t in passages], dtype=np.int64)
-        return self.weight * np.einsum("ij,ij->i", q[rows_q], p[rows_p]).astype(np.float64)
+        return np.einsum("ij,ij->i", q[rows_q], p[rows_p]).astype(np.float64)
+
+    def lexical_scores(self, queries: list[str], passages: list[str]) -> np.ndarray:
+        """The normalised BM25 per pair (zeros without a lexical part)."""
+        return self.lexical.scores(queries, passages) if self.lexical else np.zeros(len(queries))
+
+    def scores(self, queries: list[str], passages: list[str]) -> np.ndarray:
+        """The weighted prior per pair, as the model was trained with it."""
+        return self.recipe.prior(self.cosines(queries, passages), self.lexical_scores(queries, passages))
 
 
-def save_prior(embedding: EmbeddingParams, weight: float, reranker_dir: Path) -> dict:
-    """Save the embedding model into ``reranker_dir/prior``; returns the ``reranktune.json`` entry."""
+def _load_encoder(folder: Path, dense: DensePriorConfig, device: str | None, trust_remote_code: bool,
+                  onnx: bool, threads: int):
+    if onnx and dense.onnx_file and (folder / dense.onnx_file).is_file():
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
+        session = ort.InferenceSession(str(folder / dense.onnx_file), options, providers=providers)
+        return OnnxEncoder(session, AutoTokenizer.from_pretrained(str(folder)), dense.max_length)
+    import torch
     from sentence_transformers import SentenceTransformer
 
-    warn_remote_code(embedding.model, embedding.trust_remote_code)
-    model = SentenceTransformer(resolve_model(embedding.model), device="cpu",
-                                trust_remote_code=embedding.trust_remote_code)
-    model.save(str(reranker_dir / PRIOR_FOLDER))
-    log.info("saved the first-stage prior (%s, weight %s) in %s", embedding.model, weight, reranker_dir / PRIOR_FOLDER)
-    return {"folder": PRIOR_FOLDER, "weight": weight, "source_model": embedding.model,
-            "query_prefix": embedding.query_prefix, "passage_prefix": embedding.passage_prefix,
-            "max_length": embedding.max_length}
+    if threads:
+        torch.set_num_threads(threads)
+    model = SentenceTransformer(str(folder), device=device or best_device(), trust_remote_code=trust_remote_code)
+    model.max_seq_length = dense.max_length
+    return TorchEncoder(model)
+
+
+def save_prior(params: PriorParams, embedding: EmbeddingParams, corpus: list[str], reranker_dir: Path) -> PriorConfig:
+    """Save what the prior needs into ``reranker_dir/prior``; returns its ``reranktune.json`` entry.
+
+    ``embedding`` is the first stage's model (prep's, which scored the training file);
+    ``corpus`` the passages whose statistics the lexical part keeps.
+    """
+    folder = reranker_dir / PRIOR_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    dense = lexical = None
+    if params.dense_weight:
+        from sentence_transformers import SentenceTransformer
+
+        warn_remote_code(embedding.model, embedding.trust_remote_code)
+        model = SentenceTransformer(resolve_model(embedding.model), device="cpu",
+                                    trust_remote_code=embedding.trust_remote_code)
+        model.save(str(folder))
+        query_prefix, passage_prefix = model_prefixes(model, embedding)
+        dense = DensePriorConfig(weight=params.dense_weight, source_model=embedding.model,
+                                 query_prefix=query_prefix, passage_prefix=passage_prefix,
+                                 max_length=embedding.max_length)
+    if params.lexical_weight:
+        lexical = LexicalPriorConfig(weight=params.lexical_weight)
+        LexicalScorer.fit(corpus, params.bm25_language).save(folder / lexical.file)
+    log.info("saved the first-stage prior in %s (dense %s x %s, lexical BM25 x %s over %d passages)", folder,
+             embedding.model, params.dense_weight, params.lexical_weight, len(corpus))
+    return PriorConfig(folder=PRIOR_FOLDER, dense=dense, lexical=lexical)
 
 
 def export_prior_onnx(prior: Prior, path: Path, opset: int) -> None:

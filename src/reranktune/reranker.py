@@ -1,29 +1,29 @@
-"""A cross-encoder reranker: a one-logit sequence-classification model plus its prompt.
+"""A reranker folder loaded for scoring, on the backend the caller picks.
 
-The prompt template and maximum length travel with the model in ``reranktune.json``
-so that eval, export and serve format pairs exactly as training did; so does the
-first-stage prior (``reranktune.prior``) when the model was trained with one.
+Like sentence-transformers' ``CrossEncoder``, one class owns the scoring recipe and picks
+the backend: ``Reranker.from_pretrained(folder)`` scores with PyTorch,
+``backend="onnx"`` with the folder's ONNX graph, and the export gate plugs in any session
+with ``Reranker.with_backend``. Whatever the backend, pairs are formatted and cut by the
+same ``PairEncoder`` and scores combined by the same ``ScoreRecipe`` (scoring.py), with the
+prompt, maximum length and prior that ``reranktune.json`` saved beside the weights.
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
+from typing import Literal
 
-import torch
+import numpy as np
 from tqdm.auto import tqdm
 
 from reranktune.models import best_device, resolve_model, warn_remote_code
-from reranktune.params import DEFAULT_PROMPT_TEMPLATE
 from reranktune.prior import Prior
+from reranktune.reranker_config import RerankerConfig
+from reranktune.scoring import Encoded, LogitBackend, PairEncoder, ScoreRecipe, SessionBackend, TorchBackend
 
 log = logging.getLogger(__name__)
 
-RERANKER_CONFIG = "reranktune.json"
-
-
-def format_pair(template: str, query: str, passage: str) -> str:
-    return template.replace("{query}", query).replace("{passage}", passage)
+Backend = Literal["torch", "onnx"]
 
 
 def model_input_names(model, tokenizer) -> list[str]:
@@ -53,9 +53,10 @@ def load_classifier(
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
     pad_token_id: int | None = None,
-    torch_dtype: torch.dtype | None = None,
+    torch_dtype=None,
 ):
     """Load ``name`` as a one-logit sequence classifier; returns (model, head_was_new)."""
+    import torch
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -81,79 +82,129 @@ def load_classifier(
 
 
 class Reranker:
-    """Scores (query, passage) pairs with a sequence-classification model, plus its prior if it has one."""
+    """Scores (query, passage) pairs: ``ScoreRecipe.total(backend logit, prior)``."""
 
-    def __init__(
-        self, model, tokenizer, prompt_template: str, max_length: int, device: str, head_was_new: bool = False,
-        prior: Prior | None = None,
-    ) -> None:
-        self.model = model.to(device).eval()
-        self.input_names = model_input_names(model, tokenizer)
-        self.head_was_new = head_was_new  # True: the head is random, its scores mean nothing
-        self.tokenizer = tokenizer
-        self.prompt_template = prompt_template
-        self.max_length = max_length
-        self.device = device
+    def __init__(self, encoder: PairEncoder, backend: LogitBackend, config: RerankerConfig,
+                 prior: Prior | None = None, head_was_new: bool = False) -> None:
+        self.encoder = encoder
+        self.backend = backend
+        self.config = config
         self.prior = prior
-        # bf16 autocast: on by default where the GPU supports it; CPUs with AMX may opt in
-        self.bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+        self.head_was_new = head_was_new  # True: the head is random, its scores mean nothing
 
     @classmethod
     def from_pretrained(
         cls,
         name: str,
+        backend: Backend = "torch",
         trust_remote_code: bool = False,
         prompt_template: str | None = None,
         max_length: int | None = None,
         device: str | None = None,
+        threads: int = 0,
+        onnx_file: str | None = None,
+        bf16: bool | None = None,
     ) -> "Reranker":
+        """A hub id or folder; ``backend="onnx"`` loads ``onnx_file`` (default: the one export chose).
+
+        ``bf16``: autocast PyTorch to bf16 (None: on CUDA devices that support it).
+        """
         path = resolve_model(name)
-        saved = read_reranker_config(path)
+        config = RerankerConfig.load(path)
+        if prompt_template or max_length:
+            config = config.model_copy(update={k: v for k, v in
+                                               (("prompt_template", prompt_template), ("max_length", max_length)) if v})
         tokenizer = load_tokenizer(path, trust_remote_code)
-        model, head_was_new = load_classifier(path, trust_remote_code, pad_token_id=tokenizer.pad_token_id)
-        return cls(
-            model,
-            tokenizer,
-            prompt_template or saved.get("prompt_template", DEFAULT_PROMPT_TEMPLATE),
-            max_length or saved.get("max_length", 512),
-            device or best_device(),
-            head_was_new,
-            Prior.load(path, saved.get("prior"), device or best_device(), trust_remote_code),
-        )
+        device = device or best_device()
+        head_was_new = False
+        if backend == "onnx":
+            logits: LogitBackend = _onnx_backend(Path(path), config, onnx_file, threads)
+            input_names = config.onnx.inputs
+        else:
+            import torch
 
-    def tokenize(self, queries: list[str], passages: list[str]) -> dict:
-        texts = [format_pair(self.prompt_template, q, p) for q, p in zip(queries, passages)]
-        batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        return {name: batch[name] for name in self.input_names}
+            if threads:
+                torch.set_num_threads(threads)
+            model, head_was_new = load_classifier(path, trust_remote_code, pad_token_id=tokenizer.pad_token_id)
+            logits = TorchBackend(model, device, bf16)
+            input_names = model_input_names(model, tokenizer)
+        prior = Prior.load(path, config.prior, device, trust_remote_code, onnx=backend == "onnx", threads=threads)
+        return cls(PairEncoder(tokenizer, config.prompt_template, config.max_length, input_names),
+                   logits, config, prior, head_was_new)
 
-    @torch.inference_mode()
-    def score(
-        self, queries: list[str], passages: list[str], batch_size: int = 64, progress: bool = False
-    ) -> list[float]:
-        """One score per pair (the logit, plus the prior's score); batched by length so padding stays small."""
-        order = sorted(range(len(passages)), key=lambda i: len(queries[i]) + len(passages[i]))
-        scores = [0.0] * len(order)
+    def with_backend(self, backend: LogitBackend, prior: Prior | None = None) -> "Reranker":
+        """The same recipe on another backend (the export gate's ONNX sessions), optionally another prior copy."""
+        return Reranker(self.encoder, backend, self.config, prior or self.prior, self.head_was_new)
+
+    @property
+    def model(self):
+        """The PyTorch model behind a torch backend (export and the benches need it)."""
+        return self.backend.model
+
+    @property
+    def tokenizer(self):
+        return self.encoder.tokenizer
+
+    @property
+    def prompt_template(self) -> str:
+        return self.encoder.prompt_template
+
+    @property
+    def max_length(self) -> int:
+        return self.encoder.max_length
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.encoder.input_names
+
+    def encode(self, query: str, passages: list[str], truncate: bool = True) -> list[Encoded]:
+        """One request's pairs, tokenized, each with its prior score (serve runs this per request)."""
+        pairs = self.encoder.encode([query] * len(passages), passages, truncate)
+        prior = self.prior.scores([query] * len(passages), passages) if self.prior else np.zeros(len(passages))
+        for pair, value in zip(pairs, prior.tolist()):
+            pair["prior"] = value
+        return pairs
+
+    def score_encoded(self, pairs: list[Encoded], batch_size: int = 64, progress: bool = False) -> list[float]:
+        """Logit + prior per encoded pair; similar lengths share a batch so padding stays small."""
+        logits = self.logits_encoded(pairs, batch_size, progress)
+        prior = np.array([p.get("prior", 0.0) for p in pairs], dtype=np.float64)
+        return ScoreRecipe.total(logits.astype(np.float64), prior).tolist()
+
+    def logits_encoded(self, pairs: list[Encoded], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """The cross-encoder's logit alone per encoded pair."""
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i]["input_ids"]))
+        out = np.zeros(len(pairs), dtype=np.float32)
         for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="rerank", unit="batch"):
             rows = order[start : start + batch_size]
-            batch = self.tokenize([queries[i] for i in rows], [passages[i] for i in rows])
-            batch = {name: tensor.to(self.device) for name, tensor in batch.items()}
-            with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
-                logits = self.model(**batch).logits[:, 0].float().cpu().tolist()
-            for i, logit in zip(rows, logits):
-                scores[i] = logit
+            out[rows] = self.backend.logits(self.encoder.pad([pairs[i] for i in rows]))
+        return out
+
+    def score(self, queries: list[str], passages: list[str], batch_size: int = 64,
+              progress: bool = False) -> list[float]:
+        """One score per pair, the logit plus the prior's score."""
+        pairs = self.encoder.encode(queries, passages)
         if self.prior is not None:
-            scores = (self.prior.scores(queries, passages) + scores).tolist()
-        return scores
+            for pair, value in zip(pairs, self.prior.scores(queries, passages).tolist()):
+                pair["prior"] = value
+        return self.score_encoded(pairs, batch_size, progress)
 
 
-def read_reranker_config(path: str | Path) -> dict:
-    file = Path(path) / RERANKER_CONFIG
-    return json.loads(file.read_text()) if file.exists() else {}
+def _onnx_backend(folder: Path, config: RerankerConfig, onnx_file: str | None, threads: int) -> SessionBackend:
+    import onnxruntime as ort
 
+    from reranktune.io import InputError
 
-def write_reranker_config(path: str | Path, **values) -> None:
-    from reranktune.io import write_json
-
-    write_json(Path(path) / RERANKER_CONFIG, values)
+    if config.onnx is None:
+        raise InputError(f"{folder}: no ONNX export here (reranktune.json has no 'onnx' entry; "
+                         "run `reranktune export`)")
+    path = folder / (onnx_file or config.onnx.file)
+    if not path.is_file():
+        raise InputError(f"{path}: ONNX graph not found (run `reranktune export` first)")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    # CUDA first where installed; Azure's provider calls remote endpoints and has no place here
+    providers = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    return SessionBackend(session, config.onnx.output, f"onnx ({path.name})")

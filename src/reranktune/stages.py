@@ -1,9 +1,12 @@
 """The pipeline's stages with their fixed paths; ``stages/*.py`` and the CLI call these.
 
-The paths here are the ones ``dvc.yaml`` declares as deps and outs.
+The paths here are the ones ``dvc.yaml`` declares as deps and outs. Each stage writes its
+full report to ``metrics/<stage>_details.json`` and the few numbers a review decides on to
+``metrics/<stage>.json``, the file DVC tracks as a metric.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from reranktune.params import (
@@ -16,35 +19,51 @@ from reranktune.params import (
 )
 
 SDG_OUTPUT = Path("data/sdg/qa.jsonl")
-SDG_SUMMARY = Path("metrics/sdg.json")
+SDG_METRICS = Path("metrics/sdg.json")
+SDG_DETAILS = Path("metrics/sdg_details.json")
 PREP_OUTPUT = Path("data/prep")
-PREP_REPORT = Path("metrics/prep.json")
+PREP_METRICS = Path("metrics/prep.json")
+PREP_DETAILS = Path("metrics/prep_details.json")
 TRAIN_FILE = PREP_OUTPUT / "train.json"
 VAL_FILE = PREP_OUTPUT / "val.json"
 BEIR_DIR = PREP_OUTPUT / "eval_beir"
 MODEL_DIR = Path("models/reranker")
 CHECKPOINT_DIR = Path("models/checkpoints")
 FINETUNE_LIVE = Path("metrics/finetune")
+FINETUNE_METRICS = Path("metrics/finetune.json")
 EVAL_METRICS = Path("metrics/eval.json")
+EVAL_DETAILS = Path("metrics/eval_details.json")
 EVAL_PLOTS = Path("metrics/eval_plots.json")
 EVAL_PER_QUERY = Path("metrics/eval_per_query.tsv")
 EVAL_REPORT = Path("metrics/eval_report.md")
 ONNX_DIR = Path("models/onnx")
-EXPORT_REPORT = Path("metrics/export.json")
+EXPORT_METRICS = Path("metrics/export.json")
+EXPORT_DETAILS = Path("metrics/export_details.json")
+
+
+def _review(path: Path, values: dict) -> dict:
+    from reranktune.io import write_json
+
+    write_json(path, values)
+    return values
 
 
 def sdg(params_file: str = "params.yaml") -> dict:
     from reranktune.sdg.run import run_sdg
 
     params: SdgParams = load_section("sdg", params_file)
-    return run_sdg(params, SDG_OUTPUT, SDG_SUMMARY)
+    summary = run_sdg(params, SDG_OUTPUT, SDG_DETAILS)
+    return _review(SDG_METRICS, {k: summary[k] for k in ("documents_read", "chunks", "qa_pairs")})
 
 
 def prep(params_file: str = "params.yaml") -> dict:
     from reranktune.prep.run import run_prep
 
     params: PrepParams = load_section("prep", params_file)
-    return run_prep(params, params.input_path, PREP_OUTPUT, PREP_REPORT)
+    report = run_prep(params, params.input_path, PREP_OUTPUT, PREP_DETAILS)
+    return _review(PREP_METRICS, {"train_records": report.get("train_records", 0),
+                                  "test_queries": report.get("queries_per_split", {}).get("test", 0),
+                                  "corpus_chunks": report.get("corpus_chunks", 0)})
 
 
 def finetune(params_file: str = "params.yaml") -> dict | None:
@@ -56,25 +75,34 @@ def finetune(params_file: str = "params.yaml") -> dict | None:
         relaunch_with_torchrun(params.nproc, ["finetune", "--params", str(params_file)])
         return None
     prep_params: PrepParams = load_section("prep", params_file)   # its embedder scored train.json: the prior
-    return run_finetune(params, TRAIN_FILE, MODEL_DIR, CHECKPOINT_DIR, FINETUNE_LIVE, VAL_FILE,
-                        prior_embedding=prep_params.embedding)
+    summary = run_finetune(params, TRAIN_FILE, MODEL_DIR, CHECKPOINT_DIR, FINETUNE_LIVE, VAL_FILE,
+                           prior_embedding=prep_params.embedding)
+    review = {k: summary[k] for k in ("train_loss", "train_pairs_per_s")}
+    return _review(FINETUNE_METRICS, review) if os.environ.get("RANK", "0") == "0" else review
 
 
 def eval(params_file: str = "params.yaml", **overrides) -> dict:  # noqa: A001 - the stage's name
     """``overrides`` (e.g. endpoint_url, data_path from the CLI) replace eval params."""
-    from reranktune.evaluation.run import run_eval
+    from reranktune.evaluation.run import EvalOutputs, run_eval
 
     params: EvalParams = load_section("eval", params_file)
     params = EvalParams.model_validate({**params.model_dump(), **overrides})
     prep_params: PrepParams = load_section("prep", params_file)
     tune: FinetuneParams = load_section("finetune", params_file)
-    return run_eval(params, prep_params.embedding, MODEL_DIR, tune.base_model, EVAL_METRICS,
-                    EVAL_PLOTS, EVAL_PER_QUERY, EVAL_REPORT, tune.trust_remote_code)
+    outputs = EvalOutputs(EVAL_METRICS, EVAL_DETAILS, EVAL_PLOTS, EVAL_PER_QUERY, EVAL_REPORT)
+    return run_eval(params, prep_params.embedding, MODEL_DIR, tune.base_model, outputs, tune.trust_remote_code)
 
 
 def export(params_file: str = "params.yaml") -> dict:
     from reranktune.export.run import run_export
 
+    from reranktune.evaluation.first_stage import FirstStageSettings
+
     params: ExportParams = load_section("export", params_file)
-    prep_params: PrepParams = load_section("prep", params_file)   # the gate reranks eval's dense candidates
-    return run_export(params, prep_params.embedding, MODEL_DIR, BEIR_DIR, ONNX_DIR, EXPORT_REPORT)
+    prep_params: PrepParams = load_section("prep", params_file)
+    eval_params: EvalParams = load_section("eval", params_file)   # the gate reranks eval's first stage
+    first_stage = FirstStageSettings.from_params(eval_params, prep_params.embedding)
+    report = run_export(params, first_stage, MODEL_DIR, BEIR_DIR, ONNX_DIR, EXPORT_DETAILS)
+    variants = [name for name in report if "accepted" in report[name] and name != "prior"]
+    return _review(EXPORT_METRICS, {name: {"accepted": report[name]["accepted"], "ndcg_drop": report[name]["ndcg_drop"]}
+                                    for name in variants})

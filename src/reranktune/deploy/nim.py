@@ -24,7 +24,7 @@ from typing import Any
 from reranktune.deploy.health import DeployError, client_host, probe_ready, wait_ready
 from reranktune.io import InputError
 from reranktune.params import DeployParams
-from reranktune.reranker import read_reranker_config
+from reranktune.reranker_config import RerankerConfig
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def launch_nim(
     model_dir = Path(params.model_dir)
     if not model_dir.is_dir():
         raise InputError(f"{model_dir}: model folder not found (run `reranktune export` first)")
-    if read_reranker_config(model_dir).get("prior"):
+    if RerankerConfig.load(model_dir).prior:
         log.warning("%s was trained with a first-stage prior, which NIM does not add: the container serves the "
                     "cross-encoder's logit alone; `deploy.runtime: local` serves logit + prior", model_dir)
     api_key = ngc_key(environ)

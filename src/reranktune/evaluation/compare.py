@@ -1,6 +1,6 @@
 """Compare two eval runs query by query from their ``eval_per_query.tsv`` files.
 
-    reranktune compare old/eval_per_query.tsv new/eval_per_query.tsv [--system finetuned] [--measure NDCG@10]
+    reranktune compare old/eval_per_query.tsv new/eval_per_query.tsv [--system human/finetuned] [--measure NDCG@10]
 
 Prints the paired randomisation test of the new run against the old one on the queries
 both contain (e.g. the fine-tuned model before and after a params change).
@@ -39,9 +39,11 @@ def compare_files(old: str | Path, new: str | Path, system: str = "finetuned", m
     runs = {}
     for name, path in (("old", old), ("new", new)):
         per_query = read_per_query(path)
-        if system not in per_query:
+        # "finetuned" means the first test set's (human questions when eval had them): "human/finetuned"
+        match = system if system in per_query else next((s for s in per_query if s.endswith(f"/{system}")), None)
+        if match is None:
             raise InputError(f"{path}: no rows for system {system!r} (found {sorted(per_query)})")
-        runs[name] = per_query[system]
+        runs[name] = per_query[match]
         missing = [q for q, s in runs[name].items() if measure not in s]
         if missing:
             raise InputError(f"{path}: no {measure} column (query {missing[0]})")

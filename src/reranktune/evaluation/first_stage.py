@@ -1,17 +1,38 @@
 """First-stage retrieval over a BEIR folder: dense, BM25 and their reciprocal-rank fusion."""
 from __future__ import annotations
 
+import dataclasses
 import logging
+from dataclasses import dataclass
 
 from reranktune.embedding import Embedder
 from reranktune.evaluation.beir_data import BeirData
 from reranktune.evaluation.metrics import Run
-from reranktune.params import EmbeddingParams
+from reranktune.lexical import tokenize
+from reranktune.params import EmbeddingParams, EvalParams, FirstStage
 from reranktune.retrieval import DenseIndex
 
 log = logging.getLogger(__name__)
 
 FIRST_STAGES = ("dense", "bm25", "hybrid")
+
+
+@dataclass(frozen=True)
+class FirstStageSettings:
+    """How every first stage retrieves; eval, the export gate and the benches all build it from params."""
+
+    name: FirstStage                 # the one whose candidates get reranked
+    embedding: EmbeddingParams
+    top_k: int = 100
+    rrf_k: int = 60
+    bm25_language: str = "english"
+
+    @classmethod
+    def from_params(cls, params: EvalParams, embedding: EmbeddingParams) -> "FirstStageSettings":
+        return cls(params.first_stage, embedding, params.top_k, params.rrf_k, params.bm25_language)
+
+    def with_top_k(self, top_k: int) -> "FirstStageSettings":
+        return dataclasses.replace(self, top_k=top_k)
 
 
 def dense_retrieval(data: BeirData, embedding: EmbeddingParams, top_k: int) -> Run:
@@ -36,23 +57,12 @@ def bm25_retrieval(data: BeirData, top_k: int, language: str = "english") -> Run
     """
     import bm25s
 
-    stemmer = None
-    stopwords: str | None = None
-    if language:
-        import Stemmer
-
-        stemmer = Stemmer.Stemmer(language)
-        stopwords = "en" if language == "english" else None
     doc_ids = list(data.corpus)
     qids = list(data.queries)
-
-    def tokenize(texts: list[str]):
-        return bm25s.tokenize(texts, stopwords=stopwords, stemmer=stemmer, show_progress=False)
-
     retriever = bm25s.BM25()
-    retriever.index(tokenize([data.passage_text(d) for d in doc_ids]), show_progress=False)
+    retriever.index(tokenize([data.passage_text(d) for d in doc_ids], language), show_progress=False)
     rows, scores = retriever.retrieve(
-        tokenize([data.queries[q] for q in qids]), k=min(top_k, len(doc_ids)), show_progress=False
+        tokenize([data.queries[q] for q in qids], language), k=min(top_k, len(doc_ids)), show_progress=False
     )
     return {
         qid: {doc_ids[int(r)]: float(s) for r, s in zip(rows[i], scores[i])}
@@ -75,25 +85,18 @@ def reciprocal_rank_fusion(runs: list[Run], top_k: int, k: int = 60) -> Run:
     }
 
 
-def first_stage_runs(
-    data: BeirData,
-    names: list[str],
-    embedding: EmbeddingParams,
-    top_k: int,
-    rrf_k: int = 60,
-    bm25_language: str = "english",
-) -> dict[str, Run]:
+def first_stage_runs(data: BeirData, names: list[str], settings: FirstStageSettings) -> dict[str, Run]:
     """The runs named in ``names``; hybrid fuses dense and BM25 (computed once)."""
     unknown = sorted(set(names) - set(FIRST_STAGES))
     if unknown:
         raise ValueError(f"unknown first stage(s) {unknown}; expected {FIRST_STAGES}")
     runs: dict[str, Run] = {}
     if "dense" in names or "hybrid" in names:
-        log.info("first stage: dense retrieval with %s", embedding.model)
-        runs["dense"] = dense_retrieval(data, embedding, top_k)
+        log.info("first stage: dense retrieval with %s", settings.embedding.model)
+        runs["dense"] = dense_retrieval(data, settings.embedding, settings.top_k)
     if "bm25" in names or "hybrid" in names:
         log.info("first stage: BM25")
-        runs["bm25"] = bm25_retrieval(data, top_k, bm25_language)
+        runs["bm25"] = bm25_retrieval(data, settings.top_k, settings.bm25_language)
     if "hybrid" in names:
-        runs["hybrid"] = reciprocal_rank_fusion([runs["dense"], runs["bm25"]], top_k, rrf_k)
+        runs["hybrid"] = reciprocal_rank_fusion([runs["dense"], runs["bm25"]], settings.top_k, settings.rrf_k)
     return {name: runs[name] for name in names}

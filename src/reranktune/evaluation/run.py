@@ -1,7 +1,9 @@
-"""Eval end to end: first stage(s), rerank the same candidates, compare, check an endpoint.
+"""Eval end to end: every first stage, the reranker on one of them, the verdict against the best.
 
-``evaluate`` works on a loaded BEIR folder and returns everything in memory (for
-benchmarks and notebooks); ``run_eval`` is the DVC stage: it adds the files.
+``evaluate`` works on one loaded BEIR folder and returns everything in memory (the benches
+call it, so their figures come from the same code and settings as the stage); ``run_eval``
+is the DVC stage: it evaluates each test set (human questions first, when there are any,
+then prep's synthetic split) and writes the files.
 """
 from __future__ import annotations
 
@@ -20,22 +22,49 @@ from reranktune.evaluation.endpoint import (
     format_table,
     rerank_with_endpoint,
 )
-from reranktune.evaluation.first_stage import FIRST_STAGES, first_stage_runs
+from reranktune.evaluation.first_stage import FIRST_STAGES, FirstStageSettings, first_stage_runs
 from reranktune.evaluation.metrics import Run, per_query_scores, ranking_metrics
 from reranktune.evaluation.report import markdown_report
 from reranktune.evaluation.significance import compare_systems
-from reranktune.io import atomic_path, write_json, write_text
+from reranktune.io import InputError, atomic_path, write_json, write_text
+from reranktune.models import bf16_enabled
 from reranktune.params import EmbeddingParams, EvalParams
 from reranktune.reranker import Reranker
 
 log = logging.getLogger(__name__)
 
+SIGNIFICANCE_LEVEL = 0.05
+SYNTHETIC = "synthetic"
+RECALL_K = 100   # the review's recall cut-off: what a first stage hands to the reranker
+
 
 @dataclass
 class EvalResult:
-    metrics: dict                                   # the metrics file's content
-    runs: dict[str, Run]                            # system name -> run
+    """One test set's figures: ``metrics`` holds every system's means at every k, the tests and the verdict."""
+
+    metrics: dict
+    runs: dict[str, Run]
     per_query: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> dict:
+        return self.metrics["verdict"]
+
+
+@dataclass(frozen=True)
+class EvalOutputs:
+    metrics: Path      # the review numbers (DVC metrics)
+    details: Path      # every figure, every k, tests, breakdowns
+    plots: Path
+    per_query: Path
+    report: Path
+
+
+@dataclass(frozen=True)
+class TestSet:
+    name: str          # a real-question folder's name, or "synthetic" (prep's split of generated queries)
+    path: str
+    description: str
 
 
 def rerank(data: BeirData, candidates: Run, reranker: Reranker, batch_size: int) -> Run:
@@ -59,47 +88,76 @@ def first_stage_names(params: EvalParams) -> list[str]:
     return [params.first_stage, *others]
 
 
+def verdict(per_query: dict, params: EvalParams, first_stages: list[str]) -> dict:
+    """The fine-tuned model against the best first stage measured here, and the one line that says so."""
+    key = f"NDCG@{params.significance_k}"
+    best = max(first_stages, key=lambda n: sum(s[key] for s in per_query[n].values()) / max(1, len(per_query[n])))
+    test = compare_systems(per_query, [("finetuned", best)], key, params.significance_resamples,
+                           params.seed)[f"finetuned_vs_{best}"]
+    beats = test["delta"] > 0 and test["p_value"] < SIGNIFICANCE_LEVEL
+    outcome = "beats" if beats else "DOES NOT beat"
+    line = (f"the fine-tuned reranker (on {params.first_stage} candidates) {outcome} the best first stage, {best}: "
+            f"{key} {test[f'mean_{best}']:.4f} -> {test['mean_finetuned']:.4f} ({test['delta'] * 100:+.1f} points, "
+            f"p = {test['p_value']:.4f}, {test['queries']} queries)")
+    if best != params.first_stage:
+        line += f"; {best} is the better first stage here: set eval.first_stage: {best}"
+    return {"best_first_stage": best, "beats_best_first_stage": beats, "gain": test["delta"],
+            "p_value": test["p_value"], "line": line}
+
+
 def evaluate(
     data: BeirData,
     params: EvalParams,
     embedding: EmbeddingParams,
-    finetuned: Reranker | None = None,
+    finetuned: Reranker,
     base: Reranker | None = None,
     notes: list[str] | None = None,
 ) -> EvalResult:
-    """Metrics of each first stage and of each reranker on the reranked first stage's candidates."""
+    """Every first stage alone, and each reranker on ``params.first_stage``'s candidates."""
     names = first_stage_names(params)
-    stage_runs = first_stage_runs(data, names, embedding, params.top_k, params.rrf_k, params.bm25_language)
-    runs: dict[str, Run] = {"retrieval": stage_runs[params.first_stage]}
-    runs.update({f"retrieval_{n}": stage_runs[n] for n in names[1:]})
+    runs: dict[str, Run] = first_stage_runs(data, names, FirstStageSettings.from_params(params, embedding))
     for name, reranker in (("base", base), ("finetuned", finetuned)):
         if reranker is not None:
             log.info("reranking the %s candidates with the %s model", params.first_stage, name)
-            runs[name] = rerank(data, runs["retrieval"], reranker, params.batch_size)
+            runs[name] = rerank(data, runs[params.first_stage], reranker, params.batch_size)
 
+    key = f"NDCG@{params.significance_k}"
     recall_k = max(params.k_values)
-    ndcg_key = f"NDCG@{params.significance_k}"
     metrics: dict = {name: ranking_metrics(data.qrels, run, params.k_values, params.mrr_k) for name, run in runs.items()}
-    per_query = {
-        name: per_query_scores(data.qrels, run, params.significance_k, recall_k, params.mrr_k)
-        for name, run in runs.items()
+    per_query = {name: per_query_scores(data.qrels, run, params.significance_k, recall_k, params.mrr_k)
+                 for name, run in runs.items()}
+    pairs = [(a, b) for a, b in (("finetuned", params.first_stage), ("finetuned", "base"),
+                                 ("base", params.first_stage)) if a in runs and b in runs]
+    metrics["significance"] = {
+        "metric": key,
+        "test": f"paired randomisation (sign flip), two-sided, {params.significance_resamples} resamples",
+        **compare_systems(per_query, pairs, key, params.significance_resamples, params.seed),
     }
-    pairs = [(a, b) for a, b in (("finetuned", "retrieval"), ("finetuned", "base"), ("base", "retrieval"))
-             if a in runs and b in runs]
-    if pairs:
-        metrics["significance"] = {
-            "metric": ndcg_key,
-            "test": f"paired randomisation (sign flip), two-sided, {params.significance_resamples} resamples",
-            **compare_systems(per_query, pairs, ndcg_key, params.significance_resamples, params.seed),
-        }
-    by_meta = breakdown(per_query, data.metadata, params.breakdown_keys, ndcg_key)
+    metrics["verdict"] = verdict(per_query, params, names)
+    by_meta = breakdown(per_query, data.metadata, params.breakdown_keys, key)
     if by_meta:
-        metrics["breakdown"] = {"metric": ndcg_key, **by_meta}
+        metrics["breakdown"] = {"metric": key, **by_meta}
     metrics["dataset"] = {"queries": len(data.queries), "passages": len(data.corpus),
                           "first_stage": params.first_stage, "top_k": params.top_k}
     if notes:
         metrics["notes"] = list(notes)
     return EvalResult(metrics=metrics, runs=runs, per_query=per_query)
+
+
+def review_metrics(metrics: dict, params: EvalParams) -> dict:
+    """The numbers that decide a review (DVC's ``metrics`` file): a few per system, then the verdict."""
+    systems = [s for s in (*FIRST_STAGES, "base", "finetuned") if s in metrics]
+
+    def cut(family: str, prefix: str, wanted: int) -> str:   # the wanted cut-off, or the deepest measured
+        name = f"{prefix}@{wanted}"
+        return name if name in metrics[systems[0]][family] else f"{prefix}@{max(params.k_values)}"
+
+    columns = [("NDCG", cut("NDCG", "NDCG", params.significance_k)), ("Recall", cut("Recall", "Recall", RECALL_K)),
+               ("MRR", f"MRR@{params.mrr_k}")]
+    out: dict = {system: {name: metrics[system][family][name] for family, name in columns} for system in systems}
+    out["gain_over_best_first_stage"] = round(metrics["verdict"]["gain"], 5)
+    out["p_value"] = metrics["verdict"]["p_value"]
+    return out
 
 
 def check_endpoint(
@@ -128,6 +186,7 @@ def load_base(base_model: str, finetuned: Reranker, mode: str, trust_remote_code
         trust_remote_code=trust_remote_code,
         prompt_template=finetuned.prompt_template,
         max_length=finetuned.max_length,
+        bf16=finetuned.backend.bf16,
     )
     if mode == "auto" and base.head_was_new:
         return None, (f"base model {base_model} skipped: it has no trained ranking head "
@@ -135,30 +194,39 @@ def load_base(base_model: str, finetuned: Reranker, mode: str, trust_remote_code
     return base, None
 
 
-def _plot_rows(metrics: dict, systems: list[str], k_values: list[int]) -> list[dict]:
+def _plot_rows(test_set: str, metrics: dict, k_values: list[int]) -> list[dict]:
+    """One row per (system, k): DVC draws one line per ``model`` (test set / system)."""
+    systems = [s for s in (*FIRST_STAGES, "base", "finetuned") if s in metrics]
     return [
-        {
-            "model": name,
-            "k": k,
-            "NDCG": metrics[name]["NDCG"][f"NDCG@{k}"],
-            "Recall": metrics[name]["Recall"][f"Recall@{k}"],
-            "MAP": metrics[name]["MAP"][f"MAP@{k}"],
-            "Precision": metrics[name]["Precision"][f"P@{k}"],
-        }
+        {"model": f"{test_set}/{name}", "k": k,
+         "NDCG": metrics[name]["NDCG"][f"NDCG@{k}"], "Recall": metrics[name]["Recall"][f"Recall@{k}"],
+         "MAP": metrics[name]["MAP"][f"MAP@{k}"], "Precision": metrics[name]["Precision"][f"P@{k}"]}
         for name in systems
         for k in sorted(set(k_values))
     ]
 
 
-def write_per_query(path: str | Path, per_query: dict[str, dict[str, dict[str, float]]]) -> None:
-    """Long TSV (query_id, system, measures...) so two runs can be joined and compared."""
-    measures = sorted({m for scores in per_query.values() for s in scores.values() for m in s})
+def write_per_query(path: str | Path, per_query: dict[str, dict[str, dict[str, dict[str, float]]]]) -> None:
+    """Long TSV (query_id, system as ``test_set/system``, measures...) so two runs can be joined and compared."""
+    rows = {f"{test_set}/{system}": scores for test_set, systems in per_query.items()
+            for system, scores in systems.items()}
+    measures = sorted({m for scores in rows.values() for s in scores.values() for m in s})
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(["query_id", "system", *measures])
-        for system, scores in per_query.items():
+        for system, scores in rows.items():
             for qid in sorted(scores):
                 writer.writerow([qid, system, *(f"{scores[qid][m]:.5f}" for m in measures)])
+
+
+def test_sets(params: EvalParams) -> list[TestSet]:
+    """Each BEIR folder under ``questions_dir`` (real questions), then prep's synthetic split."""
+    root = Path(params.questions_dir)
+    human = sorted(p for p in root.iterdir() if (p / "queries.jsonl").is_file()) if root.is_dir() else []
+    if SYNTHETIC in {p.name for p in human}:
+        raise InputError(f"{root / SYNTHETIC}: the name {SYNTHETIC!r} is taken by prep's split; rename the folder")
+    return [*(TestSet(p.name, str(p), "real questions") for p in human),
+            TestSet(SYNTHETIC, params.data_path, "prep's test split of generated queries")]
 
 
 def run_eval(
@@ -166,35 +234,45 @@ def run_eval(
     embedding: EmbeddingParams,
     finetuned_model: str | Path,
     base_model: str,
-    metrics_path: str | Path,
-    plots_path: str | Path,
-    per_query_path: str | Path,
-    report_path: str | Path,
+    outputs: EvalOutputs,
     trust_remote_code: bool = False,
 ) -> dict:
-    """The eval stage: evaluate ``params.data_path``, write metrics, plots, per-query scores, report.
+    """The eval stage: every test set, then metrics, details, plots, per-query scores and the report.
 
     A failed endpoint check raises EndpointMismatch after every file is written.
     """
-    data = load_beir(params.data_path, params.split)
-    log.info("eval: %d queries over %d passages from %s", len(data.queries), len(data.corpus), params.data_path)
-    finetuned = Reranker.from_pretrained(str(finetuned_model), trust_remote_code=trust_remote_code)
+    finetuned = Reranker.from_pretrained(str(finetuned_model), trust_remote_code=trust_remote_code,
+                                         bf16=bf16_enabled(params.mixed_precision))
     base, note = load_base(base_model, finetuned, params.evaluate_base, trust_remote_code)
     if note:
         log.info(note)
-    result = evaluate(data, params, embedding, finetuned, base, [note] if note else None)
-    metrics = result.metrics
-    rows: list[dict] = []
-    if params.endpoint_url:
-        metrics["endpoint"], rows = check_endpoint(data, params, result.runs["retrieval"], metrics["finetuned"])
-    systems = [name for name in result.runs]
-    write_json(metrics_path, metrics)
-    write_json(plots_path, _plot_rows(metrics, systems, params.k_values))
-    write_per_query(per_query_path, result.per_query)
-    write_text(report_path, markdown_report(metrics, systems, params.k_values, rows))
-    if rows and not metrics["endpoint"]["passed"]:
+    details: dict = {}
+    per_query: dict = {}
+    plots: list[dict] = []
+    endpoint_rows: list[dict] = []
+    for test_set in test_sets(params):
+        data = load_beir(test_set.path, params.split)
+        log.info("eval (%s): %d queries over %d passages from %s", test_set.name, len(data.queries),
+                 len(data.corpus), test_set.path)
+        result = evaluate(data, params, embedding, finetuned, base, [note] if note else None)
+        result.metrics["dataset"].update(path=test_set.path, description=test_set.description)
+        if params.endpoint_url and not endpoint_rows:
+            result.metrics["endpoint"], endpoint_rows = check_endpoint(
+                data, params, result.runs[params.first_stage], result.metrics["finetuned"])
+        details[test_set.name], per_query[test_set.name] = result.metrics, result.per_query
+        plots += _plot_rows(test_set.name, result.metrics, params.k_values)
+        (log.info if result.verdict["beats_best_first_stage"] else log.warning)("%s: %s", test_set.name,
+                                                                              result.verdict["line"])
+    review = {name: review_metrics(metrics, params) for name, metrics in details.items()}
+    write_json(outputs.metrics, review)
+    write_json(outputs.details, details)
+    write_json(outputs.plots, plots)
+    write_per_query(outputs.per_query, per_query)
+    write_text(outputs.report, markdown_report(details, params.k_values, endpoint_rows))
+    endpoint = next((m["endpoint"] for m in details.values() if "endpoint" in m), None)
+    if endpoint and not endpoint["passed"]:
         raise EndpointMismatch(
             f"endpoint {params.endpoint_url} differs from the checkpoint {finetuned_model} "
-            f"beyond tolerance:\n{format_table(rows)}"
+            f"beyond tolerance:\n{format_table(endpoint_rows)}"
         )
-    return metrics
+    return review

@@ -12,15 +12,18 @@ from pathlib import Path
 import numpy as np
 
 from reranktune.evaluation.beir_data import load_beir
-from reranktune.export.gate import NDCG_KEY, OnnxScorer, judge, ranking_set
+from reranktune.evaluation.first_stage import FirstStageSettings
+from reranktune.export.gate import NDCG_KEY, RankingSet, judge, ranking_set
 from reranktune.export.onnx_export import export_onnx
 from reranktune.export.parity import ParityProbe, onnx_session
 from reranktune.export.tensorrt_engine import ENGINE_FILE, TensorRTSession, build_engine, tensorrt_missing
 from reranktune.export.variants import CPU_PREFERENCE, VARIANTS, Variant, build_variants
 from reranktune.io import atomic_dir, write_json
-from reranktune.params import EmbeddingParams, ExportParams
+from reranktune.params import ExportParams
 from reranktune.prior import PRIOR_ONNX, Prior, export_prior_onnx
-from reranktune.reranker import Reranker, format_pair, read_reranker_config, write_reranker_config
+from reranktune.reranker import Reranker
+from reranktune.reranker_config import OnnxConfig, PriorConfig, VariantConfig
+from reranktune.scoring import SessionBackend, format_pair
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +65,21 @@ def _session(variant: Variant, path: Path):
     return TensorRTSession(path) if variant is TENSORRT else onnx_session(str(path), variant.device)
 
 
-def _export_prior(reranker: Reranker, prior: dict, model_dir: Path, out: Path, ranking,
-                  params: ExportParams) -> tuple[Prior, dict]:
-    """Copy the prior's embedding model next to the graph and add its ONNX graph if it scores like PyTorch.
+def _export_prior(reranker: Reranker, model_dir: Path, out: Path, ranking: RankingSet,
+                  params: ExportParams) -> tuple[Prior, PriorConfig, dict]:
+    """Copy the prior next to the graph, with an ONNX graph of its encoder if that scores like PyTorch.
 
-    Returns the prior serve will use (the ONNX one, or PyTorch's when its graph was rejected)
-    and its parity figures over the gate's pairs.
+    Returns the prior serve will use (the ONNX one, or PyTorch's when its graph was rejected),
+    its config entry and its parity figures over the gate's pairs.
     """
-    folder = out / prior["folder"]
-    shutil.copytree(model_dir / prior["folder"], folder)
+    config = reranker.config.prior
+    folder = out / config.folder
+    shutil.copytree(model_dir / config.folder, folder)
+    if config.dense is None:   # lexical only: statistics, nothing to export
+        return reranker.prior, config, {"onnx_file": None, "accepted": True}
     export_prior_onnx(reranker.prior, folder / PRIOR_ONNX, params.opset)
-    exported = Prior.load(out, prior, onnx=True)
+    candidate = config.model_copy(update={"dense": config.dense.model_copy(update={"onnx_file": PRIOR_ONNX})})
+    exported = Prior.load(out, candidate, onnx=True)
     queries, passages = ranking.texts()
     diff = float(np.max(np.abs(exported.scores(queries, passages) - reranker.prior.scores(queries, passages))))
     accepted = diff <= params.parity_atol
@@ -80,16 +87,16 @@ def _export_prior(reranker: Reranker, prior: dict, model_dir: Path, out: Path, r
              "accepted" if accepted else "REJECTED, serve uses PyTorch for the prior")
     if not accepted:
         (folder / PRIOR_ONNX).unlink()
-        exported = reranker.prior
-    return exported, {"onnx_file": f"{prior['folder']}/{PRIOR_ONNX}" if accepted else None,
-                      "max_abs_diff": diff, "pairs": len(queries), "accepted": accepted}
+        exported, candidate = reranker.prior, config
+    return exported, candidate, {"onnx_file": f"{config.folder}/{PRIOR_ONNX}" if accepted else None,
+                                 "max_abs_diff": diff, "pairs": len(queries), "accepted": accepted}
 
 
 def _default_variant(report: dict) -> str:
     return next(name for name in CPU_PREFERENCE if report.get(name, {}).get("accepted"))
 
 
-def run_export(params: ExportParams, embedding: EmbeddingParams, model_dir: str | Path,
+def run_export(params: ExportParams, first_stage: FirstStageSettings, model_dir: str | Path,
                beir_dir: str | Path, output_dir: str | Path, report_path: str | Path) -> dict:
     reranker = Reranker.from_pretrained(str(model_dir), device="cpu")
     texts = parity_texts(beir_dir, reranker.prompt_template, params.parity_pairs)
@@ -98,61 +105,58 @@ def run_export(params: ExportParams, embedding: EmbeddingParams, model_dir: str 
         names = export_onnx(reranker.model, reranker.tokenizer, out / VARIANTS["fp32"].file, params.opset, sample)
         built = build_variants(out, params.variants, reranker.model.config)
         variants = {name: VARIANTS[name] for name in built} | _tensorrt(params, out, names)
-
-        probe = ParityProbe(reranker.model, reranker.tokenizer, texts, reranker.max_length, names)
-        ranking = ranking_set(beir_dir, embedding, params.gate_queries, params.gate_top_k)
-        torch_ndcg, torch_speed = ranking.ndcg(reranker, params.batch_size)
-        report: dict = {
-            "gate": {"queries": len(ranking.data.queries), "pairs": ranking.pairs, "top_k": params.gate_top_k,
-                     "max_ndcg_drop": params.max_ndcg_drop},
-            "torch": {NDCG_KEY: round(torch_ndcg, 5), "pairs_per_s": round(torch_speed, 1)},
-        }
-        prior = read_reranker_config(model_dir).get("prior")
-        served_prior = None
-        if prior:
-            served_prior, report["prior"] = _export_prior(reranker, prior, Path(model_dir), out, ranking, params)
-        for name, variant in variants.items():
-            session = _session(variant, out / variant.file)
-            ndcg = speed = None
-            provider = "TensorRT" if variant is TENSORRT else session.get_providers()[0]
-            if variant.device == "cpu" or provider != "CPUExecutionProvider":
-                ndcg, speed = ranking.ndcg(OnnxScorer(session, reranker, served_prior), params.batch_size)
-            else:   # a GPU variant on a CPU-only machine: it loads and scores the probe pairs; that is all
-                log.info("%s: no CUDA provider here, so %s is not measured (parity only)", name, NDCG_KEY)
-            report[name] = {**judge(variant.lossless, probe.compare(session), ndcg, torch_ndcg, params),
-                            "pairs_per_s": speed and round(speed, 1), "provider": provider, **built.get(name, {})}
-            log.info("%s: %s=%s (torch %.4f), max |diff| %.2e, Spearman %.4f: %s", name, NDCG_KEY,
-                     report[name][NDCG_KEY], torch_ndcg, report[name]["max_abs_diff"], report[name]["spearman"],
-                     "accepted" if report[name]["accepted"] else f"REJECTED ({report[name]['rejected_because']})")
+        ranking = ranking_set(beir_dir, first_stage, params.gate_queries, params.gate_top_k)
+        report, served_prior, prior_config = _gate(reranker, variants, built, names, texts, ranking,
+                                                   Path(model_dir), out, params)
         write_json(report_path, report)
         if not report["fp32"]["accepted"]:
             raise ParityError(f"the fp32 ONNX export fails the accuracy gate: {report['fp32']['rejected_because']}")
-
         for name, variant in variants.items():
             if not report[name]["accepted"]:
                 (out / variant.file).unlink()   # rejected: not offered to serve
         default = _default_variant(report)
         reranker.tokenizer.save_pretrained(out)
         shutil.copy(Path(model_dir) / "config.json", out / "config.json")
-        write_reranker_config(
-            out,
-            prompt_template=reranker.prompt_template,
-            max_length=reranker.max_length,
-            onnx_inputs=names,
-            onnx_output="logits",
-            onnx_file=VARIANTS[default].file,
-            default_variant=default,
-            variants={
-                name: {"file": variant.file if report[name]["accepted"] else None,
-                       "accepted": report[name]["accepted"], "device": variant.device,
-                       "precision": variant.precision, NDCG_KEY: report[name][NDCG_KEY],
-                       "ndcg_drop": report[name]["ndcg_drop"]}
-                for name, variant in variants.items()
-            },
+        onnx = OnnxConfig(
+            inputs=names, output="logits", file=VARIANTS[default].file, default_variant=default,
+            variants={name: VariantConfig(file=variant.file if report[name]["accepted"] else None,
+                                          accepted=report[name]["accepted"], device=variant.device,
+                                          precision=variant.precision, ndcg_at_10=report[name][NDCG_KEY],
+                                          ndcg_drop=report[name]["ndcg_drop"])
+                      for name, variant in variants.items()},
             tensorrt_profile={"batch": params.trt_batch, "length": params.trt_length} if "tensorrt" in variants else None,
             source_model=str(model_dir),
-            prior=prior,
         )
+        reranker.config.model_copy(update={"onnx": onnx, "prior": prior_config}).save(out)
     log.info("exported %s: default %s, accepted %s", output_dir, default,
              ", ".join(n for n in variants if report[n]["accepted"]))
     return report
+
+
+def _gate(reranker: Reranker, variants: dict[str, Variant], built: dict, names: list[str], texts: list[str],
+          ranking: RankingSet, model_dir: Path, out: Path, params: ExportParams) -> tuple[dict, Prior | None, PriorConfig | None]:
+    """Every variant judged against PyTorch; returns the report, the prior serve will use and its config."""
+    probe = ParityProbe(reranker.model, reranker.tokenizer, texts, reranker.max_length, names)
+    torch_ndcg, torch_speed = ranking.ndcg(reranker, params.batch_size)
+    report: dict = {
+        "gate": {"queries": len(ranking.data.queries), "pairs": ranking.pairs, "top_k": params.gate_top_k,
+                 "first_stage": ranking.first_stage, "max_ndcg_drop": params.max_ndcg_drop},
+        "torch": {NDCG_KEY: round(torch_ndcg, 5), "pairs_per_s": round(torch_speed, 1)},
+    }
+    served_prior, prior_config = reranker.prior, reranker.config.prior
+    if prior_config is not None:
+        served_prior, prior_config, report["prior"] = _export_prior(reranker, model_dir, out, ranking, params)
+    for name, variant in variants.items():
+        session = _session(variant, out / variant.file)
+        ndcg = speed = None
+        provider = "TensorRT" if variant is TENSORRT else session.get_providers()[0]
+        if variant.device == "cpu" or provider != "CPUExecutionProvider":
+            ndcg, speed = ranking.ndcg(reranker.with_backend(SessionBackend(session), served_prior), params.batch_size)
+        else:   # a GPU variant on a CPU-only machine: it loads and scores the probe pairs; that is all
+            log.info("%s: no CUDA provider here, so %s is not measured (parity only)", name, NDCG_KEY)
+        report[name] = {**judge(variant.lossless, probe.compare(session), ndcg, torch_ndcg, params),
+                        "pairs_per_s": speed and round(speed, 1), "provider": provider, **built.get(name, {})}
+        log.info("%s: %s=%s (torch %.4f), max |diff| %.2e, Spearman %.4f: %s", name, NDCG_KEY,
+                 report[name][NDCG_KEY], torch_ndcg, report[name]["max_abs_diff"], report[name]["spearman"],
+                 "accepted" if report[name]["accepted"] else f"REJECTED ({report[name]['rejected_because']})")
+    return report, served_prior, prior_config

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from reranktune.io import InputError, read_json
-from reranktune.reranker import format_pair
+from reranktune.scoring import PairEncoder
 
 
 def load_corpus(training_file: Path, corpus_path: str) -> dict[str, str]:
@@ -24,7 +24,8 @@ class ListwiseDataset(torch.utils.data.Dataset):
     """Each item: a query, its positive first, then ``n_passages - 1`` negatives (cycled).
 
     With ``with_scores`` each item also carries the passages' first-stage scores (prep writes
-    them as ``score``), the teacher for distillation.
+    them as ``score``: the embedding model's cosines), the teacher for distillation; with a
+    prior, ``set_prior`` adds each passage's prior score.
     """
 
     def __init__(self, training_file: str | Path, n_passages: int, with_scores: bool = False) -> None:
@@ -48,11 +49,27 @@ class ListwiseDataset(torch.utils.data.Dataset):
                 if any(not isinstance(d.get("score"), (int, float)) for d in docs):
                     raise InputError(
                         f"{training_file}: data[{n}] ({record.get('question_id')}): a document has no numeric "
-                        "'score' (distillation and the prior need prep's scores; set finetune.distillation_weight "
-                        "and finetune.prior_weight to 0)"
+                        "'score' (distillation and the dense prior need prep's scores; set finetune.distillation_weight "
+                        "and finetune.prior.dense_weight to 0)"
                     )
                 item["scores"] = [float(d["score"]) for d in docs]
             self.items.append(item)
+        self.corpus_texts = list(corpus.values())
+
+    def pairs(self) -> tuple[list[str], list[str]]:
+        """(queries, passages), every item's passages in order, flattened."""
+        queries = [item["query"] for item in self.items for _ in item["passages"]]
+        return queries, [p for item in self.items for p in item["passages"]]
+
+    def file_scores(self) -> list[float]:
+        return [s for item in self.items for s in item["scores"]]
+
+    def set_prior(self, values: list[float]) -> None:
+        """Each passage's prior score, in ``pairs()`` order."""
+        start = 0
+        for item in self.items:
+            item["prior"] = values[start : start + len(item["passages"])]
+            start += len(item["passages"])
 
     def __len__(self) -> int:
         return len(self.items)
@@ -62,18 +79,16 @@ class ListwiseDataset(torch.utils.data.Dataset):
 
 
 class ListwiseCollator:
-    """Flattens a batch of groups into ``batch x n_passages`` tokenised sequences."""
+    """Flattens a batch of groups into ``batch x n_passages`` sequences, encoded as eval and serve encode them."""
 
-    def __init__(self, tokenizer, prompt_template: str, max_length: int, input_names: list[str]) -> None:
-        self.tokenizer = tokenizer
-        self.input_names = input_names
-        self.prompt_template = prompt_template
-        self.max_length = max_length
+    def __init__(self, encoder: PairEncoder) -> None:
+        self.encoder = encoder
 
     def __call__(self, features: list[dict]) -> dict:
-        texts = [format_pair(self.prompt_template, f["query"], p) for f in features for p in f["passages"]]
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        inputs = {name: batch[name] for name in self.input_names}
-        if "scores" in features[0]:
-            inputs["teacher_scores"] = torch.tensor([f["scores"] for f in features], dtype=torch.float32)
+        queries = [f["query"] for f in features for _ in f["passages"]]
+        arrays = self.encoder.pad(self.encoder.encode(queries, [p for f in features for p in f["passages"]]))
+        inputs = {name: torch.from_numpy(array) for name, array in arrays.items()}
+        for key, name in (("scores", "teacher_scores"), ("prior", "prior_scores")):
+            if key in features[0]:
+                inputs[name] = torch.tensor([f[key] for f in features], dtype=torch.float32)
         return inputs

@@ -15,11 +15,12 @@ def write_model_card(folder: Path, params: FinetuneParams, summary: dict) -> Non
         if params.distillation_weight else ""
     )
     prior = (
-        f"\n\n**Score = logit + {params.prior_weight:g} x the cosine of an embedding model** saved in `prior/`"
-        " (the first stage's model, with its query/passage prefixes; see `reranktune.json`). The logit alone is"
-        " a correction to that prior and ranks poorly by itself: load the folder with"
-        " `reranktune.reranker.Reranker.from_pretrained`, which adds the prior."
-        if params.prior_weight else ""
+        f"\n\n**Score = logit + a first-stage prior**: {params.prior.dense_weight:g} x the cosine of an embedding"
+        f" model (the first stage's, with its query/passage prefixes) + {params.prior.lexical_weight:g} x BM25"
+        " divided by its query's maximum (corpus statistics), both saved in `prior/` and described in"
+        " `reranktune.json`. The logit alone is a correction to that prior and ranks poorly by itself: load"
+        " the folder with `reranktune.reranker.Reranker.from_pretrained`, which adds the prior."
+        if params.prior.dense_weight or params.prior.lexical_weight else ""
     )
     text = f"""---
 library_name: transformers

@@ -1,4 +1,4 @@
-"""Finetune end to end: data, model, Trainer, checkpoints, final Hugging Face folder."""
+"""Finetune end to end: data, prior, model, Trainer, checkpoints, final Hugging Face folder."""
 from __future__ import annotations
 
 import hashlib
@@ -6,24 +6,31 @@ import json
 import logging
 import math
 import os
+import random
 import shutil
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import TrainingArguments, set_seed
 
 from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
 from reranktune.finetune.model_card import write_model_card
 from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
-from reranktune.io import atomic_dir, write_json
+from reranktune.io import InputError, atomic_dir, write_json
 from reranktune.models import resolve_model
 from reranktune.params import EmbeddingParams, FinetuneParams
-from reranktune.prior import save_prior
-from reranktune.reranker import load_classifier, load_tokenizer, model_input_names, write_reranker_config
+from reranktune.prior import PRIOR_FOLDER, Prior, save_prior
+from reranktune.reranker import load_classifier, load_tokenizer, model_input_names
+from reranktune.reranker_config import PriorConfig, RerankerConfig
+from reranktune.scoring import PairEncoder
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT = "run_fingerprint.json"
+PRIOR_CHECK_PAIRS = 32
+PRIOR_CHECK_TOLERANCE = 0.02   # cosine units; bf16 vs fp32 and batch padding stay far below this
 
 
 def world_size() -> int:
@@ -68,44 +75,48 @@ def _prepare_checkpoints(folder: Path, fingerprint: str) -> bool:
     return any(folder.glob("checkpoint-*"))
 
 
-def run_finetune(
-    params: FinetuneParams,
-    train_file: str | Path,
-    output_dir: str | Path,
-    checkpoint_dir: str | Path,
-    live_dir: str | Path,
-    val_file: str | Path | None = None,
-    callbacks: list | None = None,
-    prior_embedding: EmbeddingParams | None = None,
-) -> dict:
-    """Train, checkpointing every ``save_steps``; a rerun with the same inputs resumes.
+def check_training_scores(prior: Prior, data: ListwiseDataset, source: Path, seed: int) -> None:
+    """Stop when the training file's scores are not the saved prior's cosines (another model scored it)."""
+    queries, passages = data.pairs()
+    scores = data.file_scores()
+    rows = random.Random(seed).sample(range(len(queries)), min(PRIOR_CHECK_PAIRS, len(queries)))
+    own = prior.cosines([queries[i] for i in rows], [passages[i] for i in rows])
+    diff = float(np.max(np.abs(own - np.array([scores[i] for i in rows]))))
+    if diff > PRIOR_CHECK_TOLERANCE:
+        raise InputError(
+            f"{source}: its documents' 'score' values are not {prior.config.dense.source_model}'s cosines "
+            f"(max difference {diff:.3f} over {len(rows)} sampled pairs, tolerance {PRIOR_CHECK_TOLERANCE}): "
+            "the file was scored by another model or other prefixes than prep.embedding. Rescore it with "
+            "`reranktune prep`, set prep.embedding to the model that scored it, or set "
+            "finetune.prior.dense_weight to 0"
+        )
 
-    ``prior_embedding`` is the model that scored the training file (prep's embedding): with
-    ``prior_weight`` > 0 it is trained against and saved with the reranker.
-    """
-    if params.prior_weight and prior_embedding is None:
-        raise ValueError("finetune.prior_weight > 0 needs the embedding model that scored the training file")
-    train_file, output_dir, checkpoint_dir = Path(train_file), Path(output_dir), Path(checkpoint_dir)
-    set_seed(params.seed)
-    base = resolve_model(params.base_model)
-    tokenizer = load_tokenizer(base, params.trust_remote_code)
-    model, head_was_new = load_classifier(
-        base, params.trust_remote_code, params.attn_implementation, tokenizer.pad_token_id
-    )
-    if params.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    needs_scores = params.distillation_weight > 0 or params.prior_weight > 0
-    train_data = ListwiseDataset(train_file, params.train_n_passages, with_scores=needs_scores)
-    val_data = (
-        ListwiseDataset(val_file, params.train_n_passages, with_scores=needs_scores)
-        if val_file and Path(val_file).exists() else None
-    )
-    per_device, accumulation = batch_layout(params, world_size())
-    steps_per_epoch = math.ceil(len(train_data) / (per_device * world_size() * accumulation))
 
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    resume = _prepare_checkpoints(checkpoint_dir, _fingerprint(params, train_file)) if is_main else True
-    args = TrainingArguments(
+def attach_prior(prior: Prior, datasets: list[ListwiseDataset], source: Path, seed: int) -> None:
+    """Each passage's prior score: the file's cosines (checked) and the lexical part, weighed by the recipe."""
+    for data in datasets:
+        queries, passages = data.pairs()
+        cosine = np.zeros(len(queries))
+        if prior.encoder is not None:
+            check_training_scores(prior, data, source, seed)
+            cosine = np.array(data.file_scores())
+        data.set_prior(prior.recipe.prior(cosine, prior.lexical_scores(queries, passages)).tolist())
+
+
+def stage_prior(params: FinetuneParams, embedding: EmbeddingParams | None, train_data: ListwiseDataset,
+                staging: Path) -> Prior | None:
+    """Save the prior in ``staging`` and load it back as eval and serve will; the output folder gets a copy."""
+    if not (params.prior.dense_weight or params.prior.lexical_weight):
+        return None
+    if params.prior.dense_weight and embedding is None:
+        raise ValueError("finetune.prior.dense_weight > 0 needs the embedding model that scored the training file")
+    config = save_prior(params.prior, embedding or EmbeddingParams(), train_data.corpus_texts, staging)
+    return Prior.load(staging, config, trust_remote_code=embedding.trust_remote_code if embedding else False)
+
+
+def training_arguments(params: FinetuneParams, checkpoint_dir: Path, per_device: int, accumulation: int,
+                       validate: bool) -> TrainingArguments:
+    return TrainingArguments(
         output_dir=str(checkpoint_dir),
         per_device_train_batch_size=per_device,
         per_device_eval_batch_size=per_device,
@@ -119,11 +130,11 @@ def run_finetune(
         save_strategy="steps",
         save_steps=params.save_steps,
         save_total_limit=2,
-        eval_strategy="steps" if val_data else "no",   # validated at every checkpoint
+        eval_strategy="steps" if validate else "no",   # validated at every checkpoint
         eval_steps=params.save_steps,
-        load_best_model_at_end=val_data is not None,
+        load_best_model_at_end=validate,
         save_only_model=False,
-        metric_for_best_model="mrr" if val_data else None,
+        metric_for_best_model="mrr" if validate else None,
         greater_is_better=True,
         seed=params.seed,
         data_seed=params.seed,
@@ -135,14 +146,102 @@ def run_finetune(
         report_to="none",
         **precision_flags(params.mixed_precision),
     )
+
+
+def run_summary(params: FinetuneParams, trainer, result, head_was_new: bool, train_data, val_data,
+                per_device: int, accumulation: int) -> dict:
+    summary = {
+        "base_model": params.base_model,
+        "base_head_was_new": head_was_new,
+        "train_records": len(train_data),
+        "val_records": len(val_data) if val_data else 0,
+        "steps": trainer.state.global_step,
+        "steps_per_epoch": math.ceil(len(train_data) / (per_device * world_size() * accumulation)),
+        "per_device_batch_size": per_device,
+        "gradient_accumulation_steps": accumulation,
+        "world_size": world_size(),
+        "train_loss": round(result.training_loss, 6),
+        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
+        "train_pairs_per_s": round(result.metrics.get("train_samples_per_second", 0.0) * params.train_n_passages, 2),
+    }
+    if val_data is not None:
+        summary["best_val_mrr"] = trainer.state.best_metric
+    return summary
+
+
+def save_reranker(trainer, params: FinetuneParams, prior: Prior | None, staging: Path, output_dir: Path,
+                  summary: dict) -> None:
+    """The Hugging Face folder with ``reranktune.json``, the prior training used, the card and the summary."""
+    with atomic_dir(output_dir) as tmp:
+        trainer.save_model(str(tmp))
+        prior_config: PriorConfig | None = None
+        if prior is not None:
+            shutil.copytree(staging / PRIOR_FOLDER, tmp / PRIOR_FOLDER)
+            prior_config = prior.config
+        RerankerConfig(prompt_template=params.prompt_template, max_length=params.rerank_max_length,
+                       base_model=params.base_model, train_n_passages=params.train_n_passages,
+                       prior=prior_config).save(tmp)
+        write_model_card(tmp, params, summary)
+        write_json(tmp / "training_summary.json", summary)
+
+
+def run_finetune(
+    params: FinetuneParams,
+    train_file: str | Path,
+    output_dir: str | Path,
+    checkpoint_dir: str | Path,
+    live_dir: str | Path,
+    val_file: str | Path | None = None,
+    callbacks: list | None = None,
+    prior_embedding: EmbeddingParams | None = None,
+) -> dict:
+    """Train, checkpointing every ``save_steps``; a rerun with the same inputs resumes.
+
+    ``prior_embedding`` is the model that scored the training file (prep's embedding): with
+    ``prior.dense_weight`` > 0 it is trained against and saved with the reranker.
+    """
+    train_file, output_dir, checkpoint_dir = Path(train_file), Path(output_dir), Path(checkpoint_dir)
+    set_seed(params.seed)
+    base = resolve_model(params.base_model)
+    tokenizer = load_tokenizer(base, params.trust_remote_code)
+    model, head_was_new = load_classifier(base, params.trust_remote_code, params.attn_implementation,
+                                          tokenizer.pad_token_id)
+    if params.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    with_scores = params.distillation_weight > 0 or params.prior.dense_weight > 0
+    train_data = ListwiseDataset(train_file, params.train_n_passages, with_scores)
+    val_data = (ListwiseDataset(val_file, params.train_n_passages, with_scores)
+                if val_file and Path(val_file).exists() else None)
+
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    resume = _prepare_checkpoints(checkpoint_dir, _fingerprint(params, train_file)) if is_main else True
+    with tempfile.TemporaryDirectory(prefix="reranktune-prior-") as staging:
+        prior = stage_prior(params, prior_embedding, train_data, Path(staging))
+        if prior is not None:
+            attach_prior(prior, [d for d in (train_data, val_data) if d is not None], train_file, params.seed)
+        per_device, accumulation = batch_layout(params, world_size())
+        trainer, result = _train(params, model, tokenizer, train_data, val_data, checkpoint_dir, live_dir,
+                                 callbacks, resume, per_device, accumulation)
+        summary = run_summary(params, trainer, result, head_was_new, train_data, val_data, per_device, accumulation)
+        if is_main:
+            save_reranker(trainer, params, prior, Path(staging), output_dir, summary)
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return summary
+
+
+def _train(params: FinetuneParams, model, tokenizer, train_data: ListwiseDataset, val_data: ListwiseDataset | None,
+           checkpoint_dir: Path, live_dir: str | Path, callbacks: list | None, resume: bool, per_device: int,
+           accumulation: int):
+    """Run the Trainer, resuming where a checkpoint allows; returns (trainer, train result)."""
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    encoder = PairEncoder(tokenizer, params.prompt_template, params.rerank_max_length,
+                          model_input_names(model, tokenizer))
     trainer = ListwiseTrainer(
         model=model,
-        args=args,
+        args=training_arguments(params, checkpoint_dir, per_device, accumulation, val_data is not None),
         train_dataset=train_data,
         eval_dataset=val_data,
-        data_collator=ListwiseCollator(
-            tokenizer, params.prompt_template, params.rerank_max_length, model_input_names(model, tokenizer)
-        ),
+        data_collator=ListwiseCollator(encoder),
         processing_class=tokenizer,
         compute_metrics=ranking_metrics if val_data else None,
         callbacks=([_dvclive_callback(live_dir)] if is_main else []) + list(callbacks or []),
@@ -151,46 +250,11 @@ def run_finetune(
         decay=params.lr_scheduler,
         distillation_weight=params.distillation_weight,
         distillation_temperature=params.distillation_temperature,
-        prior_weight=params.prior_weight,
     )
     has_checkpoint = any(checkpoint_dir.glob("checkpoint-*"))
     if resume and has_checkpoint:
         log.info("resuming from the last checkpoint in %s", checkpoint_dir)
-    result = trainer.train(resume_from_checkpoint=bool(resume and has_checkpoint) or None)
-
-    summary = {
-        "base_model": params.base_model,
-        "base_head_was_new": head_was_new,
-        "train_records": len(train_data),
-        "val_records": len(val_data) if val_data else 0,
-        "steps": trainer.state.global_step,
-        "steps_per_epoch": steps_per_epoch,
-        "per_device_batch_size": per_device,
-        "gradient_accumulation_steps": accumulation,
-        "world_size": world_size(),
-        "train_loss": round(result.training_loss, 6),
-        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
-        "train_pairs_per_s": round(
-            result.metrics.get("train_samples_per_second", 0.0) * params.train_n_passages, 2
-        ),
-    }
-    if val_data is not None:
-        summary["best_val_mrr"] = trainer.state.best_metric
-    if trainer.is_world_process_zero():
-        with atomic_dir(output_dir) as tmp:
-            trainer.save_model(str(tmp))
-            write_reranker_config(
-                tmp,
-                prompt_template=params.prompt_template,
-                max_length=params.rerank_max_length,
-                base_model=params.base_model,
-                train_n_passages=params.train_n_passages,
-                prior=save_prior(prior_embedding, params.prior_weight, tmp) if params.prior_weight else None,
-            )
-            write_model_card(tmp, params, summary)
-            write_json(tmp / "training_summary.json", summary)
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return summary
+    return trainer, trainer.train(resume_from_checkpoint=bool(resume and has_checkpoint) or None)
 
 
 def _dvclive_callback(live_dir: str | Path):

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
 
+from reranktune.scoring import ScoreRecipe
+
 
 def listwise_loss(logits: torch.Tensor, n_passages: int, temperature: float) -> torch.Tensor:
     """Softmax cross-entropy over each group's logits / temperature; the positive is index 0."""
@@ -57,7 +59,6 @@ class ListwiseTrainer(Trainer):
         decay: str,
         distillation_weight: float = 0.0,
         distillation_temperature: float = 1.0,
-        prior_weight: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -66,15 +67,15 @@ class ListwiseTrainer(Trainer):
         self.decay = decay
         self.distillation_weight = distillation_weight
         self.distillation_temperature = distillation_temperature
-        self.prior_weight = prior_weight
         # our loss is a per-micro-batch mean: let Trainer divide by accumulation steps
         self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_scores = inputs.pop("teacher_scores", None)
+        prior_scores = inputs.pop("prior_scores", None)
         logits = model(**inputs).logits[:, 0]
-        if self.prior_weight:   # the first stage's score is part of the model's (reranktune.prior)
-            logits = logits.float() + self.prior_weight * teacher_scores.view(-1).to(logits.device)
+        if prior_scores is not None:   # trained as it will be scored: logit + prior (scoring.py)
+            logits = ScoreRecipe.total(logits.float(), prior_scores.view(-1).to(logits.device))
         loss = listwise_loss(logits, self.n_passages, self.temperature)
         if teacher_scores is not None and self.distillation_weight > 0:
             distilled = distillation_loss(logits, teacher_scores, self.temperature, self.distillation_temperature)

@@ -1,7 +1,10 @@
 """Hard-negative mining with a positive-aware false-negative guard (spec, stage 1 step 4).
 
 Candidates come from an exact inner-product search over the chunks that may serve
-as negatives (never a test document's chunk). A candidate scoring above the guard
+as negatives (never a test document's chunk), or, with ``lexical_rows``, from the
+reciprocal-rank fusion of that search and BM25's ranking: the hybrid first stage the
+reranker is evaluated on, whose mistakes are the ones worth training against. Every
+candidate is judged by its dense cosine all the same. A candidate scoring above the guard
 (``margin`` x the lowest positive score for ``perc``, lowest positive - ``margin``
 for ``abs``) is treated as a likely unlabelled positive and dropped. Queries left
 short of negatives are padded with random chunks under the guard, or dropped.
@@ -25,6 +28,15 @@ class MinedNegatives:
     positive_scores: list[float] = field(default_factory=list)
 
 
+def fused_order(rankings: list[list[int]], k: int) -> list[int]:
+    """Rows by reciprocal-rank fusion of several best-first rankings (ties: the lower row first)."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, row in enumerate(ranking, start=1):
+            fused[row] = fused.get(row, 0.0) + 1.0 / (k + rank)
+    return sorted(fused, key=lambda row: (-fused[row], row))
+
+
 def guard_threshold(min_positive: float, margin: float, margin_type: str) -> float:
     return min_positive * margin if margin_type == "perc" else min_positive - margin
 
@@ -42,17 +54,20 @@ def mine_hard_negatives(
     pad: str,
     seed: int,
     sample_from: int = 0,
+    lexical_rows: list[list[int]] | None = None,
+    rrf_k: int = 60,
 ) -> MinedNegatives:
     """Mine ``n_negatives`` per query from ``pool_ids``; a query's slot is ``[]`` if dropped.
 
     ``sample_from`` > ``n_negatives`` draws them at random from the best ``sample_from``
     guarded candidates instead of taking the very top ones (less likely to be unlabelled
-    positives, more varied across epochs of similar queries).
+    positives, more varied across epochs of similar queries). ``lexical_rows``: per query,
+    pool rows in BM25 order, fused with the dense order (RRF, ``rrf_k``).
     """
     wanted = max(n_negatives, sample_from)
     rng = random.Random(seed)
     index = DenseIndex(pool_vectors)
-    scores, rows = index.search(query_vectors, max(candidates, sample_from) + max(len(p) for p in positives))
+    _, rows = index.search(query_vectors, max(candidates, sample_from) + max(len(p) for p in positives))
     result = MinedNegatives(negatives=[])
     for q, pos_ids in enumerate(positives):
         pos_scores = [float(query_vectors[q] @ positive_vectors[p]) for p in pos_ids]
@@ -60,10 +75,14 @@ def mine_hard_negatives(
         limit = guard_threshold(min(pos_scores), margin, margin_type)
         banned = set(pos_ids)
         chosen: list[tuple[str, float]] = []
-        for score, row in zip(scores[q], rows[q]):
-            if row < 0 or len(chosen) == wanted:
+        order = [int(r) for r in rows[q] if r >= 0]
+        if lexical_rows is not None:
+            order = fused_order([order, lexical_rows[q]], rrf_k)
+        for row in order:
+            if len(chosen) == wanted:
                 break
             cid = pool_ids[row]
+            score = float(query_vectors[q] @ pool_vectors[row])
             if cid in banned:
                 continue
             if score > limit:

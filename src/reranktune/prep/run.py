@@ -9,6 +9,7 @@ import numpy as np
 
 from reranktune.embedding import Embedder
 from reranktune.io import atomic_dir, write_json
+from reranktune.lexical import tokenize
 from reranktune.params import PrepParams
 from reranktune.prep.mining import mine_hard_negatives
 from reranktune.prep.records import Query, load_sdg
@@ -29,6 +30,16 @@ def _histogram(values: list[float], bins: int = 10) -> dict:
     return {"edges": [round(float(e), 4) for e in edges], "counts": counts.tolist()}
 
 
+def bm25_rows(queries: list[str], passages: list[str], k: int, language: str) -> list[list[int]]:
+    """Per query, the best ``k`` passage rows by BM25 (the eval stage's tokenizer and scoring)."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(tokenize(passages, language), show_progress=False)
+    rows, scores = retriever.retrieve(tokenize(queries, language), k=min(k, len(passages)), show_progress=False)
+    return [[int(r) for r, s in zip(row, score) if s > 0] for row, score in zip(rows, scores)]
+
+
 def _mine_split(
     queries: list[Query], pool: list[str], corpus: dict[str, str], embedder: Embedder, params: PrepParams
 ) -> tuple[list[dict], Counter, dict]:
@@ -41,6 +52,10 @@ def _mine_split(
     row_of = {cid: i for i, cid in enumerate(all_ids)}
     pool_vectors = all_vectors[[row_of[c] for c in pool]]
     positive_vectors = {c: all_vectors[row_of[c]] for q in queries for c in q.positives}
+    lexical_rows = None
+    if params.mining_first_stage == "hybrid":
+        lexical_rows = bm25_rows([q.text for q in queries], [corpus[c] for c in pool],
+                                 max(params.mining_candidates, params.hard_negatives_sample_from), params.bm25_language)
     mined = mine_hard_negatives(
         query_vectors,
         [q.positives for q in queries],
@@ -54,6 +69,7 @@ def _mine_split(
         pad=params.pad_missing_negatives,
         seed=params.seed,
         sample_from=params.hard_negatives_sample_from,
+        lexical_rows=lexical_rows,
     )
     records: list[dict] = []
     counts = Counter(mined.counts)

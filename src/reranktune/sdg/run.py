@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def run_sdg(params: SdgParams, output_path: str | Path, summary_path: str | Path) -> dict:
     documents, read_report = read_documents(
-        params.input_dir, params.file_extensions, params.min_text_length, params.sentences_per_chunk
+        params.input_path, params.file_extensions, params.min_text_length, params.sentences_per_chunk
     )
     if params.generator == "llm":
         from reranktune.sdg.llm_run import run_llm_sdg

@@ -1,0 +1,106 @@
+"""The one scoring recipe: lexical prior, pair encoding and truncation, the typed model-folder config."""
+import json
+
+import numpy as np
+import pytest
+
+from reranktune.io import InputError
+from reranktune.lexical import LexicalScorer, tokenize
+from reranktune.reranker_config import FORMAT_VERSION, RerankerConfig
+from reranktune.scoring import PairEncoder, PairTooLong, ScoreRecipe
+
+CORPUS = [
+    "Vacuum reclaims storage occupied by dead tuples in PostgreSQL tables.",
+    "An index speeds up lookups; a vacuum also updates the visibility map of an index.",
+    "Lambda expressions create small anonymous functions in Python.",
+    "Triggers run a function when rows change; vacuum never fires a trigger.",
+]
+
+
+def test_lexical_scores_are_bm25s_scores_over_the_querys_ceiling():
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(tokenize(CORPUS), show_progress=False)
+    scorer = LexicalScorer.fit(CORPUS)
+    query = "how does vacuum clean an index"
+    terms = [t for t in tokenize([query])[0] if t in scorer.idf]
+    expected = retriever.get_scores(terms) / sum(scorer.idf[t] for t in terms)
+    assert scorer.scores([query] * len(CORPUS), CORPUS) == pytest.approx(expected, abs=1e-5)
+    assert 0 <= scorer.scores([query], [CORPUS[1]])[0] < 1
+
+
+def test_lexical_scores_need_no_corpus_and_ignore_unknown_terms(tmp_path):
+    scorer = LexicalScorer.fit(CORPUS)
+    scorer.save(tmp_path / "lexical.json")
+    loaded = LexicalScorer.load(tmp_path / "lexical.json")
+    outside = "A vacuum cleaner is not a database."   # a passage the statistics never saw
+    assert loaded.scores(["vacuum"], [outside]) == pytest.approx(scorer.scores(["vacuum"], [outside]))
+    assert loaded.scores(["vacuum"], [outside])[0] > 0
+    assert loaded.scores(["zeppelin quasar"], [outside])[0] == 0   # no known term: no evidence
+    (tmp_path / "broken.json").write_text(json.dumps({"idf": {}}))
+    with pytest.raises(InputError, match="broken.json: missing key 'avgdl'"):
+        LexicalScorer.load(tmp_path / "broken.json")
+
+
+def test_the_recipe_adds_the_weighted_prior_to_the_logit():
+    recipe = ScoreRecipe(dense_weight=10.0, lexical_weight=5.0)
+    prior = recipe.prior(np.array([0.5, 0.1]), np.array([0.2, 0.8]))
+    assert prior == pytest.approx([6.0, 5.0])
+    assert ScoreRecipe.total(np.array([1.0, -1.0]), prior) == pytest.approx([7.0, 4.0])
+    assert not ScoreRecipe().has_prior and recipe.has_prior
+
+
+@pytest.fixture
+def encoder(minilm_path):
+    from reranktune.reranker import load_tokenizer
+
+    return PairEncoder(load_tokenizer(minilm_path), "question:{query} \n \n passage:{passage}", 32,
+                       ["input_ids", "attention_mask"])
+
+
+def test_a_long_query_is_cut_so_the_passage_keeps_its_share(encoder):
+    long_query = " ".join(["whatever"] * 100)
+    passage = "vacuum reclaims storage"
+    ids = encoder.encode([long_query], [passage])[0]["input_ids"]
+    assert len(ids) <= 32
+    passage_ids = encoder.tokenizer(passage, add_special_tokens=False)["input_ids"]
+    text = encoder.tokenizer.decode(ids)
+    assert "vacuum reclaims storage" in text, text   # the passage is there, not cut away
+    assert len(encoder.tokenizer(encoder.cut_query(long_query), add_special_tokens=False)["input_ids"]) == 16
+    assert set(passage_ids) <= set(ids)
+    assert encoder.cut_query("short query") == "short query"
+
+
+def test_without_truncation_an_over_long_pair_is_refused(encoder):
+    with pytest.raises(PairTooLong, match=r"passages\[1\].*maximum of 32"):
+        encoder.encode(["q", "q"], ["short", "word " * 50], truncate=False)
+
+
+def test_model_folder_config_round_trips_and_migrates_version_1(tmp_path):
+    config = RerankerConfig(prompt_template="{query} | {passage}", max_length=64)
+    config.save(tmp_path)
+    assert RerankerConfig.load(tmp_path) == config
+    assert json.loads((tmp_path / "reranktune.json").read_text())["format_version"] == FORMAT_VERSION
+
+    (tmp_path / "prior").mkdir()
+    (tmp_path / "prior" / "model.onnx").write_bytes(b"graph")
+    (tmp_path / "reranktune.json").write_text(json.dumps({   # what reranktune wrote before the typed config
+        "prompt_template": "{query} {passage}", "max_length": 128, "onnx_inputs": ["input_ids"],
+        "onnx_output": "logits", "onnx_file": "model.int8.onnx", "default_variant": "int8",
+        "prior": {"folder": "prior", "weight": 20.0, "source_model": "all-MiniLM-L6-v2",
+                  "query_prefix": "query: ", "passage_prefix": "passage: ", "max_length": 256}}))
+    migrated = RerankerConfig.load(tmp_path)
+    assert migrated.prior.dense.weight == 20.0 and migrated.prior.lexical is None
+    assert migrated.prior.dense.onnx_file == "model.onnx" and migrated.prior.dense.query_prefix == "query: "
+    assert migrated.onnx.file == "model.int8.onnx" and migrated.onnx.inputs == ["input_ids"]
+
+
+def test_a_config_from_a_newer_version_or_with_a_bad_value_is_one_clear_error(tmp_path):
+    (tmp_path / "reranktune.json").write_text(json.dumps({"format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(InputError, match="newer than this reranktune reads"):
+        RerankerConfig.load(tmp_path)
+    (tmp_path / "reranktune.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "max_length": "long"}))
+    with pytest.raises(InputError, match=r"reranktune.json: max_length: "):
+        RerankerConfig.load(tmp_path)
+    assert RerankerConfig.load(tmp_path / "no-config-here") == RerankerConfig()   # a plain HF checkpoint
