@@ -1,18 +1,25 @@
 """File helpers: atomic writes and line-numbered readers.
 
 Every output goes through a temporary file in the target folder followed by
-``os.replace``, so a killed stage never leaves a half-written file behind.
+``os.replace``, so a killed stage never leaves a half-written file behind. The
+temporary name carries the writer's pid (``.<name>.<pid>.<random>``): the next
+write of the same target removes those whose process is gone.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -25,12 +32,43 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    if not 0 < pid < 2**31:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's process
+        return True
+    return True
+
+
+def remove_leftovers(target: Path) -> None:
+    """Delete the temporary copies (and the ``.old`` swap folder) a killed writer of ``target`` left."""
+    # tempfile's names: prefix + 8 of [a-z0-9_] + suffix; names without a pid predate the pid in the name
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}(?:\.\w+)?")
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        match = pattern.fullmatch(path.name)
+        if path.name == f".{target.name}.old" or (match and not (match[1] and _alive(int(match[1])))):
+            log.info("removing %s, left by a run that was killed", path)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}."
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place on success."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    remove_leftovers(target)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=suffix or ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     tmp_path.chmod(0o666 & ~_umask())   # mkstemp makes 0600; outputs get the usual mode
@@ -47,7 +85,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; swap it into place on success."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_leftovers(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
     tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
