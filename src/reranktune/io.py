@@ -120,20 +120,56 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
     return count
 
 
+def _not_utf8(path: str | os.PathLike, raw: bytes, exc: UnicodeDecodeError, first_line: int = 1) -> InputError:
+    line = first_line + raw.count(b"\n", 0, exc.start)
+    return InputError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8")
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The file's text; a missing file or a byte that is not UTF-8 is an InputError naming it."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, raw, exc) from None
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """The parsed file; a YAML syntax error is one InputError line with the file, line and problem."""
+    import yaml
+
+    try:
+        return yaml.safe_load(read_text(path))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from exc
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: file not found") from exc
 
 
 def iter_jsonl(path: str | os.PathLike, errors: list[str] | None = None) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, record)``; bad lines go to ``errors`` or raise."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    """Yield ``(line_number, record)``; bad lines go to ``errors`` or raise.
+
+    A line that is not UTF-8 always raises: it means the file's encoding is wrong, and
+    skipping it would quietly drop every record with a non-ASCII character.
+    """
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(path, raw, exc, lineno) from None
             if not line.strip():
                 continue
             try:

@@ -9,10 +9,9 @@ from pathlib import Path
 import re
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from reranktune.io import InputError
+from reranktune.io import InputError, read_yaml
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_PROMPT_TEMPLATE = "question:{query} \n \n passage:{passage}"
@@ -302,11 +301,7 @@ def load_section(section: str, path: str | Path = "params.yaml") -> Section:
     path = Path(path)
     if section not in SECTIONS:
         raise InputError(f"unknown params section {section!r}; expected one of {sorted(SECTIONS)}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML: {exc}") from exc
-    raw = raw or {}
+    raw = (read_yaml(path) if path.exists() else {}) or {}
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise InputError(f"{path}: unknown section(s): {', '.join(unknown)}")
