@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from reranktune.models import best_device, resolve_model, warn_remote_code
+from reranktune.models import best_device, check_tokenizer, loads, resolve_model, warn_remote_code
 from reranktune.params import DEFAULT_PROMPT_TEMPLATE
 from reranktune.prior import Prior
 
@@ -37,6 +37,7 @@ def model_input_names(model, tokenizer) -> list[str]:
     return names
 
 
+@loads("model", check_tokenizer)
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -48,6 +49,7 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tokenizer
 
 
+@loads("model")
 def load_classifier(
     name: str,
     trust_remote_code: bool = False,
