@@ -265,6 +265,9 @@ class DeployParams(Section):
     max_wait_ms: float = Field(5.0, ge=0)
     max_passages: int = Field(1000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # per passage: its query + passage pair's tokens, up to the model's max_length; summed. Over it: 413
+    max_tokens_per_request: int = Field(65536, ge=1)
+    request_timeout_s: float = Field(30.0, gt=0)   # past it: 503, and the request's unscored pairs are dropped
     threads: int = Field(0, ge=0)   # 0: the engine's default (all cores)
     ready_timeout_s: float = Field(120.0, gt=0)   # how long `deploy` waits for /v1/health/ready
     state_dir: str = ".cache/deploy"   # pid and log files of `deploy.runtime: local`
