@@ -123,3 +123,12 @@ def test_a_request_past_its_deadline_gets_503_and_its_other_batches_are_dropped(
         time.sleep(0.2)   # room for a wrongly continued request to start its second batch
         assert engine.calls == [4, 1]
 
+
+def test_docs_are_off_unless_asked(tokenizer):
+    engine = SlowEngine(tokenizer)
+    for docs, status in ((False, 404), (True, 200)):
+        server, _ = serve(engine, docs=docs)
+        with server as srv:
+            assert httpx.get(f"{srv.url}/docs").status_code == status
+            assert httpx.get(f"{srv.url}/redoc").status_code == status
+            assert httpx.get(f"{srv.url}/openapi.json").status_code == 200

@@ -268,6 +268,7 @@ class DeployParams(Section):
     # per passage: its query + passage pair's tokens, up to the model's max_length; summed. Over it: 413
     max_tokens_per_request: int = Field(65536, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)   # past it: 503, and the request's unscored pairs are dropped
+    docs: bool = False   # /docs and /redoc; their pages load Swagger UI / ReDoc from a CDN
     threads: int = Field(0, ge=0)   # 0: the engine's default (all cores)
     ready_timeout_s: float = Field(120.0, gt=0)   # how long `deploy` waits for /v1/health/ready
     state_dir: str = ".cache/deploy"   # pid and log files of `deploy.runtime: local`

@@ -18,7 +18,7 @@ API (NVIDIA NIM's ranking contract):
   GET  /v1/models        the served model id (--model-name)
   GET  /v1/health/live   200 once the process listens
   GET  /v1/health/ready  200 once the model has loaded, 503 before
-  GET  /docs, /openapi.json   the schema
+  GET  /openapi.json     the schema (/docs and /redoc too with --docs)
 
 truncate NONE (the default) answers 400 when a query + passage is over the model's
 max_length (reranktune.json); END cuts the passage's end instead. Malformed bodies
@@ -98,6 +98,9 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--request-timeout-s", type=float,
                    help="seconds a request may take once read; then 503 and its unscored pairs are dropped "
                    f"(default: {_D.request_timeout_s:g})")
+    p.add_argument("--docs", action="store_const", const=True,
+                   help="serve /docs (Swagger UI) and /redoc; their pages load scripts from a CDN, so they need a "
+                   "browser with internet access (default: off; /openapi.json is always served)")
     p.add_argument("--threads", type=int, help="CPU threads for the engine, 0 for all cores (default: 0)")
     p.add_argument("--device", help="torch engine only: cpu or cuda (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true",

@@ -51,6 +51,7 @@ class ServeSettings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_tokens_per_request: int = 65536
     request_timeout_s: float = 30.0
+    docs: bool = False
     threads: int = 0
     device: str | None = None
     trust_remote_code: bool = False
@@ -123,6 +124,9 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
         version="1",
         description="NIM-compatible reranking: POST a query and passages, get them back ranked by logit.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc pull their scripts from a CDN: off unless asked (deploy.docs); /openapi.json stays
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
