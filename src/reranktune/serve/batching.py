@@ -8,7 +8,9 @@ each, and the model never runs twice at once (which on a CPU only makes the runs
 fight for cores).
 
 A large request is scored over several batches, its pairs sorted by ``sort_key``
-(their length) first so each batch pads little. Between two batches the worker
+(their length), longest first, so each batch pads little: a batch that ends one
+request and starts the next pads only the first one's shortest pairs up to the
+next one's longest. Between two batches the worker
 drops every request whose caller stopped waiting (its ``submit`` was cancelled:
 the client went away or its deadline passed), so such a request costs at most the
 batch already running.
@@ -45,8 +47,10 @@ class _Job(Generic[T]):
 
 
 def length_order(items: Sequence[T], sort_key: Callable[[T], Any] | None) -> list[int]:
-    """Positions of ``items`` in ``sort_key`` order (as given without one)."""
-    return sorted(range(len(items)), key=lambda i: sort_key(items[i])) if sort_key else list(range(len(items)))
+    """Positions of ``items``, largest ``sort_key`` first (as given without one)."""
+    if sort_key is None:
+        return list(range(len(items)))
+    return sorted(range(len(items)), key=lambda i: sort_key(items[i]), reverse=True)
 
 
 def in_request_order(scores: list[float], order: list[int]) -> list[float]:
