@@ -73,6 +73,16 @@ def model_of_wrong_architecture(root: Path, tiny_bert_dir: Path) -> None:
                                                     "num_attention_heads": 2, "intermediate_size": 32}))
 
 
+def model_with_its_own_code(root: Path, tiny_bert_dir: Path) -> None:
+    """A config whose class lives in the folder (auto_map), as for nvidia/llama-nemotron-rerank-1b-v2."""
+    folder = root / "custom-code-model"
+    shutil.copytree(tiny_bert_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="tiny-custom", auto_map={"AutoConfig": "configuration_tiny.TinyConfig",
+                                                      "AutoModelForSequenceClassification": "modeling_tiny.TinyModel"})
+    (folder / "config.json").write_text(json.dumps(config))
+
+
 def training_file_missing_a_question(root: Path, tiny_bert_dir: Path) -> None:
     import pandas as pd
 
@@ -117,6 +127,9 @@ CASES = {
     "base_model: wrong architecture": Case(
         ["finetune"], {"finetune": {"base_model": "vision-model"}}, ["'vision-model'", "ViTConfig"],
         model_of_wrong_architecture),
+    "base_model: remote code without the opt-in": Case(
+        ["finetune"], {"finetune": {"base_model": "custom-code-model"}},
+        ["model 'custom-code-model'", "trust_remote_code: true"], model_with_its_own_code),
     "base_model: no tokenizer": Case(
         ["finetune"], {"finetune": {"base_model": "no-tokenizer"}}, ["model 'no-tokenizer'", "tokenizer has no vocabulary"],
         model_without_tokenizer),

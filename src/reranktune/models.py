@@ -62,8 +62,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _why(name: str, exc: BaseException) -> str:
-    """The cause in a line: the hub's errors by type, else the library message's first line (all of it if that
-    line only introduces a list), cut at 300 characters."""
+    """The cause in a line: the hub's errors by type, the remote-code opt-in by name, else the library message's
+    first line (all of it if that line only introduces a list), cut at 300 characters."""
     from huggingface_hub import constants, errors
 
     causes = list(_chain(exc))
@@ -77,6 +77,9 @@ def _why(name: str, exc: BaseException) -> str:
             return f"no such folder, and not in the local Hugging Face cache ({hub})"
         if any(isinstance(e, (errors.HFValidationError, FileNotFoundError)) for e in causes):
             return "no such folder (and not a valid hub id)"
+    if "trust_remote_code" in str(exc):
+        return ("its code lives with the weights and runs only if you opt in: set trust_remote_code: true "
+                "in this model's params section")
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
     message = " ".join((lines[0] if not lines[0].endswith(":") else " ".join(lines)).split())
     return message if len(message) <= 300 else message[:297] + "..."
