@@ -36,7 +36,7 @@ def onnx_dir(tiny_bert_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def settings(onnx_dir) -> ServeSettings:
     return ServeSettings(model_dir=str(onnx_dir), model_name="tiny", max_batch=16, max_wait_ms=50,
-                         max_passages=50, max_body_bytes=64 * 1024)
+                         max_passages=50, max_body_bytes=64 * 1024, max_tokens_per_request=2000)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +150,7 @@ MALFORMED = {
     "lone surrogate": (b'{"model": "tiny", "query": {"text": "\\ud800"}, "passages": [{"text": "p"}]}', 422),
     "too many passages": (_with(passages=[{"text": "p"}] * 51), 413),
     "huge body": (_with(passages=[{"text": "p" * 70_000}]), 413),
+    "over the token budget": (_with(passages=[{"text": "vacuum storage " * 60}] * 40), 413),   # 40 x 64 tokens
 }
 
 

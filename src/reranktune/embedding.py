@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from reranktune.io import atomic_path
-from reranktune.models import best_device, resolve_model, warn_remote_code
+from reranktune.models import best_device, check_tokenizer, loading, resolve_model, warn_remote_code
 from reranktune.params import EmbeddingParams
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,11 @@ class Embedder:
         self.params = params
         self.path = resolve_model(params.model)
         warn_remote_code(params.model, params.trust_remote_code)
-        self.model = SentenceTransformer(
-            self.path, device=device or best_device(), trust_remote_code=params.trust_remote_code
-        )
+        with loading(params.model, "embedding model"):
+            self.model = SentenceTransformer(
+                self.path, device=device or best_device(), trust_remote_code=params.trust_remote_code
+            )
+        check_tokenizer(params.model, self.model.tokenizer)
         self.model.max_seq_length = params.max_length
         self.query_prefix, self.passage_prefix = model_prefixes(self.model, params)
 

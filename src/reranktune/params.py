@@ -9,10 +9,9 @@ from pathlib import Path
 import re
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from reranktune.io import InputError
+from reranktune.io import InputError, read_yaml
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_PROMPT_TEMPLATE = "question:{query} \n \n passage:{passage}"
@@ -276,6 +275,10 @@ class DeployParams(Section):
     max_wait_ms: float = Field(5.0, ge=0)
     max_passages: int = Field(1000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # per passage: its query + passage pair's tokens, up to the model's max_length; summed. Over it: 413
+    max_tokens_per_request: int = Field(65536, ge=1)
+    request_timeout_s: float = Field(30.0, gt=0)   # past it: 503, and the request's unscored pairs are dropped
+    docs: bool = False   # /docs and /redoc; their pages load Swagger UI / ReDoc from a CDN
     threads: int = Field(0, ge=0)   # 0: the engine's default (all cores)
     ready_timeout_s: float = Field(120.0, gt=0)   # how long `deploy` waits for /v1/health/ready
     state_dir: str = ".cache/deploy"   # pid and log files of `deploy.runtime: local`
@@ -317,11 +320,7 @@ def load_section(section: str, path: str | Path = "params.yaml") -> Section:
     path = Path(path)
     if section not in SECTIONS:
         raise InputError(f"unknown params section {section!r}; expected one of {sorted(SECTIONS)}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML: {exc}") from exc
-    raw = raw or {}
+    raw = (read_yaml(path) if path.exists() else {}) or {}
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise InputError(f"{path}: unknown section(s): {', '.join(unknown)}")

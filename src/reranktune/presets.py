@@ -12,10 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from reranktune.io import InputError
+from reranktune.io import InputError, read_yaml
 from reranktune.params import SECTIONS, _format_error
 
 
@@ -23,11 +22,9 @@ def load_preset(path: str | Path) -> dict[str, Any]:
     """Read a preset; it must be a mapping of known sections to mappings."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
+        raw = read_yaml(path)
+    except IsADirectoryError as exc:
         raise InputError(f"{path}: cannot read preset: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(raw, dict) or not raw:
         raise InputError(f"{path}: a preset is a non-empty mapping of params.yaml sections")
     for section, values in raw.items():
@@ -51,7 +48,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def check_preset(preset: dict[str, Any], preset_path: str | Path, params_path: str | Path = "params.yaml") -> None:
     """Fail before DVC runs anything if the preset over ``params_path`` is not valid params."""
     params_path = Path(params_path)
-    base = yaml.safe_load(params_path.read_text(encoding="utf-8")) if params_path.exists() else {}
+    base = read_yaml(params_path) if params_path.exists() else {}
     for section, values in preset.items():
         merged = _merge((base or {}).get(section) or {}, values)
         try:

@@ -25,7 +25,7 @@ import numpy as np
 from reranktune.embedding import model_prefixes
 from reranktune.io import InputError
 from reranktune.lexical import LexicalScorer
-from reranktune.models import best_device, resolve_model, warn_remote_code
+from reranktune.models import best_device, loading, resolve_model, warn_remote_code
 from reranktune.params import EmbeddingParams, PriorParams
 from reranktune.reranker_config import DensePriorConfig, LexicalPriorConfig, PriorConfig
 from reranktune.scoring import ScoreRecipe
@@ -149,7 +149,8 @@ def _load_encoder(folder: Path, dense: DensePriorConfig, device: str | None, tru
 
     if threads:
         torch.set_num_threads(threads)
-    model = SentenceTransformer(str(folder), device=device or best_device(), trust_remote_code=trust_remote_code)
+    with loading(str(folder), "prior embedding model"):
+        model = SentenceTransformer(str(folder), device=device or best_device(), trust_remote_code=trust_remote_code)
     model.max_seq_length = dense.max_length
     return TorchEncoder(model)
 
@@ -167,8 +168,9 @@ def save_prior(params: PriorParams, embedding: EmbeddingParams, corpus: list[str
         from sentence_transformers import SentenceTransformer
 
         warn_remote_code(embedding.model, embedding.trust_remote_code)
-        model = SentenceTransformer(resolve_model(embedding.model), device="cpu",
-                                    trust_remote_code=embedding.trust_remote_code)
+        with loading(embedding.model, "embedding model"):
+            model = SentenceTransformer(resolve_model(embedding.model), device="cpu",
+                                        trust_remote_code=embedding.trust_remote_code)
         model.save(str(folder))
         query_prefix, passage_prefix = model_prefixes(model, embedding)
         dense = DensePriorConfig(weight=params.dense_weight, source_model=embedding.model,

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from reranktune.models import best_device, resolve_model, warn_remote_code
+from reranktune.models import best_device, check_tokenizer, loads, resolve_model, warn_remote_code
 from reranktune.prior import Prior
 from reranktune.reranker_config import RerankerConfig
 from reranktune.scoring import Encoded, LogitBackend, PairEncoder, ScoreRecipe, SessionBackend, TorchBackend
@@ -37,6 +37,7 @@ def model_input_names(model, tokenizer) -> list[str]:
     return names
 
 
+@loads("model", check_tokenizer)
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -48,6 +49,7 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tokenizer
 
 
+@loads("model")
 def load_classifier(
     name: str,
     trust_remote_code: bool = False,

@@ -18,11 +18,20 @@ API (NVIDIA NIM's ranking contract):
   GET  /v1/models        the served model id (--model-name)
   GET  /v1/health/live   200 once the process listens
   GET  /v1/health/ready  200 once the model has loaded, 503 before
-  GET  /docs, /openapi.json   the schema
+  GET  /openapi.json     the schema (/docs and /redoc too with --docs)
 
 truncate NONE (the default) answers 400 when a query + passage is over the model's
 max_length (reranktune.json); END cuts the passage's end instead. Malformed bodies
 get 422, unknown model ids 404, too many passages or bytes 413, all as JSON.
+
+Limits on what one request can cost (JSON {{"detail": ...}} answers):
+  --max-tokens-per-request  the tokens the model would read: for each passage, its
+                            query + passage pair up to max_length, summed. Counted
+                            before any model work; over it: 413 ({_D.max_tokens_per_request})
+  --request-timeout-s       counted from when the body has been read; not scored by
+                            then: 503, and its unscored pairs are dropped ({_D.request_timeout_s:g} s)
+  A client that disconnects stops its request: passages are encoded and scored
+  --max-batch at a time, and what is left is dropped at the next step.
 
 Every flag defaults to the `deploy` section of --params, then to the value shown.
 The server binds 127.0.0.1: only this machine can reach it. Use --host 0.0.0.0
@@ -83,6 +92,15 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-passages", type=int, help=f"passages per request; more is a 413 (default: {_D.max_passages})")
     p.add_argument("--max-body-bytes", type=int,
                    help=f"request body size; more is a 413 (default: {_D.max_body_bytes})")
+    p.add_argument("--max-tokens-per-request", type=int,
+                   help=f"token budget of one request (query + passage per passage, each up to the model's "
+                   f"max_length, summed); more is a 413 before any model work (default: {_D.max_tokens_per_request})")
+    p.add_argument("--request-timeout-s", type=float,
+                   help="seconds a request may take once read; then 503 and its unscored pairs are dropped "
+                   f"(default: {_D.request_timeout_s:g})")
+    p.add_argument("--docs", action="store_const", const=True,
+                   help="serve /docs (Swagger UI) and /redoc; their pages load scripts from a CDN, so they need a "
+                   "browser with internet access (default: off; /openapi.json is always served)")
     p.add_argument("--threads", type=int, help="CPU threads for the engine, 0 for all cores (default: 0)")
     p.add_argument("--device", help="torch engine only: cpu or cuda (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true",

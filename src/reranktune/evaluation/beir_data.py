@@ -1,10 +1,18 @@
-"""Load a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)."""
+"""Load a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+
+Read here rather than with beir's ``GenericDataLoader``, which stops on an empty or
+header-only qrels file with a bare StopIteration/IndexError and names no file or line;
+here every malformed line is an InputError naming its file and line.
+"""
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from reranktune.io import InputError
+from reranktune.io import InputError, iter_jsonl, read_text
+
+QRELS_HEADER = "query-id\tcorpus-id\tscore"
 
 
 @dataclass
@@ -21,25 +29,50 @@ class BeirData:
 
 
 def load_beir(folder: str | Path, split: str = "test") -> BeirData:
-    from beir.datasets.data_loader import GenericDataLoader
-
     folder = Path(folder)
     for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
         if not (folder / name).exists():
             raise InputError(f"{folder}: missing {name} (expected a BEIR folder)")
-    corpus, queries, qrels = GenericDataLoader(data_folder=str(folder)).load(split=split)
-    metadata = _query_metadata(folder / "queries.jsonl", set(queries))
-    return BeirData(corpus=corpus, queries=queries, qrels=qrels, metadata=metadata)
+    corpus = {_id: {"title": record.get("title") or "", "text": record["text"]}
+              for _id, record in _records(folder / "corpus.jsonl")}
+    if not corpus:
+        raise InputError(f"{folder / 'corpus.jsonl'}: no documents")
+    queries = dict(_records(folder / "queries.jsonl"))
+    qrels = _qrels(folder / "qrels" / f"{split}.tsv", queries)
+    return BeirData(corpus=corpus, queries={q: queries[q]["text"] for q in qrels}, qrels=qrels,
+                    metadata={q: queries[q].get("metadata") or {} for q in qrels})
 
 
-def _query_metadata(path: Path, wanted: set[str]) -> dict[str, dict]:
-    import json
+def _records(path: Path):
+    """``(_id, record)`` per line; a line without a string ``_id`` and ``text`` names itself."""
+    for lineno, record in iter_jsonl(path):
+        if not isinstance(record, dict):
+            raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        for key in ("_id", "text"):
+            if not isinstance(record.get(key), str):
+                raise InputError(f"{path}:{lineno}: {key!r} missing or not a string")
+        yield record["_id"], record
 
-    metadata = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                record = json.loads(line)
-                if record["_id"] in wanted:
-                    metadata[record["_id"]] = record.get("metadata") or {}
-    return metadata
+
+def _judgement(row: list[str]) -> bool:
+    return len(row) >= 3 and row[2].strip().lstrip("-").isdigit()
+
+
+def _qrels(path: Path, queries: dict[str, dict]) -> dict[str, dict[str, int]]:
+    rows = list(csv.reader(read_text(path).splitlines(), delimiter="\t"))
+    expected = f"expected a header line {QRELS_HEADER!r}, then one judgement per line"
+    if not rows:
+        raise InputError(f"{path}: empty file ({expected})")
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, row in enumerate(rows, start=1):
+        if (lineno == 1 and not _judgement(row)) or not any(cell.strip() for cell in row):
+            continue   # the header, or a blank line
+        if not _judgement(row):
+            raise InputError(f"{path}:{lineno}: expected query-id<TAB>corpus-id<TAB>integer score, got {row!r}")
+        query_id, corpus_id, score = row[0], row[1], int(row[2])
+        if query_id not in queries:
+            raise InputError(f"{path}:{lineno}: query {query_id!r} is not in queries.jsonl")
+        qrels.setdefault(query_id, {})[corpus_id] = score
+    if not qrels:
+        raise InputError(f"{path}: no judgements ({expected})")
+    return qrels

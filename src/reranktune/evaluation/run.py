@@ -241,6 +241,7 @@ def run_eval(
 
     A failed endpoint check raises EndpointMismatch after every file is written.
     """
+    sets = [(test_set, load_beir(test_set.path, params.split)) for test_set in test_sets(params)]   # bad data fails first
     finetuned = Reranker.from_pretrained(str(finetuned_model), trust_remote_code=trust_remote_code,
                                          bf16=bf16_enabled(params.mixed_precision))
     base, note = load_base(base_model, finetuned, params.evaluate_base, trust_remote_code)
@@ -250,8 +251,7 @@ def run_eval(
     per_query: dict = {}
     plots: list[dict] = []
     endpoint_rows: list[dict] = []
-    for test_set in test_sets(params):
-        data = load_beir(test_set.path, params.split)
+    for test_set, data in sets:
         log.info("eval (%s): %d queries over %d passages from %s", test_set.name, len(data.queries),
                  len(data.corpus), test_set.path)
         result = evaluate(data, params, embedding, finetuned, base, [note] if note else None)

@@ -20,9 +20,9 @@ def is_training_file(path: str | Path) -> bool:
     path = Path(path)
     if not (path.is_file() and path.suffix == ".json"):
         return False
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:   # bytes: a file that is not UTF-8 is reported by the reader, by line
         head = fh.read(4096)
-    return '"corpus"' in head or '"data"' in head
+    return b'"corpus"' in head or b'"data"' in head
 
 
 def _has_score(doc: dict) -> bool:

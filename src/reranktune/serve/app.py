@@ -4,14 +4,20 @@
 and ``/v1/ranking`` answer 503 until the model has loaded. Every bad request
 gets a 4xx JSON body (``{"detail": ...}``): FastAPI's 422 for a body that does
 not match the schema, 400 for a pair over the maximum length with
-``truncate: NONE``, 404 for an unknown model id, 413 for too many passages or
-too many bytes.
+``truncate: NONE``, 404 for an unknown model id, 413 for too many passages,
+bytes or tokens (``max_tokens_per_request``, counted before any model work).
+
+What one request can cost is bounded: its tokens, and ``request_timeout_s``
+(then 503). Its passages are encoded ``max_batch`` at a time and scored in
+batches of at most ``max_batch`` pairs; a request whose client disconnected or
+whose deadline passed stops at the next slice or batch.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,11 +25,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from reranktune.serve.batching import BatcherStopped, DynamicBatcher
-from reranktune.serve.engines import Engine, EngineKind, PairTooLong, load_engine
-from reranktune.serve.limits import BodySizeLimit
+from reranktune.serve.batching import BatcherStopped, DynamicBatcher, in_request_order, length_order
+from reranktune.serve.engines import Encoded, Engine, EngineKind, PairTooLong, load_engine
+from reranktune.serve.limits import BodySizeLimit, ClientGone, until_done
 from reranktune.serve.schema import Error, Health, ModelCard, ModelList, Ranking, RankingRequest, RankingResponse
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,9 @@ class ServeSettings:
     max_wait_ms: float = 5.0
     max_passages: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024
+    max_tokens_per_request: int = 65536
+    request_timeout_s: float = 30.0
+    docs: bool = False
     threads: int = 0
     device: str | None = None
     trust_remote_code: bool = False
@@ -63,6 +72,20 @@ def _error(status: int, description: str) -> dict:
     return {status: {"model": Error, "description": description}}
 
 
+def _pair_length(pair: Encoded) -> int:
+    return len(pair["input_ids"])
+
+
+async def _score_alone(engine: Engine, pairs: list[Encoded], size: int) -> list[float]:
+    """Without batching: the request's own pairs, ``size`` at a time, so a cancel stops between slices."""
+    order = length_order(pairs, _pair_length)
+    ordered = [pairs[i] for i in order]
+    scores: list[float] = []
+    for start in range(0, len(ordered), size):
+        scores += await run_in_threadpool(engine.score, ordered[start : start + size])
+    return in_request_order(scores, order)
+
+
 def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = None,
                on_load_failure: Callable[[], None] | None = None) -> FastAPI:
     """Build the app; ``loader`` makes the engine (default: ``settings.load``) off the event loop."""
@@ -79,7 +102,7 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
                 on_load_failure()
             return
         if settings.batching:
-            batcher = DynamicBatcher(engine.score, settings.max_batch, settings.max_wait_ms / 1000)
+            batcher = DynamicBatcher(engine.score, settings.max_batch, settings.max_wait_ms / 1000, _pair_length)
             await batcher.start()
             state.batcher = batcher
         state.engine = engine
@@ -101,6 +124,9 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
         version="1",
         description="NIM-compatible reranking: POST a query and passages, get them back ranked by logit.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc pull their scripts from a CDN: off unless asked (deploy.docs); /openapi.json stays
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
@@ -141,10 +167,10 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
         response_model=RankingResponse,
         responses={**_error(400, "A pair is over the maximum length with truncate NONE"),
                    **_error(404, "Unknown model id"),
-                   **_error(413, "Too many passages or too large a body"),
-                   **_error(503, "Model not loaded yet")},
+                   **_error(413, "Too many passages, bytes or tokens"),
+                   **_error(503, "Model not loaded yet, or not scored within the server's request timeout")},
     )
-    async def ranking(body: RankingRequest) -> RankingResponse:
+    async def ranking(body: RankingRequest, request: Request) -> RankingResponse:
         if body.model != settings.model_name:
             raise HTTPException(404, f"model {body.model!r} is not served here; GET /v1/models lists "
                                 f"{settings.model_name!r}")
@@ -152,23 +178,44 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
             raise HTTPException(413, f"{len(body.passages)} passages in one request; the limit is "
                                 f"{settings.max_passages} (split the request)")
         engine = ready_engine()
+        started = time.monotonic()
         try:
-            pairs = await run_in_threadpool(engine.encode, body.query.text, [p.text for p in body.passages],
-                                            body.truncate == "END")
-        except PairTooLong as exc:
-            raise HTTPException(400, str(exc)) from None
-        if state.batcher is not None:
-            scores = await state.batcher.submit(pairs)
-        else:
-            scores = await run_in_threadpool(engine.score, pairs)
+            scores = await until_done(score(engine, body), request, settings.request_timeout_s)
+        except ClientGone:
+            log.info("client went away after %.1f s: its %d passages were dropped", time.monotonic() - started,
+                     len(body.passages))
+            raise
         order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
         return RankingResponse(rankings=[Ranking(index=i, logit=scores[i]) for i in order])
+
+    async def score(engine: Engine, body: RankingRequest) -> list[float]:
+        """Count the tokens (413 over the budget), encode ``max_batch`` passages at a time, score."""
+        query, passages = body.query.text, [p.text for p in body.passages]
+        tokens = await run_in_threadpool(engine.tokens, query, passages)
+        if tokens > settings.max_tokens_per_request:
+            raise HTTPException(413, f"{tokens} tokens in this request (query + passage, for each passage, up to the "
+                                f"model's {engine.max_length}); the limit is {settings.max_tokens_per_request} "
+                                "(the server's max_tokens_per_request): send fewer or shorter passages")
+        pairs: list[Encoded] = []
+        for start in range(0, len(passages), settings.max_batch):
+            try:
+                pairs += await run_in_threadpool(engine.encode, query, passages[start : start + settings.max_batch],
+                                                 body.truncate == "END")
+            except PairTooLong as exc:   # its index is within the slice
+                raise HTTPException(400, str(PairTooLong(start + exc.index, exc.tokens, exc.max_length))) from None
+        if state.batcher is not None:
+            return await state.batcher.submit(pairs)
+        return await _score_alone(engine, pairs, settings.max_batch)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # without echoing "input": a lone surrogate in it would make the error itself unencodable
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(_request: Request, _exc: ClientGone) -> Response:
+        return Response(status_code=499)   # nginx's "client closed request"; nobody is there to read it
 
     @app.exception_handler(BatcherStopped)
     async def shutting_down(_request: Request, exc: BatcherStopped) -> JSONResponse:

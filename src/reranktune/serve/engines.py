@@ -34,6 +34,14 @@ class Engine:
     def prior(self):
         return self.reranker.prior
 
+    @property
+    def max_length(self) -> int:
+        return self.reranker.max_length
+
+    def tokens(self, query: str, passages: list[str]) -> int:
+        """Tokens the model would read for a request, each pair cut as ``truncate: END`` cuts it."""
+        return sum(len(pair["input_ids"]) for pair in self.reranker.encoder.encode([query] * len(passages), passages))
+
     def encode(self, query: str, passages: list[str], truncate: bool) -> list[Encoded]:
         """Token ids and prior score per pair; with ``truncate`` off an over-long pair raises PairTooLong."""
         return self.reranker.encode(query, passages, truncate)

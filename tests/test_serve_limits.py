@@ -1,0 +1,138 @@
+"""What one request may cost the server: its token budget, its deadline, and nothing once its client has gone.
+
+A real uvicorn server on 127.0.0.1 runs the app on a fake engine whose score calls are
+recorded and, until the test releases them, blocked: each batch the worker runs is one
+call, so "the worker was freed within one batch" reads off the list of calls.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from reranktune.params import DEFAULT_PROMPT_TEMPLATE
+from reranktune.serve.app import ServeSettings, create_app
+from serve_helpers import ServerThread, wait_for, wait_ready
+
+
+class SlowEngine:
+    """Scores 0 for every pair; each score call is recorded, then waits until ``release`` is set."""
+
+    kind = "fake"
+    prompt_template = DEFAULT_PROMPT_TEMPLATE
+    max_length = 512
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.encoded = 0
+        self.calls: list[int] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def tokens(self, query: str, passages: list[str]) -> int:
+        texts = [self.prompt_template.format(query=query, passage=p) for p in passages]
+        return sum(len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"])
+
+    def encode(self, query: str, passages: list[str], truncate: bool) -> list[dict]:
+        self.encoded += len(passages)
+        return [{"input_ids": [1] * (3 + len(p) % 5), "prior": 0.0} for p in passages]
+
+    def score(self, pairs: list[dict]) -> list[float]:
+        self.calls.append(len(pairs))
+        self.started.set()
+        self.release.wait(30)
+        return [0.0] * len(pairs)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+def serve(engine: SlowEngine, **limits) -> tuple[ServerThread, object]:
+    settings = ServeSettings(model_dir="unused", model_name="tiny", max_batch=4, max_wait_ms=0, **limits)
+    app = create_app(settings, loader=lambda: engine)
+    return ServerThread(app), app
+
+
+def body(passages: list[str]) -> dict:
+    return {"model": "tiny", "query": {"text": "how does vacuum reclaim storage"}, "truncate": "END",
+            "passages": [{"text": p} for p in passages]}
+
+
+def test_a_request_over_the_token_budget_is_refused_before_any_model_work(tokenizer):
+    engine = SlowEngine(tokenizer)
+    engine.release.set()
+    server, _ = serve(engine)   # the default budget, 65,536 tokens
+    with server as srv:
+        wait_ready(srv.url)
+        # issue #22's request: 1,000 passages of 8 KB under truncate END, 2 minutes of work on a CPU
+        large = body([("vacuum reclaims storage occupied by dead tuples " * 200)[:8000]] * 1000)
+        start = time.monotonic()
+        response = httpx.post(f"{srv.url}/v1/ranking", json=large, timeout=60)
+        elapsed = time.monotonic() - start
+        assert response.status_code == 413, response.text
+        assert response.headers["content-type"] == "application/json"
+        detail = response.json()["detail"]
+        assert "512000 tokens" in detail and "65536" in detail and "max_tokens_per_request" in detail
+        assert engine.encoded == 0 and engine.calls == []
+        assert elapsed < 10, f"refusing took {elapsed:.1f} s"
+
+        small = httpx.post(f"{srv.url}/v1/ranking", json=body(["a passage", "another one"]), timeout=30)
+        assert small.status_code == 200 and engine.calls == [2]
+
+
+def test_a_client_that_disconnects_frees_the_worker_within_one_batch(tokenizer):
+    engine = SlowEngine(tokenizer)
+    server, app = serve(engine, request_timeout_s=60)
+    with server as srv:
+        wait_ready(srv.url)
+        batcher = app.state.serve.batcher
+        payload = json.dumps(body([f"passage {i}" for i in range(40)])).encode()   # 10 batches of 4
+        with socket.create_connection(("127.0.0.1", srv.port)) as client:
+            client.sendall(b"POST /v1/ranking HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+            assert engine.started.wait(30)   # the first batch is on the model
+            assert batcher.queued == 36
+        wait_for(lambda: batcher.queued == 0, 10, "the server did not notice that the client went away")
+        engine.release.set()
+        after = httpx.post(f"{srv.url}/v1/ranking", json=body(["next request"]), timeout=30)
+        assert after.status_code == 200
+        assert engine.calls == [4, 1]   # the batch in flight, then the next request: none of the other 36
+        assert batcher.dropped == 1
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_request_past_its_deadline_gets_503_and_its_other_batches_are_dropped(tokenizer, batching):
+    engine = SlowEngine(tokenizer)
+    server, _ = serve(engine, request_timeout_s=0.5, batching=batching)
+    with server as srv:
+        wait_ready(srv.url)
+        start = time.monotonic()
+        response = httpx.post(f"{srv.url}/v1/ranking", json=body([f"p{i}" for i in range(8)]), timeout=30)
+        elapsed = time.monotonic() - start
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/json"
+        assert "request_timeout_s" in response.json()["detail"]
+        assert 0.5 <= elapsed < 10
+        engine.release.set()
+        after = httpx.post(f"{srv.url}/v1/ranking", json=body(["next request"]), timeout=30)
+        assert after.status_code == 200
+        time.sleep(0.2)   # room for a wrongly continued request to start its second batch
+        assert engine.calls == [4, 1]
+
+
+def test_docs_are_off_unless_asked(tokenizer):
+    engine = SlowEngine(tokenizer)
+    for docs, status in ((False, 404), (True, 200)):
+        server, _ = serve(engine, docs=docs)
+        with server as srv:
+            assert httpx.get(f"{srv.url}/docs").status_code == status
+            assert httpx.get(f"{srv.url}/redoc").status_code == status
+            assert httpx.get(f"{srv.url}/openapi.json").status_code == 200
