@@ -9,7 +9,9 @@ Each pair is scored once, the cross-encoder's logit and the prior apart, so ever
 (depth, prior scale) setting costs no more model time; scores combine through the same
 ``ScoreRecipe`` as everywhere else. Scale 1 is the prior the model was trained with; any
 other scale only rescales it at ranking time, so it is an experiment, not something
-``finetune`` ships. Each setting gets nDCG@10 and the paired test against the best first stage.
+``finetune`` ships. "Prior alone" ranks by the prior without the cross-encoder: the
+untrained baseline the training has to beat. Each setting gets nDCG@10 and the paired test
+against the best first stage.
 """
 from __future__ import annotations
 
@@ -71,12 +73,17 @@ def split_scores(data, head: Run, reranker: Reranker, batch_size: int) -> tuple[
     return logit_run, prior_run
 
 
-def sweep(candidates: Run, logits: Run, prior: Run, depths: list[int], scales: list[float]):
-    """(depth, scale, run) for every setting: logit + scale x prior over the top ``depth``."""
+def sweep(candidates: Run, logits: Run, prior: Run, depths: list[int], scales: list[float | None]):
+    """(depth, scale, run) for every setting: logit + scale x prior over the top ``depth``.
+
+    Scale None is the prior alone, the cross-encoder left out: what the first stage's
+    evidence gives without any training, so the trained model's own share shows.
+    """
     for depth in depths:
         head = head_of(candidates, depth)
         for scale in scales:
-            scores = {q: {d: ScoreRecipe.total(logits[q][d], scale * prior[q][d]) for d in docs}
+            scores = {q: {d: prior[q][d] if scale is None else ScoreRecipe.total(logits[q][d], scale * prior[q][d])
+                          for d in docs}
                       for q, docs in head.items()}
             yield depth, scale, with_tail(candidates, scores)
 
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     reranker = Reranker.from_pretrained(args.reranker, bf16=bf16_enabled(params.mixed_precision))
     if args.prior_scales and reranker.prior is None:
         raise InputError(f"--prior-scales: {args.reranker} has no prior (reranktune.json has no 'prior' entry)")
-    scales = sorted({1.0, *args.prior_scales})
+    scales = sorted({1.0, *args.prior_scales}) + ([None] if reranker.prior else [])
 
     data = load_beir(args.beir_dir)
     runs = first_stage_runs(data, list(FIRST_STAGES), settings.with_top_k(max(args.depths)))
@@ -117,9 +124,10 @@ def main(argv: list[str] | None = None) -> dict:
         per_query["setting"] = per_query_scores(data.qrels, run, 10, max(args.depths), params.mrr_k)
         test = compare_systems(per_query, [("setting", best)], KEY, params.significance_resamples,
                                params.seed)[f"setting_vs_{best}"]
-        results.append({"depth": depth, "prior_scale": scale, "trained": scale == 1.0,
+        results.append({"depth": depth, "prior_scale": scale, "trained": scale == 1.0, "prior_only": scale is None,
                         KEY: test["mean_setting"], "vs_best_first_stage": test})
-        log.info("depth %d, prior x %g: %s %.4f", depth, scale, KEY, test["mean_setting"])
+        log.info("depth %d, %s: %s %.4f", depth, "prior alone" if scale is None else f"prior x {scale:g}", KEY,
+                 test["mean_setting"])
 
     name = args.beir_dir.resolve().name
     out = args.out or Path(__file__).parent / "results" / f"rerank_depth_{name}.json"

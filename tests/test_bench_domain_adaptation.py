@@ -111,10 +111,11 @@ def test_depth_sweep_matches_the_reranker_and_depth_one_is_the_first_stage(
                                 "--prior-scales", "0", "0.5", "--out", str(tmp_path / "depth.json")])
 
     settings = {(s["depth"], s["prior_scale"]): s for s in result["settings"]}
-    assert set(settings) == {(d, w) for d in (1, 5) for w in (0.0, 0.5, 1.0)}
+    assert set(settings) == {(d, w) for d in (1, 5) for w in (0.0, 0.5, 1.0, None)}
+    assert [s["prior_only"] for s in result["settings"]].count(True) == 2
     assert [w for (d, w), s in settings.items() if s["trained"]] == [1.0, 1.0]
     reranked = result["first_stages"][result["reranked_first_stage"]]
-    for scale in (0.0, 0.5, 1.0):   # reranking only the top 1 leaves the first stage's order
+    for scale in (0.0, 0.5, 1.0, None):   # reranking only the top 1 leaves the first stage's order
         assert settings[1, scale]["NDCG@10"] == pytest.approx(reranked, abs=1e-5)
 
     # logit + prior split apart and added back at scale 1 is exactly what Reranker scores

@@ -161,10 +161,13 @@ class Reranker:
 
     def encode(self, query: str, passages: list[str], truncate: bool = True) -> list[Encoded]:
         """One request's pairs, tokenized, each with its prior score (serve runs this per request)."""
-        pairs = self.encoder.encode([query] * len(passages), passages, truncate)
-        prior = self.prior.scores([query] * len(passages), passages) if self.prior else np.zeros(len(passages))
-        for pair, value in zip(pairs, prior.tolist()):
-            pair["prior"] = value
+        queries = [query] * len(passages)
+        return self._with_prior(self.encoder.encode(queries, passages, truncate), queries, passages)
+
+    def _with_prior(self, pairs: list[Encoded], queries: list[str], passages: list[str]) -> list[Encoded]:
+        if self.prior is not None:
+            for pair, value in zip(pairs, self.prior.scores(queries, passages).tolist()):
+                pair["prior"] = value
         return pairs
 
     def score_encoded(self, pairs: list[Encoded], batch_size: int = 64, progress: bool = False) -> list[float]:
@@ -185,10 +188,7 @@ class Reranker:
     def score(self, queries: list[str], passages: list[str], batch_size: int = 64,
               progress: bool = False) -> list[float]:
         """One score per pair, the logit plus the prior's score."""
-        pairs = self.encoder.encode(queries, passages)
-        if self.prior is not None:
-            for pair, value in zip(pairs, self.prior.scores(queries, passages).tolist()):
-                pair["prior"] = value
+        pairs = self._with_prior(self.encoder.encode(queries, passages), queries, passages)
         return self.score_encoded(pairs, batch_size, progress)
 
 
@@ -209,4 +209,4 @@ def _onnx_backend(folder: Path, config: RerankerConfig, onnx_file: str | None, t
     # CUDA first where installed; Azure's provider calls remote endpoints and has no place here
     providers = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
     session = ort.InferenceSession(str(path), options, providers=providers)
-    return SessionBackend(session, config.onnx.output, f"onnx ({path.name})")
+    return SessionBackend(session, config.onnx.output)

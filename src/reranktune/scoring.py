@@ -117,8 +117,6 @@ class PairEncoder:
 class LogitBackend(Protocol):
     """Token id arrays in, one logit per row out."""
 
-    name: str
-
     def logits(self, arrays: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
@@ -130,7 +128,6 @@ class TorchBackend:
         self.device = device
         # bf16 autocast: on by default where the GPU supports it; CPUs with AMX may opt in
         self.bf16 = (device == "cuda" and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
-        self.name = f"torch ({device}{', bf16' if self.bf16 else ''})"
 
     def logits(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         import torch
@@ -143,10 +140,9 @@ class TorchBackend:
 class SessionBackend:
     """An onnxruntime InferenceSession, or anything with its ``run`` (the TensorRT session)."""
 
-    def __init__(self, session, output: str = "logits", name: str = "onnx") -> None:
+    def __init__(self, session, output: str = "logits") -> None:
         self.session = session
         self.output = output
-        self.name = name
 
     def logits(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.session.run([self.output], arrays)[0])[:, 0].astype(np.float32)
