@@ -104,3 +104,36 @@ def test_a_config_from_a_newer_version_or_with_a_bad_value_is_one_clear_error(tm
     with pytest.raises(InputError, match=r"reranktune.json: max_length: "):
         RerankerConfig.load(tmp_path)
     assert RerankerConfig.load(tmp_path / "no-config-here") == RerankerConfig()   # a plain HF checkpoint
+
+
+def test_score_tokenizes_in_chunks_and_gives_each_pair_its_own_logit(tiny_bert_dir):
+    """Reranker.score pipelines tokenization over chunks; every pair still gets the logit it gets alone."""
+    import torch
+
+    from reranktune.reranker import SCORE_CHUNK_BATCHES, Reranker
+
+    reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=48)
+    queries = [f"query {i} " + "about vacuum " * (i % 4) for i in range(23)]
+    passages = [" ".join(CORPUS[: 1 + i % 4]) for i in range(23)]
+    scores = reranker.score(queries, passages, batch_size=2)   # 23 pairs: 3 chunks of up to 2 x 4 pairs
+    assert SCORE_CHUNK_BATCHES * 2 < len(queries)
+    alone = []
+    for query, passage in zip(queries, passages):
+        batch = reranker.encoder.pad(reranker.encoder.encode([query], [passage]))
+        with torch.no_grad():
+            alone.append(reranker.model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits[0, 0].item())
+    assert scores == pytest.approx(alone, abs=1e-5)
+    assert reranker.score([], []) == []
+
+
+def test_torch_backend_scores_a_stream_of_batches_like_one_batch_at_a_time(tiny_bert_dir, encoder):
+    from reranktune.reranker import load_classifier
+    from reranktune.scoring import TorchBackend
+
+    backend = TorchBackend(load_classifier(str(tiny_bert_dir))[0], "cpu")
+    batches = [encoder.pad(encoder.encode(["vacuum"] * n, CORPUS[:n])) for n in (1, 3, 4)]
+    streamed = backend.logits_batches(iter(batches))
+    assert [len(x) for x in streamed] == [1, 3, 4]
+    for batch, logits in zip(batches, streamed):
+        assert logits == pytest.approx(backend.logits(batch), abs=1e-6)
+    assert backend.logits_batches([]) == []

@@ -10,6 +10,9 @@ prompt, maximum length and prior that ``reranktune.json`` saved beside the weigh
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +27,7 @@ from reranktune.scoring import Encoded, LogitBackend, PairEncoder, ScoreRecipe, 
 log = logging.getLogger(__name__)
 
 Backend = Literal["torch", "onnx"]
+SCORE_CHUNK_BATCHES = 4   # Reranker.score tokenizes this many batches' pairs at a time
 
 
 def model_input_names(model, tokenizer) -> list[str]:
@@ -175,21 +179,54 @@ class Reranker:
 
     def logits_encoded(self, pairs: list[Encoded], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """The cross-encoder's logit alone per encoded pair."""
-        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i]["input_ids"]))
-        out = np.zeros(len(pairs), dtype=np.float32)
-        for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="rerank", unit="batch"):
-            rows = order[start : start + batch_size]
-            out[rows] = self.backend.logits(self.encoder.pad([pairs[i] for i in rows]))
-        return out
+        return self._logits([(list(range(len(pairs))), lambda: pairs)], len(pairs), batch_size, progress)
 
     def score(self, queries: list[str], passages: list[str], batch_size: int = 64,
               progress: bool = False) -> list[float]:
-        """One score per pair, the logit plus the prior's score."""
-        pairs = self.encoder.encode(queries, passages)
-        if self.prior is not None:
-            for pair, value in zip(pairs, self.prior.scores(queries, passages).tolist()):
-                pair["prior"] = value
-        return self.score_encoded(pairs, batch_size, progress)
+        """One score per pair, the logit plus the prior's score.
+
+        Pairs are tokenized a chunk at a time on a worker thread (the tokenizer releases the GIL)
+        while the backend scores the chunks before: on a GPU, tokenizing everything first would
+        leave the device idle about as long as it then computes. Chunks follow the pairs' length
+        in characters, so each one's batches still hold pairs of similar token length.
+        """
+        prior = self.prior.scores(queries, passages) if self.prior is not None else np.zeros(len(queries))
+        order = sorted(range(len(queries)), key=lambda i: len(queries[i]) + len(passages[i]))
+        size = SCORE_CHUNK_BATCHES * batch_size
+        spans = [order[start : start + size] for start in range(0, len(order), size)]
+        pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
+        try:
+            chunks = [(span, pool.submit(self.encoder.encode, [queries[i] for i in span],
+                                         [passages[i] for i in span]).result) for span in spans]
+            logits = self._logits(chunks, len(queries), batch_size, progress)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return ScoreRecipe.total(logits.astype(np.float64), prior).tolist()
+
+    def _logits(self, chunks: list[tuple[list[int], Callable[[], list[Encoded]]]], total: int, batch_size: int,
+                progress: bool) -> np.ndarray:
+        """Logits of ``total`` pairs given as (their positions, a call returning them encoded) chunks.
+
+        Within a chunk similar token lengths share a batch, so padding stays small; the
+        backend gets every batch as one stream and waits for the device once.
+        """
+        rows: list[list[int]] = []
+
+        def batches():
+            for positions, encoded in chunks:
+                pairs = encoded()
+                by_length = sorted(range(len(pairs)), key=lambda j: len(pairs[j]["input_ids"]))
+                for start in range(0, len(by_length), batch_size):
+                    part = by_length[start : start + batch_size]
+                    rows.append([positions[j] for j in part])
+                    yield self.encoder.pad([pairs[j] for j in part])
+
+        n_batches = sum(math.ceil(len(positions) / batch_size) for positions, _ in chunks)
+        bar = tqdm(batches(), total=n_batches, disable=not progress, desc="rerank", unit="batch")
+        out = np.zeros(total, dtype=np.float32)
+        for positions, logits in zip(rows, self.backend.logits_batches(bar)):
+            out[positions] = logits
+        return out
 
 
 def _onnx_backend(folder: Path, config: RerankerConfig, onnx_file: str | None, threads: int) -> SessionBackend:
