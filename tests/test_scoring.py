@@ -115,7 +115,7 @@ def test_score_tokenizes_in_chunks_and_gives_each_pair_its_own_logit(tiny_bert_d
     reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=48)
     queries = [f"query {i} " + "about vacuum " * (i % 4) for i in range(23)]
     passages = [" ".join(CORPUS[: 1 + i % 4]) for i in range(23)]
-    scores = reranker.score(queries, passages, batch_size=2)   # 23 pairs: 3 chunks of up to 2 x 4 pairs
+    scores = reranker.score(queries, passages, batch_size=2)   # 23 pairs: chunks of 2, 4, 8 and 9
     assert SCORE_CHUNK_BATCHES * 2 < len(queries)
     alone = []
     for query, passage in zip(queries, passages):
@@ -137,3 +137,25 @@ def test_torch_backend_scores_a_stream_of_batches_like_one_batch_at_a_time(tiny_
     for batch, logits in zip(batches, streamed):
         assert logits == pytest.approx(backend.logits(batch), abs=1e-6)
     assert backend.logits_batches([]) == []
+
+
+def test_with_the_model_on_a_gpu_the_prior_is_computed_alongside_with_the_same_scores(tiny_bert_with_prior_dir):
+    from reranktune.reranker import Reranker
+
+    class GpuLike:   # the CPU backend, claiming a GPU: score computes the prior on a second thread
+        cuda = True
+        name = "gpu-like"
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def logits_batches(self, batches):
+            return self.inner.logits_batches(batches)
+
+    reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu")
+    queries = ["what does vacuum do"] * 3 + ["lambda functions"] * 2
+    passages = CORPUS + ["Lambdas are anonymous functions."]
+    expected = reranker.score(queries, passages, batch_size=2)
+    assert reranker.with_backend(GpuLike(reranker.backend)).score(queries, passages, batch_size=2) == \
+        pytest.approx(expected, abs=1e-6)
+    assert max(expected) - min(expected) > 1   # the prior (x20 cosine, x10 BM25) is in the scores

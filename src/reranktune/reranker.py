@@ -27,7 +27,7 @@ from reranktune.scoring import Encoded, LogitBackend, PairEncoder, ScoreRecipe, 
 log = logging.getLogger(__name__)
 
 Backend = Literal["torch", "onnx"]
-SCORE_CHUNK_BATCHES = 4   # Reranker.score tokenizes this many batches' pairs at a time
+SCORE_CHUNK_BATCHES = 8   # Reranker.score tokenizes up to this many batches' pairs at a time
 
 
 def model_input_names(model, tokenizer) -> list[str]:
@@ -188,20 +188,31 @@ class Reranker:
         Pairs are tokenized a chunk at a time on a worker thread (the tokenizer releases the GIL)
         while the backend scores the chunks before: on a GPU, tokenizing everything first would
         leave the device idle about as long as it then computes. Chunks follow the pairs' length
-        in characters, so each one's batches still hold pairs of similar token length.
+        in characters and grow from one batch (the device starts soon) to SCORE_CHUNK_BATCHES
+        (sorted by tokens within a chunk, batches pad little: characters alone are a loose guide).
+        With the cross-encoder on a GPU the prior is computed meanwhile on a second thread; on a
+        CPU it runs first, since both would compete for the same cores.
         """
-        prior = self.prior.scores(queries, passages) if self.prior is not None else np.zeros(len(queries))
         order = sorted(range(len(queries)), key=lambda i: len(queries[i]) + len(passages[i]))
-        size = SCORE_CHUNK_BATCHES * batch_size
-        spans = [order[start : start + size] for start in range(0, len(order), size)]
-        pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
+        spans, start, size = [], 0, batch_size
+        while start < len(order):
+            spans.append(order[start : start + size])
+            start, size = start + size, min(2 * size, SCORE_CHUNK_BATCHES * batch_size)
+        alongside = getattr(self.backend, "cuda", False)
+        pool = ThreadPoolExecutor(2 if alongside else 1, thread_name_prefix="score")
         try:
+            prior = pool.submit(self._prior, queries, passages) if alongside else None
+            prior_scores = None if alongside else self._prior(queries, passages)
             chunks = [(span, pool.submit(self.encoder.encode, [queries[i] for i in span],
                                          [passages[i] for i in span]).result) for span in spans]
             logits = self._logits(chunks, len(queries), batch_size, progress)
+            prior_scores = prior.result() if prior else prior_scores
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        return ScoreRecipe.total(logits.astype(np.float64), prior).tolist()
+        return ScoreRecipe.total(logits.astype(np.float64), prior_scores).tolist()
+
+    def _prior(self, queries: list[str], passages: list[str]) -> np.ndarray:
+        return self.prior.scores(queries, passages) if self.prior is not None else np.zeros(len(queries))
 
     def _logits(self, chunks: list[tuple[list[int], Callable[[], list[Encoded]]]], total: int, batch_size: int,
                 progress: bool) -> np.ndarray:
