@@ -87,7 +87,8 @@ def rerank_speed(run: Run, seconds: float, reranker: Reranker, batch_size: int) 
     """How fast a reranker scored a run, prior included: on a GPU, what to hold against bench/gpu_throughput.py."""
     pairs = sum(len(docs) for docs in run.values())
     return {"pairs": pairs, "seconds": round(seconds, 3), "pairs_per_s": round(pairs / max(seconds, 1e-9), 1),
-            "backend": reranker.backend.name, "batch_size": batch_size}
+            "device": getattr(reranker.backend, "device", None), "bf16": getattr(reranker.backend, "bf16", None),
+            "batch_size": batch_size}
 
 
 def first_stage_names(params: EvalParams) -> list[str]:
@@ -132,7 +133,7 @@ def evaluate(
             runs[name] = rerank(data, runs[params.first_stage], reranker, params.batch_size)
             speed[name] = rerank_speed(runs[name], time.perf_counter() - start, reranker, params.batch_size)
             log.info("%s: %d pairs in %.1f s, %.0f pairs/s (%s)", name, speed[name]["pairs"], speed[name]["seconds"],
-                     speed[name]["pairs_per_s"], speed[name]["backend"])
+                     speed[name]["pairs_per_s"], speed[name]["device"])
 
     key = f"NDCG@{params.significance_k}"
     recall_k = max(params.k_values)

@@ -145,7 +145,7 @@ def _gate(reranker: Reranker, variants: dict[str, Variant], built: dict, probe: 
         "gate": {"queries": len(ranking.data.queries), "pairs": ranking.pairs, "top_k": params.gate_top_k,
                  "first_stage": ranking.first_stage, "max_ndcg_drop": params.max_ndcg_drop},
         "torch": {NDCG_KEY: round(torch_ndcg, 5), "pairs_per_s": round(torch_speed, 1),
-                  "backend": reranker.backend.name},
+                  "device": reranker.backend.device},
     }
     served_prior, prior_config = reranker.prior, reranker.config.prior
     if prior_config is not None:
