@@ -58,7 +58,8 @@ fi
 if [ "$mode" = gpu ] && ! "$python" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
   echo "no CUDA device visible to torch; use --cpu for the CPU smoke run" >&2; exit 1
 fi
-gpu=$("$python" -c "import torch; print(torch.cuda.get_device_name().replace(' ', '_') if torch.cuda.is_available() else 'cpu')")
+gpu=$("$python" -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')")
+gpu="${gpu// /_}"
 name="gpu_check_$([ "$mode" = cpu ] && echo cpu || echo "$gpu")"
 mkdir -p "$out"
 exec > >(tee "$out/$name.log") 2>&1

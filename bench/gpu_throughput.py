@@ -327,7 +327,8 @@ def halving(run, size: int):
 def model_rows(name: str, shape: Shape, lengths: list[int], tokenizer, device: str, peak_tflops: float,
                work: Path) -> list[dict]:
     model = build_model(shape.config, device)
-    rows: list[dict] = [{"model": name, "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+    total = sum(p.numel() for p in model.parameters())
+    rows: list[dict] = [{"model": name, "parameters_millions": round(total / 1e6, 1),
                          "non_embedding_parameters_millions": round(non_embedding_parameters(model) / 1e6, 1)}]
 
     def row(task: str, path: str, length: int, batch: int, figures: dict, bare: dict | None = None) -> None:
@@ -374,7 +375,8 @@ def model_rows(name: str, shape: Shape, lengths: list[int], tokenizer, device: s
             reranker = Reranker(encoder, TorchBackend(model, device, bf16=device == "cuda"),
                                 RerankerConfig(prompt_template=DEFAULT_PROMPT_TEMPLATE, max_length=length))
             project = measured(device, infer_project, reranker, queries, passages, batch, device)
-            project["max_abs_diff_vs_bare"] = round(float(np.abs(project["scores"][:batch] - bare["first_batch"]).max()), 4)
+            diff = np.abs(project["scores"][:batch] - bare["first_batch"]).max()
+            project["max_abs_diff_vs_bare"] = round(float(diff), 4)
             return bare, project, measured(device, infer_serve, reranker, queries, passages, batch)
 
         (bare, project, serve), batch = halving(infer, infer_pairs)

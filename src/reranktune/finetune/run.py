@@ -144,7 +144,7 @@ def training_arguments(params: FinetuneParams, checkpoint_dir: Path, per_device:
         optim="adamw_torch_fused",   # transformers' default since torch 2.8, named so that it stays
         # the loss's NaN check is a host sync every step on a GPU; a NaN loss shows in the curves instead
         logging_nan_inf_filter=False,
-        accelerator_config={"non_blocking": torch.cuda.is_available()},   # batches reach the GPU from pinned memory, no wait
+        accelerator_config={"non_blocking": torch.cuda.is_available()},   # pinned batches, copied without a wait
         ddp_find_unused_parameters=False,
         fsdp=params.fsdp,
         report_to="none",
