@@ -106,8 +106,20 @@ def test_a_config_from_a_newer_version_or_with_a_bad_value_is_one_clear_error(tm
     assert RerankerConfig.load(tmp_path / "no-config-here") == RerankerConfig()   # a plain HF checkpoint
 
 
-def test_score_tokenizes_in_chunks_and_gives_each_pair_its_own_logit(tiny_bert_dir):
-    """Reranker.score pipelines tokenization over chunks; every pair still gets the logit it gets alone."""
+class GpuLike:
+    """A CPU backend that claims a GPU, so Reranker.score takes its GPU path here."""
+
+    cuda = True
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def logits_batches(self, batches):
+        return self.inner.logits_batches(batches)
+
+
+def test_score_gives_each_pair_its_own_logit_on_the_cpu_path_and_the_chunked_gpu_path(tiny_bert_dir):
+    """On a GPU Reranker.score pipelines tokenization over chunks; every pair still gets the logit it gets alone."""
     import torch
 
     from reranktune.reranker import SCORE_CHUNK_BATCHES, Reranker
@@ -115,8 +127,11 @@ def test_score_tokenizes_in_chunks_and_gives_each_pair_its_own_logit(tiny_bert_d
     reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=48)
     queries = [f"query {i} " + "about vacuum " * (i % 4) for i in range(23)]
     passages = [" ".join(CORPUS[: 1 + i % 4]) for i in range(23)]
-    scores = reranker.score(queries, passages, batch_size=2)   # 23 pairs: chunks of 2, 4, 8 and 9
+    # 23 pairs in batches of 2: chunks of 2, 4, 8 and 9 pairs on the GPU path
+    chunked = reranker.with_backend(GpuLike(reranker.backend)).score(queries, passages, batch_size=2)
     assert SCORE_CHUNK_BATCHES * 2 < len(queries)
+    scores = reranker.score(queries, passages, batch_size=2)
+    assert chunked == pytest.approx(scores, abs=1e-5)
     alone = []
     for query, passage in zip(queries, passages):
         batch = reranker.encoder.pad(reranker.encoder.encode([query], [passage]))
@@ -141,16 +156,6 @@ def test_torch_backend_scores_a_stream_of_batches_like_one_batch_at_a_time(tiny_
 
 def test_with_the_model_on_a_gpu_the_prior_is_computed_alongside_with_the_same_scores(tiny_bert_with_prior_dir):
     from reranktune.reranker import Reranker
-
-    class GpuLike:   # the CPU backend, claiming a GPU: score computes the prior on a second thread
-        cuda = True
-        name = "gpu-like"
-
-        def __init__(self, inner):
-            self.inner = inner
-
-        def logits_batches(self, batches):
-            return self.inner.logits_batches(batches)
 
     reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu")
     queries = ["what does vacuum do"] * 3 + ["lambda functions"] * 2

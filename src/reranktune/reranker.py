@@ -185,24 +185,27 @@ class Reranker:
               progress: bool = False) -> list[float]:
         """One score per pair, the logit plus the prior's score.
 
-        Pairs are tokenized a chunk at a time on a worker thread (the tokenizer releases the GIL)
-        while the backend scores the chunks before: on a GPU, tokenizing everything first would
-        leave the device idle about as long as it then computes. Chunks follow the pairs' length
-        in characters and grow from one batch (the device starts soon) to SCORE_CHUNK_BATCHES
-        (sorted by tokens within a chunk, batches pad little: characters alone are a loose guide).
-        With the cross-encoder on a GPU the prior is computed meanwhile on a second thread; on a
-        CPU it runs first, since both would compete for the same cores.
+        With the cross-encoder on a GPU, pairs are tokenized a chunk at a time on a worker thread
+        (the tokenizer releases the GIL) while the GPU scores the chunks before: tokenizing
+        everything first would leave it idle about as long as it then computes. Chunks follow the
+        pairs' length in characters and grow from one batch (the GPU starts soon) to
+        SCORE_CHUNK_BATCHES, sorted by tokens within a chunk so batches pad little; the prior is
+        computed meanwhile on a second thread. On a CPU, where tokenizing costs a few percent of
+        the model's time, every pair is tokenized and sorted first, which pads least, and the
+        prior runs before the model rather than competing for its cores.
         """
-        order = sorted(range(len(queries)), key=lambda i: len(queries[i]) + len(passages[i]))
-        spans, start, size = [], 0, batch_size
-        while start < len(order):
-            spans.append(order[start : start + size])
-            start, size = start + size, min(2 * size, SCORE_CHUNK_BATCHES * batch_size)
-        alongside = getattr(self.backend, "cuda", False)
-        pool = ThreadPoolExecutor(2 if alongside else 1, thread_name_prefix="score")
+        gpu = getattr(self.backend, "cuda", False)
+        spans = [list(range(len(queries)))] if queries else []
+        if gpu:
+            order = sorted(range(len(queries)), key=lambda i: len(queries[i]) + len(passages[i]))
+            spans, start, size = [], 0, batch_size
+            while start < len(order):
+                spans.append(order[start : start + size])
+                start, size = start + size, min(2 * size, SCORE_CHUNK_BATCHES * batch_size)
+        pool = ThreadPoolExecutor(2 if gpu else 1, thread_name_prefix="score")
         try:
-            prior = pool.submit(self._prior, queries, passages) if alongside else None
-            prior_scores = None if alongside else self._prior(queries, passages)
+            prior = pool.submit(self._prior, queries, passages) if gpu else None
+            prior_scores = None if gpu else self._prior(queries, passages)
             chunks = [(span, pool.submit(self.encoder.encode, [queries[i] for i in span],
                                          [passages[i] for i in span]).result) for span in spans]
             logits = self._logits(chunks, len(queries), batch_size, progress)
