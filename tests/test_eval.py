@@ -45,6 +45,19 @@ def test_metrics_equal_pytrec_eval_on_a_hand_made_run():
     assert ours["MRR"]["MRR@10"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3, abs=1e-5)
 
 
+def test_means_are_beirs_without_beir():
+    """Eval no longer imports beir (a GPU box need not carry it); its figures must not move."""
+    evaluation = pytest.importorskip("beir.retrieval.evaluation")
+    rng = np.random.default_rng(0)
+    qrels = {f"q{i}": {f"d{j}": int(rng.integers(1, 3)) for j in rng.choice(40, 3, replace=False)} for i in range(25)}
+    run = {q: {f"d{j}": float(rng.choice([0.5, rng.random()])) for j in rng.choice(40, 30, replace=False)}
+           for q in qrels if rng.random() > 0.1}
+    ours = ranking_metrics(qrels, run, [10, 1, 5, 100])
+    ndcg, _map, recall, precision = evaluation.EvaluateRetrieval.evaluate(qrels, run, [1, 5, 10, 100],
+                                                                          ignore_identical_ids=False)
+    assert (ours["NDCG"], ours["MAP"], ours["Recall"], ours["Precision"]) == (ndcg, _map, recall, precision)
+
+
 def test_mrr_cut_off_counts_only_the_top_k_with_trec_eval_tie_breaking():
     # q3: d8 (0.7) first, then the 0.5 ties in descending doc id: d9, d7, d5 -> d7 at rank 3
     ours = ranking_metrics(QRELS, RUN, [1], mrr_k=2)["MRR"]["MRR@2"]
@@ -160,6 +173,8 @@ def test_evaluate_reports_every_first_stage_and_both_rerankers(beir_dir, tiny_be
     assert metrics["breakdown"]["hop_count"]["2"]["queries"] == 8
     assert set(metrics["breakdown"]["query_type"]) == {"contextual", "multi_hop"}
     assert len(result.per_query["finetuned"]) == 20
+    speed = metrics["rerank_speed"]["finetuned"]   # how fast eval reranked, to hold against the GPU bench
+    assert speed["pairs"] == 20 * 8 and speed["pairs_per_s"] > 0 and speed["device"] == "cpu"
 
 
 def test_the_verdict_names_the_best_first_stage_and_says_when_the_reranker_does_not_beat_it(beir_dir, tiny_bert_dir):

@@ -253,3 +253,54 @@ def test_a_reranker_whose_prior_folder_is_gone_fails_naming_it(tiny_bert_with_pr
     shutil.rmtree(broken / "prior")
     with pytest.raises(InputError, match=r"model/prior: the reranker's prior embedding model is missing"):
         Reranker.from_pretrained(str(broken), device="cpu")
+
+
+def test_pretokenized_batches_equal_the_ones_tokenized_per_batch(tiny_bert_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from reranktune.scoring import PairEncoder
+
+    train_file = write_training_set(tmp_path / "prep", n_queries=6)
+    encoder = PairEncoder(AutoTokenizer.from_pretrained(tiny_bert_dir), "question:{query} passage:{passage}", 16,
+                          ["input_ids", "attention_mask", "token_type_ids"])
+    per_batch, pretokenized = ListwiseDataset(train_file, 5), ListwiseDataset(train_file, 5)
+    pretokenized.tokenize(encoder)
+    collate = ListwiseCollator(encoder)
+    for rows in ([0, 1, 2], [5], [3, 4]):
+        expected = collate([per_batch[i] for i in rows])
+        got = collate([pretokenized[i] for i in rows])
+        assert expected.keys() == got.keys()
+        for key in expected:
+            assert torch.equal(expected[key], got[key]), key
+    # lengths: characters before tokenizing, the longest pair's tokens after
+    assert per_batch.lengths()[0] == len(per_batch[0]["query"]) + max(map(len, per_batch[0]["passages"]))
+    assert pretokenized.lengths() == [max(len(p["input_ids"]) for p in item["encoded"]) for item in pretokenized.items]
+
+
+def test_length_grouped_batches_cover_every_item_once_and_replay_per_epoch():
+    from reranktune.finetune.data import LengthGroupedSampler
+
+    lengths = [(i * 37) % 101 for i in range(103)]
+    sampler = LengthGroupedSampler(lengths, batch_size=4, seed=7, pool_batches=10)
+    order = list(sampler)
+    assert sorted(order) == list(range(103)) and len(sampler) == 103
+    assert order == list(sampler), "the same epoch replays the same order (a resumed run skips what it saw)"
+    # cut as the data loader cuts it (the short batch came last), batches hold similar lengths
+    def mean_spread(indices):
+        batches = [indices[i : i + 4] for i in range(0, 100, 4)]
+        return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+
+    assert mean_spread(order) < mean_spread(list(range(103))) / 4
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+
+
+def test_pretokenized_length_grouped_training_lowers_the_loss(tiny_bert_dir, tmp_path):
+    train_file = write_training_set(tmp_path / "prep")
+    params = FinetuneParams(
+        base_model=str(tiny_bert_dir), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
+        per_device_batch_size=4, num_epochs=6, rerank_max_length=32, mixed_precision="fp32",
+        pretokenize=True, group_by_length=True, save_steps=1000,
+    )
+    summary = run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
+    assert summary["steps"] == 36 and summary["train_loss"] < math.log(5)

@@ -37,9 +37,11 @@ class Crash(TrainerCallback):
             raise KeyboardInterrupt(f"simulated kill after step {self.step}")
 
 
-def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(tiny_bert_dir, tmp_path):
+@pytest.mark.parametrize("gpu_options", [False, True], ids=["default", "pretokenized-length-grouped"])
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(tiny_bert_dir, tmp_path,
+                                                                                 gpu_options):
     train_file = write_training_set(tmp_path / "prep")
-    params = _params(tiny_bert_dir)
+    params = _params(tiny_bert_dir, pretokenize=gpu_options, group_by_length=gpu_options)
     run_finetune(params, train_file, tmp_path / "full", tmp_path / "ckpt-full", tmp_path / "live-full")
 
     with pytest.raises(KeyboardInterrupt):

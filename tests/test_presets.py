@@ -31,6 +31,17 @@ def test_gpu_reference_preset_is_valid_and_holds_the_reference_defaults():
     assert values["finetune.learning_rate"] == 3e-6
     assert values["finetune.mixed_precision"] == "auto"
     assert values["eval.k_values"] == [1, 5, 10, 100]
+    assert values["finetune.pretokenize"] is True and values["finetune.group_by_length"] is True
+
+
+def test_minilm_gpu_preset_is_valid_and_only_sets_batches_and_the_gpu_options():
+    preset_file = REPO / "params" / "gpu-minilm.yaml"
+    preset = load_preset(preset_file)
+    check_preset(preset, preset_file, REPO / "params.yaml")
+    values = _parsed(set_args(preset))
+    assert values["finetune.per_device_batch_size"] == values["finetune.global_batch_size"] == 64
+    assert values["finetune.pretokenize"] is True and values["finetune.group_by_length"] is True
+    assert not {"finetune.base_model", "finetune.learning_rate", "finetune.prior.dense_weight"} & set(values)
 
 
 @pytest.mark.parametrize("value", ["question:{query} \n \n passage:{passage}", "it's", "a\\'b", "end\\",

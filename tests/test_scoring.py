@@ -104,3 +104,63 @@ def test_a_config_from_a_newer_version_or_with_a_bad_value_is_one_clear_error(tm
     with pytest.raises(InputError, match=r"reranktune.json: max_length: "):
         RerankerConfig.load(tmp_path)
     assert RerankerConfig.load(tmp_path / "no-config-here") == RerankerConfig()   # a plain HF checkpoint
+
+
+class GpuLike:
+    """A CPU backend that claims a GPU, so Reranker.score takes its GPU path here."""
+
+    cuda = True
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def logits_batches(self, batches):
+        return self.inner.logits_batches(batches)
+
+
+def test_score_gives_each_pair_its_own_logit_on_the_cpu_path_and_the_chunked_gpu_path(tiny_bert_dir):
+    """On a GPU Reranker.score pipelines tokenization over chunks; every pair still gets the logit it gets alone."""
+    import torch
+
+    from reranktune.reranker import SCORE_CHUNK_BATCHES, Reranker
+
+    reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=48)
+    queries = [f"query {i} " + "about vacuum " * (i % 4) for i in range(23)]
+    passages = [" ".join(CORPUS[: 1 + i % 4]) for i in range(23)]
+    # 23 pairs in batches of 2: chunks of 2, 4, 8 and 9 pairs on the GPU path
+    chunked = reranker.with_backend(GpuLike(reranker.backend)).score(queries, passages, batch_size=2)
+    assert SCORE_CHUNK_BATCHES * 2 < len(queries)
+    scores = reranker.score(queries, passages, batch_size=2)
+    assert chunked == pytest.approx(scores, abs=1e-5)
+    alone = []
+    for query, passage in zip(queries, passages):
+        batch = reranker.encoder.pad(reranker.encoder.encode([query], [passage]))
+        with torch.no_grad():
+            alone.append(reranker.model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits[0, 0].item())
+    assert scores == pytest.approx(alone, abs=1e-5)
+    assert reranker.score([], []) == []
+
+
+def test_torch_backend_scores_a_stream_of_batches_like_one_batch_at_a_time(tiny_bert_dir, encoder):
+    from reranktune.reranker import load_classifier
+    from reranktune.scoring import TorchBackend
+
+    backend = TorchBackend(load_classifier(str(tiny_bert_dir))[0], "cpu")
+    batches = [encoder.pad(encoder.encode(["vacuum"] * n, CORPUS[:n])) for n in (1, 3, 4)]
+    streamed = backend.logits_batches(iter(batches))
+    assert [len(x) for x in streamed] == [1, 3, 4]
+    for batch, logits in zip(batches, streamed):
+        assert logits == pytest.approx(backend.logits(batch), abs=1e-6)
+    assert backend.logits_batches([]) == []
+
+
+def test_with_the_model_on_a_gpu_the_prior_is_computed_alongside_with_the_same_scores(tiny_bert_with_prior_dir):
+    from reranktune.reranker import Reranker
+
+    reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu")
+    queries = ["what does vacuum do"] * 3 + ["lambda functions"] * 2
+    passages = CORPUS + ["Lambdas are anonymous functions."]
+    expected = reranker.score(queries, passages, batch_size=2)
+    assert reranker.with_backend(GpuLike(reranker.backend)).score(queries, passages, batch_size=2) == \
+        pytest.approx(expected, abs=1e-6)
+    assert max(expected) - min(expected) > 1   # the prior (x20 cosine, x10 BM25) is in the scores

@@ -14,6 +14,7 @@ dense cosine needs, and it can be computed from the query alone.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -25,9 +26,23 @@ K1 = 1.5
 B = 0.75
 
 
+def load_bm25s():
+    """``bm25s``, kept off the GPU.
+
+    Where JAX is installed, importing bm25s runs a JAX top-k, and JAX's first use of a GPU
+    reserves 75% of its memory, which PyTorch then lacks. JAX is pinned to the CPU unless
+    ``JAX_PLATFORMS`` says otherwise; callers retrieve with bm25s's numpy backend, so every
+    machine ranks ties alike.
+    """
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import bm25s
+
+    return bm25s
+
+
 def tokenize(texts: list[str], language: str = "english") -> list[list[str]]:
     """bm25s's tokenizer: lower case, words of 2+ characters, stopwords out and stemmed when ``language`` is set."""
-    import bm25s
+    bm25s = load_bm25s()
 
     stemmer = stopwords = None
     if language:

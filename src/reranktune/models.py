@@ -51,6 +51,17 @@ def best_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def on_cpu(model):
+    """``model`` if it is on the CPU, else a CPU copy: ONNX export and the parity probe trace on the CPU."""
+    import copy
+
+    import torch
+
+    if next(model.parameters()).device.type == "cpu":
+        return model
+    return copy.deepcopy(model).to(torch.device("cpu"))
+
+
 def bf16_enabled(mode: str, device: str | None = None) -> bool:
     """Whether to autocast inference to bf16: ``auto`` where the hardware runs it natively.
 

@@ -169,6 +169,10 @@ class FinetuneParams(Section):
     mixed_precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     gradient_checkpointing: bool = False
     attn_implementation: str | None = None
+    pretokenize: bool = Field(False, description="tokenize every pair before training, so the collator only pads: "
+                              "on a GPU per-batch tokenization can take longer than the step")
+    group_by_length: bool = Field(False, description="batches of queries with similar pair lengths, in random "
+                                  "order: less padding (off: the plain random order)")
     save_steps: int = Field(50, ge=1)
     logging_steps: int = Field(5, ge=1)
     nproc: int = Field(1, ge=1, description="processes for torch distributed (DDP); >1 launches torchrun")

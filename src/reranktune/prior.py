@@ -25,7 +25,7 @@ import numpy as np
 from reranktune.embedding import model_prefixes
 from reranktune.io import InputError
 from reranktune.lexical import LexicalScorer
-from reranktune.models import best_device, loading, resolve_model, warn_remote_code
+from reranktune.models import best_device, loading, on_cpu, resolve_model, warn_remote_code
 from reranktune.params import EmbeddingParams, PriorParams
 from reranktune.reranker_config import DensePriorConfig, LexicalPriorConfig, PriorConfig
 from reranktune.scoring import ScoreRecipe
@@ -188,7 +188,7 @@ def export_prior_onnx(prior: Prior, path: Path, opset: int) -> None:
     """Write the prior's PyTorch encoder as one ONNX graph: token ids in, normalised embedding out."""
     import torch
 
-    model = prior.encoder.model   # a sentence-transformers model: Transformer, Pooling[, Normalize]
+    model = on_cpu(prior.encoder.model)   # a sentence-transformers model: Transformer, Pooling[, Normalize]
     sample = model.tokenizer(["a b", "c d e"], padding=True, return_tensors="pt")
     names = [n for n in ENCODER_INPUTS if n in sample]
 

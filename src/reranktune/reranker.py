@@ -10,6 +10,9 @@ prompt, maximum length and prior that ``reranktune.json`` saved beside the weigh
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +27,7 @@ from reranktune.scoring import Encoded, LogitBackend, PairEncoder, ScoreRecipe, 
 log = logging.getLogger(__name__)
 
 Backend = Literal["torch", "onnx"]
+SCORE_CHUNK_BATCHES = 8   # Reranker.score tokenizes up to this many batches' pairs at a time
 
 
 def model_input_names(model, tokenizer) -> list[str]:
@@ -162,12 +166,9 @@ class Reranker:
     def encode(self, query: str, passages: list[str], truncate: bool = True) -> list[Encoded]:
         """One request's pairs, tokenized, each with its prior score (serve runs this per request)."""
         queries = [query] * len(passages)
-        return self._with_prior(self.encoder.encode(queries, passages, truncate), queries, passages)
-
-    def _with_prior(self, pairs: list[Encoded], queries: list[str], passages: list[str]) -> list[Encoded]:
-        if self.prior is not None:
-            for pair, value in zip(pairs, self.prior.scores(queries, passages).tolist()):
-                pair["prior"] = value
+        pairs = self.encoder.encode(queries, passages, truncate)
+        for pair, value in zip(pairs, self._prior(queries, passages).tolist()):
+            pair["prior"] = value
         return pairs
 
     def score_encoded(self, pairs: list[Encoded], batch_size: int = 64, progress: bool = False) -> list[float]:
@@ -178,18 +179,68 @@ class Reranker:
 
     def logits_encoded(self, pairs: list[Encoded], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """The cross-encoder's logit alone per encoded pair."""
-        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i]["input_ids"]))
-        out = np.zeros(len(pairs), dtype=np.float32)
-        for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="rerank", unit="batch"):
-            rows = order[start : start + batch_size]
-            out[rows] = self.backend.logits(self.encoder.pad([pairs[i] for i in rows]))
-        return out
+        return self._logits([(list(range(len(pairs))), lambda: pairs)], len(pairs), batch_size, progress)
 
     def score(self, queries: list[str], passages: list[str], batch_size: int = 64,
               progress: bool = False) -> list[float]:
-        """One score per pair, the logit plus the prior's score."""
-        pairs = self._with_prior(self.encoder.encode(queries, passages), queries, passages)
-        return self.score_encoded(pairs, batch_size, progress)
+        """One score per pair, the logit plus the prior's score.
+
+        With the cross-encoder on a GPU, pairs are tokenized a chunk at a time on a worker thread
+        (the tokenizer releases the GIL) while the GPU scores the chunks before: tokenizing
+        everything first would leave it idle about as long as it then computes. Chunks follow the
+        pairs' length in characters and grow from one batch (the GPU starts soon) to
+        SCORE_CHUNK_BATCHES, sorted by tokens within a chunk so batches pad little; the prior is
+        computed meanwhile on a second thread. On a CPU, where tokenizing costs a few percent of
+        the model's time, every pair is tokenized and sorted first, which pads least, and the
+        prior runs before the model rather than competing for its cores.
+        """
+        gpu = getattr(self.backend, "cuda", False)
+        spans = [list(range(len(queries)))] if queries else []
+        if gpu:
+            order = sorted(range(len(queries)), key=lambda i: len(queries[i]) + len(passages[i]))
+            spans, start, size = [], 0, batch_size
+            while start < len(order):
+                spans.append(order[start : start + size])
+                start, size = start + size, min(2 * size, SCORE_CHUNK_BATCHES * batch_size)
+        pool = ThreadPoolExecutor(2 if gpu else 1, thread_name_prefix="score")
+        try:
+            prior = pool.submit(self._prior, queries, passages) if gpu else None
+            prior_scores = None if gpu else self._prior(queries, passages)
+            chunks = [(span, pool.submit(self.encoder.encode, [queries[i] for i in span],
+                                         [passages[i] for i in span]).result) for span in spans]
+            logits = self._logits(chunks, len(queries), batch_size, progress)
+            prior_scores = prior.result() if prior else prior_scores
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return ScoreRecipe.total(logits.astype(np.float64), prior_scores).tolist()
+
+    def _prior(self, queries: list[str], passages: list[str]) -> np.ndarray:
+        return self.prior.scores(queries, passages) if self.prior is not None else np.zeros(len(queries))
+
+    def _logits(self, chunks: list[tuple[list[int], Callable[[], list[Encoded]]]], total: int, batch_size: int,
+                progress: bool) -> np.ndarray:
+        """Logits of ``total`` pairs given as (their positions, a call returning them encoded) chunks.
+
+        Within a chunk similar token lengths share a batch, so padding stays small; the
+        backend gets every batch as one stream and waits for the device once.
+        """
+        rows: list[list[int]] = []
+
+        def batches():
+            for positions, encoded in chunks:
+                pairs = encoded()
+                by_length = sorted(range(len(pairs)), key=lambda j: len(pairs[j]["input_ids"]))
+                for start in range(0, len(by_length), batch_size):
+                    part = by_length[start : start + batch_size]
+                    rows.append([positions[j] for j in part])
+                    yield self.encoder.pad([pairs[j] for j in part])
+
+        n_batches = sum(math.ceil(len(positions) / batch_size) for positions, _ in chunks)
+        bar = tqdm(batches(), total=n_batches, disable=not progress, desc="rerank", unit="batch")
+        out = np.zeros(total, dtype=np.float32)
+        for positions, logits in zip(rows, self.backend.logits_batches(bar)):
+            out[positions] = logits
+        return out
 
 
 def _onnx_backend(folder: Path, config: RerankerConfig, onnx_file: str | None, threads: int) -> SessionBackend:

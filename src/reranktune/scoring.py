@@ -9,6 +9,7 @@ logits (PyTorch, ONNX Runtime, TensorRT), which ``reranker.Reranker`` picks.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,6 +120,8 @@ class LogitBackend(Protocol):
 
     def logits(self, arrays: dict[str, np.ndarray]) -> np.ndarray: ...
 
+    def logits_batches(self, batches: Iterable[dict[str, np.ndarray]]) -> list[np.ndarray]: ...
+
 
 class TorchBackend:
     def __init__(self, model, device: str, bf16: bool | None = None) -> None:
@@ -126,15 +129,36 @@ class TorchBackend:
 
         self.model = model.to(device).eval()
         self.device = device
+        self.cuda = torch.device(device).type == "cuda"
         # bf16 autocast: on by default where the GPU supports it; CPUs with AMX may opt in
-        self.bf16 = (device == "cuda" and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
+        self.bf16 = (self.cuda and torch.cuda.is_bf16_supported()) if bf16 is None else bf16
 
     def logits(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        return self.logits_batches([arrays])[0]
+
+    def logits_batches(self, batches: Iterable[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """Each batch's logits, waiting for the device once at the end rather than after every batch.
+
+        On a GPU the host pads and copies the next batch (from pinned memory, without blocking)
+        while the device still runs the one before, so the device does not idle between batches.
+        """
         import torch
 
-        batch = {name: torch.from_numpy(a).to(self.device) for name, a in arrays.items()}
-        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
-            return self.model(**batch).logits[:, 0].float().cpu().numpy()
+        outputs = []
+        with torch.inference_mode(), torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16,
+                                                    enabled=self.bf16):
+            for arrays in batches:
+                batch = {name: self._to_device(torch.from_numpy(a)) for name, a in arrays.items()}
+                outputs.append(self.model(**batch).logits[:, 0].float())
+            if not outputs:
+                return []
+            flat = torch.cat(outputs).cpu().numpy()
+        return np.split(flat, np.cumsum([len(o) for o in outputs])[:-1])
+
+    def _to_device(self, tensor):
+        if self.cuda:
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
 
 
 class SessionBackend:
@@ -146,3 +170,6 @@ class SessionBackend:
 
     def logits(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.session.run([self.output], arrays)[0])[:, 0].astype(np.float32)
+
+    def logits_batches(self, batches: Iterable[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        return [self.logits(arrays) for arrays in batches]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from reranktune.embedding import Embedder
 from reranktune.evaluation.beir_data import BeirData
 from reranktune.evaluation.metrics import Run
-from reranktune.lexical import tokenize
+from reranktune.lexical import load_bm25s, tokenize
 from reranktune.params import EmbeddingParams, EvalParams, FirstStage
 from reranktune.retrieval import DenseIndex
 
@@ -55,14 +55,13 @@ def bm25_retrieval(data: BeirData, top_k: int, language: str = "english") -> Run
     Every query gets ``top_k`` documents, zero-scored ones included, so that no query
     drops out of the means (pytrec_eval averages over the queries a run contains).
     """
-    import bm25s
-
     doc_ids = list(data.corpus)
     qids = list(data.queries)
-    retriever = bm25s.BM25()
+    retriever = load_bm25s().BM25()
     retriever.index(tokenize([data.passage_text(d) for d in doc_ids], language), show_progress=False)
     rows, scores = retriever.retrieve(
-        tokenize([data.queries[q] for q in qids], language), k=min(top_k, len(doc_ids)), show_progress=False
+        tokenize([data.queries[q] for q in qids], language), k=min(top_k, len(doc_ids)), show_progress=False,
+        backend_selection="numpy",
     )
     return {
         qid: {doc_ids[int(r)]: float(s) for r, s in zip(rows[i], scores[i])}

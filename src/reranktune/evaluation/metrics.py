@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytrec_eval
-from beir.retrieval.evaluation import EvaluateRetrieval
 
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
@@ -24,15 +23,17 @@ def per_query_mrr(qrels: Qrels, run: Run, k: int) -> dict[str, float]:
 
 def ranking_metrics(qrels: Qrels, run: Run, k_values: list[int], mrr_k: int = 10) -> dict[str, dict[str, float]]:
     """``{"NDCG": {"NDCG@k"}, "MAP", "Recall", "Precision": {"P@k"}, "MRR": {"MRR@k"}}``, means over queries."""
-    ndcg, _map, recall, precision = EvaluateRetrieval.evaluate(
-        qrels, run, sorted(set(k_values)), ignore_identical_ids=False
-    )
+    ks = sorted(set(k_values))
+    families = {"NDCG": ("ndcg_cut", "NDCG"), "MAP": ("map_cut", "MAP"), "Recall": ("recall", "Recall"),
+                "Precision": ("P", "P")}
+    measures = {f"{measure}.{','.join(map(str, ks))}" for measure, _ in families.values()}
+    scores = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
+    means = {family: {f"{name}@{k}": round(sum(s[f"{measure}_{k}"] for s in scores.values()) / len(scores), 5)
+                      for k in ks}
+             for family, (measure, name) in families.items()}   # BEIR's EvaluateRetrieval figures, without beir
     mrr = per_query_mrr(qrels, run, mrr_k)
     return {
-        "NDCG": ndcg,
-        "MAP": _map,
-        "Recall": recall,
-        "Precision": precision,
+        **means,
         "MRR": {f"MRR@{mrr_k}": round(sum(mrr.values()) / len(mrr), 5) if mrr else 0.0},
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +83,14 @@ def rerank(data: BeirData, candidates: Run, reranker: Reranker, batch_size: int)
     return run
 
 
+def rerank_speed(run: Run, seconds: float, reranker: Reranker, batch_size: int) -> dict:
+    """How fast a reranker scored a run, prior included: on a GPU, what to hold against bench/gpu_throughput.py."""
+    pairs = sum(len(docs) for docs in run.values())
+    return {"pairs": pairs, "seconds": round(seconds, 3), "pairs_per_s": round(pairs / max(seconds, 1e-9), 1),
+            "device": getattr(reranker.backend, "device", None), "bf16": getattr(reranker.backend, "bf16", None),
+            "batch_size": batch_size}
+
+
 def first_stage_names(params: EvalParams) -> list[str]:
     """The reranked first stage first, then the others when they are compared too."""
     others = [n for n in FIRST_STAGES if n != params.first_stage] if params.compare_first_stages else []
@@ -116,10 +125,15 @@ def evaluate(
     """Every first stage alone, and each reranker on ``params.first_stage``'s candidates."""
     names = first_stage_names(params)
     runs: dict[str, Run] = first_stage_runs(data, names, FirstStageSettings.from_params(params, embedding))
+    speed: dict[str, dict] = {}
     for name, reranker in (("base", base), ("finetuned", finetuned)):
         if reranker is not None:
             log.info("reranking the %s candidates with the %s model", params.first_stage, name)
+            start = time.perf_counter()
             runs[name] = rerank(data, runs[params.first_stage], reranker, params.batch_size)
+            speed[name] = rerank_speed(runs[name], time.perf_counter() - start, reranker, params.batch_size)
+            log.info("%s: %d pairs in %.1f s, %.0f pairs/s (%s)", name, speed[name]["pairs"], speed[name]["seconds"],
+                     speed[name]["pairs_per_s"], speed[name]["device"])
 
     key = f"NDCG@{params.significance_k}"
     recall_k = max(params.k_values)
@@ -139,6 +153,8 @@ def evaluate(
         metrics["breakdown"] = {"metric": key, **by_meta}
     metrics["dataset"] = {"queries": len(data.queries), "passages": len(data.corpus),
                           "first_stage": params.first_stage, "top_k": params.top_k}
+    if speed:
+        metrics["rerank_speed"] = speed
     if notes:
         metrics["notes"] = list(notes)
     return EvalResult(metrics=metrics, runs=runs, per_query=per_query)

@@ -19,6 +19,7 @@ from reranktune.export.parity import ParityProbe, onnx_session
 from reranktune.export.tensorrt_engine import ENGINE_FILE, TensorRTSession, build_engine, tensorrt_missing
 from reranktune.export.variants import CPU_PREFERENCE, VARIANTS, Variant, build_variants
 from reranktune.io import atomic_dir, write_json
+from reranktune.models import on_cpu
 from reranktune.params import ExportParams
 from reranktune.prior import PRIOR_ONNX, Prior, export_prior_onnx
 from reranktune.reranker import Reranker
@@ -98,16 +99,19 @@ def _default_variant(report: dict) -> str:
 
 def run_export(params: ExportParams, first_stage: FirstStageSettings, model_dir: str | Path,
                beir_dir: str | Path, output_dir: str | Path, report_path: str | Path) -> dict:
-    reranker = Reranker.from_pretrained(str(model_dir), device="cpu")
+    # the gate's PyTorch reference reranks in fp32 on the GPU where there is one; export and parity use a CPU copy
+    reranker = Reranker.from_pretrained(str(model_dir), bf16=False)
+    cpu_model = on_cpu(reranker.model)
     texts = parity_texts(beir_dir, reranker.prompt_template, params.parity_pairs)
     sample = reranker.tokenizer(texts[:2], padding=True, return_tensors="pt")
     with atomic_dir(output_dir) as out:
-        names = export_onnx(reranker.model, reranker.tokenizer, out / VARIANTS["fp32"].file, params.opset, sample)
+        names = export_onnx(cpu_model, reranker.tokenizer, out / VARIANTS["fp32"].file, params.opset, sample)
         built = build_variants(out, params.variants, reranker.model.config)
         variants = {name: VARIANTS[name] for name in built} | _tensorrt(params, out, names)
         ranking = ranking_set(beir_dir, first_stage, params.gate_queries, params.gate_top_k)
-        report, served_prior, prior_config = _gate(reranker, variants, built, names, texts, ranking,
-                                                   Path(model_dir), out, params)
+        probe = ParityProbe(cpu_model, reranker.tokenizer, texts, reranker.max_length, names)
+        report, served_prior, prior_config = _gate(reranker, variants, built, probe, ranking, Path(model_dir), out,
+                                                   params)
         write_json(report_path, report)
         if not report["fp32"]["accepted"]:
             raise ParityError(f"the fp32 ONNX export fails the accuracy gate: {report['fp32']['rejected_because']}")
@@ -133,15 +137,15 @@ def run_export(params: ExportParams, first_stage: FirstStageSettings, model_dir:
     return report
 
 
-def _gate(reranker: Reranker, variants: dict[str, Variant], built: dict, names: list[str], texts: list[str],
-          ranking: RankingSet, model_dir: Path, out: Path, params: ExportParams) -> tuple[dict, Prior | None, PriorConfig | None]:
+def _gate(reranker: Reranker, variants: dict[str, Variant], built: dict, probe: ParityProbe, ranking: RankingSet,
+          model_dir: Path, out: Path, params: ExportParams) -> tuple[dict, Prior | None, PriorConfig | None]:
     """Every variant judged against PyTorch; returns the report, the prior serve will use and its config."""
-    probe = ParityProbe(reranker.model, reranker.tokenizer, texts, reranker.max_length, names)
     torch_ndcg, torch_speed = ranking.ndcg(reranker, params.batch_size)
     report: dict = {
         "gate": {"queries": len(ranking.data.queries), "pairs": ranking.pairs, "top_k": params.gate_top_k,
                  "first_stage": ranking.first_stage, "max_ndcg_drop": params.max_ndcg_drop},
-        "torch": {NDCG_KEY: round(torch_ndcg, 5), "pairs_per_s": round(torch_speed, 1)},
+        "torch": {NDCG_KEY: round(torch_ndcg, 5), "pairs_per_s": round(torch_speed, 1),
+                  "device": reranker.backend.device},
     }
     served_prior, prior_config = reranker.prior, reranker.config.prior
     if prior_config is not None:

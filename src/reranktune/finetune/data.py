@@ -4,6 +4,7 @@ from __future__ import annotations
 from itertools import cycle, islice
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -71,11 +72,69 @@ class ListwiseDataset(torch.utils.data.Dataset):
             item["prior"] = values[start : start + len(item["passages"])]
             start += len(item["passages"])
 
+    def tokenize(self, encoder: PairEncoder) -> None:
+        """Encode every pair now, in one call (the tokenizer's threads share it), so the collator only pads.
+
+        On a GPU, per-batch tokenization on the training loop's thread can take longer than the
+        step itself; done up front it costs a few seconds once.
+        """
+        queries, passages = self.pairs()
+        encoded = encoder.encode(queries, passages)
+        start = 0
+        for item in self.items:
+            end = start + len(item["passages"])
+            item["encoded"] = [{name: np.asarray(ids, dtype=np.int32) for name, ids in pair.items()}
+                               for pair in encoded[start:end]]
+            start = end
+
+    def lengths(self) -> list[int]:
+        """Per item, its longest pair: in tokens once tokenized, else in characters."""
+        if self.items and "encoded" in self.items[0]:
+            return [max(len(pair["input_ids"]) for pair in item["encoded"]) for item in self.items]
+        return [len(item["query"]) + max(map(len, item["passages"])) for item in self.items]
+
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
+
+
+class LengthGroupedSampler(torch.utils.data.Sampler[int]):
+    """Batches of items of similar length, the batches in random order.
+
+    Items are shuffled, cut into pools of ``pool_batches`` batches, sorted by length within
+    a pool and cut into batches, which are then shuffled (a short last batch stays last):
+    padding stays small, and unlike transformers' sampler no run of long batches precedes
+    the short ones. The order is a function of (seed, epoch), so a resumed run replays the
+    interrupted epoch.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, pool_batches: int = 50) -> None:
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.pool = batch_size * pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        batches = []
+        for start in range(0, len(order), self.pool):
+            pool = sorted(order[start : start + self.pool], key=lambda i: self.lengths[i])
+            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        # a short last batch stays last: the data loader cuts this stream into batches again
+        short = batches.pop() if batches and len(batches[-1]) < self.batch_size else []
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            yield from batches[b]
+        yield from short
 
 
 class ListwiseCollator:
@@ -85,8 +144,12 @@ class ListwiseCollator:
         self.encoder = encoder
 
     def __call__(self, features: list[dict]) -> dict:
-        queries = [f["query"] for f in features for _ in f["passages"]]
-        arrays = self.encoder.pad(self.encoder.encode(queries, [p for f in features for p in f["passages"]]))
+        if "encoded" in features[0]:   # ListwiseDataset.tokenize ran
+            encoded = [pair for f in features for pair in f["encoded"]]
+        else:
+            queries = [f["query"] for f in features for _ in f["passages"]]
+            encoded = self.encoder.encode(queries, [p for f in features for p in f["passages"]])
+        arrays = self.encoder.pad(encoded)
         inputs = {name: torch.from_numpy(array) for name, array in arrays.items()}
         for key, name in (("scores", "teacher_scores"), ("prior", "prior_scores")):
             if key in features[0]:

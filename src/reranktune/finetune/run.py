@@ -141,6 +141,10 @@ def training_arguments(params: FinetuneParams, checkpoint_dir: Path, per_device:
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
+        optim="adamw_torch_fused",   # transformers' default since torch 2.8, named so that it stays
+        # the loss's NaN check is a host sync every step on a GPU; a NaN loss shows in the curves instead
+        logging_nan_inf_filter=False,
+        accelerator_config={"non_blocking": torch.cuda.is_available()},   # pinned batches, copied without a wait
         ddp_find_unused_parameters=False,
         fsdp=params.fsdp,
         report_to="none",
@@ -229,14 +233,17 @@ def run_finetune(
     return summary
 
 
-def _train(params: FinetuneParams, model, tokenizer, train_data: ListwiseDataset, val_data: ListwiseDataset | None,
-           checkpoint_dir: Path, live_dir: str | Path, callbacks: list | None, resume: bool, per_device: int,
-           accumulation: int):
-    """Run the Trainer, resuming where a checkpoint allows; returns (trainer, train result)."""
-    is_main = int(os.environ.get("RANK", "0")) == 0
+def make_trainer(params: FinetuneParams, model, tokenizer, train_data: ListwiseDataset,
+                 val_data: ListwiseDataset | None, checkpoint_dir: Path, per_device: int, accumulation: int,
+                 callbacks: list | None = None) -> ListwiseTrainer:
+    """The stage's Trainer: collator, loss, schedule, and the data options (bench/gpu_throughput.py times it too)."""
     encoder = PairEncoder(tokenizer, params.prompt_template, params.rerank_max_length,
                           model_input_names(model, tokenizer))
-    trainer = ListwiseTrainer(
+    if params.pretokenize:
+        for data in (train_data, val_data):
+            if data is not None:
+                data.tokenize(encoder)
+    return ListwiseTrainer(
         model=model,
         args=training_arguments(params, checkpoint_dir, per_device, accumulation, val_data is not None),
         train_dataset=train_data,
@@ -244,13 +251,23 @@ def _train(params: FinetuneParams, model, tokenizer, train_data: ListwiseDataset
         data_collator=ListwiseCollator(encoder),
         processing_class=tokenizer,
         compute_metrics=ranking_metrics if val_data else None,
-        callbacks=([_dvclive_callback(live_dir)] if is_main else []) + list(callbacks or []),
+        callbacks=list(callbacks or []),
         n_passages=params.train_n_passages,
         temperature=params.temperature,
         decay=params.lr_scheduler,
         distillation_weight=params.distillation_weight,
         distillation_temperature=params.distillation_temperature,
+        group_by_length=params.group_by_length,
     )
+
+
+def _train(params: FinetuneParams, model, tokenizer, train_data: ListwiseDataset, val_data: ListwiseDataset | None,
+           checkpoint_dir: Path, live_dir: str | Path, callbacks: list | None, resume: bool, per_device: int,
+           accumulation: int):
+    """Run the Trainer, resuming where a checkpoint allows; returns (trainer, train result)."""
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    trainer = make_trainer(params, model, tokenizer, train_data, val_data, checkpoint_dir, per_device, accumulation,
+                           ([_dvclive_callback(live_dir)] if is_main else []) + list(callbacks or []))
     has_checkpoint = any(checkpoint_dir.glob("checkpoint-*"))
     if resume and has_checkpoint:
         log.info("resuming from the last checkpoint in %s", checkpoint_dir)

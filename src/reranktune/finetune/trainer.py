@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
 
+from reranktune.finetune.data import LengthGroupedSampler
 from reranktune.scoring import ScoreRecipe
 
 
@@ -59,6 +60,7 @@ class ListwiseTrainer(Trainer):
         decay: str,
         distillation_weight: float = 0.0,
         distillation_temperature: float = 1.0,
+        group_by_length: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -67,8 +69,16 @@ class ListwiseTrainer(Trainer):
         self.decay = decay
         self.distillation_weight = distillation_weight
         self.distillation_temperature = distillation_temperature
+        self.group_by_length = group_by_length
         # our loss is a per-micro-batch mean: let Trainer divide by accumulation steps
         self.model_accepts_loss_kwargs = False
+
+    def _get_train_sampler(self, train_dataset=None):
+        """Length-grouped batches (transformers' own sampler needs token ids in the items, ours are groups)."""
+        if not self.group_by_length:
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return LengthGroupedSampler(dataset.lengths(), self.args.train_batch_size, self.args.data_seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_scores = inputs.pop("teacher_scores", None)

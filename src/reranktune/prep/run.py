@@ -9,7 +9,7 @@ import numpy as np
 
 from reranktune.embedding import Embedder
 from reranktune.io import atomic_dir, write_json
-from reranktune.lexical import tokenize
+from reranktune.lexical import load_bm25s, tokenize
 from reranktune.params import PrepParams
 from reranktune.prep.mining import mine_hard_negatives
 from reranktune.prep.records import Query, load_sdg
@@ -32,11 +32,10 @@ def _histogram(values: list[float], bins: int = 10) -> dict:
 
 def bm25_rows(queries: list[str], passages: list[str], k: int, language: str) -> list[list[int]]:
     """Per query, the best ``k`` passage rows by BM25 (the eval stage's tokenizer and scoring)."""
-    import bm25s
-
-    retriever = bm25s.BM25()
+    retriever = load_bm25s().BM25()
     retriever.index(tokenize(passages, language), show_progress=False)
-    rows, scores = retriever.retrieve(tokenize(queries, language), k=min(k, len(passages)), show_progress=False)
+    rows, scores = retriever.retrieve(tokenize(queries, language), k=min(k, len(passages)), show_progress=False,
+                                      backend_selection="numpy")
     return [[int(r) for r, s in zip(row, score) if s > 0] for row, score in zip(rows, scores)]
 
 
