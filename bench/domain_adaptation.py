@@ -77,15 +77,19 @@ def load_config(params_file: Path) -> dict:
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
-    """``section.key=value`` pairs (value parsed as YAML) onto ``config``."""
+    """``section.key=value`` pairs (value parsed as YAML) onto ``config``; keys may nest
+    (``finetune.prior.dense_weight=20``), as in ``dvc exp run -S``."""
     for item in overrides:
         key, sep, raw = item.partition("=")
-        section, _, name = key.partition(".")
-        if not sep or not name or section not in config:
+        section, *path = key.split(".")
+        if not sep or not path or section not in config:
             raise InputError(f"--params {item!r}: expected section.key=value with section in {sorted(config)}")
-        if section == "bench" and name not in BENCH_DEFAULTS:
+        if section == "bench" and key.partition(".")[2] not in BENCH_DEFAULTS:
             raise InputError(f"--params {item!r}: unknown bench key (known: {sorted(BENCH_DEFAULTS)})")
-        config[section][name] = yaml.safe_load(raw)
+        parent = config[section]
+        for name in path[:-1]:
+            parent = parent.setdefault(name, {})
+        parent[path[-1]] = yaml.safe_load(raw)
     return config
 
 

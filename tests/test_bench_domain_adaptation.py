@@ -93,6 +93,12 @@ def test_unknown_bench_key_is_named(beir_dir, tmp_path):
         load_bench().main([str(beir_dir), "--params", "bench.rerank_depth=5"])
 
 
+def test_nested_overrides_reach_their_key_and_leave_siblings():
+    config = {"finetune": {"prior": {"dense_weight": 10.0, "lexical_weight": 10.0}}, "bench": {}}
+    load_bench().apply_overrides(config, ["finetune.prior.dense_weight=20", "finetune.learning_rate=0.0001"])
+    assert config["finetune"] == {"prior": {"dense_weight": 20, "lexical_weight": 10.0}, "learning_rate": 0.0001}
+
+
 @pytest.fixture
 def rerank_depth(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "bench"))   # it imports its helpers from domain_adaptation

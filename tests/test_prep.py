@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reranktune.evaluation.beir_data import load_beir
 from reranktune.params import EmbeddingParams, PrepParams
 from reranktune.prep.mining import guard_threshold, mine_hard_negatives
 from reranktune.prep.records import Query, load_sdg
@@ -133,7 +134,7 @@ def test_load_sdg_filters_and_reports_bad_lines(tmp_path):
     assert data.bad_lines == [f"{path}:2: invalid JSON: Expecting property name enclosed in double quotes"]
 
 
-def test_prep_outputs_load_in_beir_and_exclude_test_chunks(small_corpus, tmp_path, monkeypatch):
+def test_prep_outputs_are_beir_and_exclude_test_chunks(small_corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     sdg = tmp_path / "qa.jsonl"
     run_sdg(SdgParams(input_path=str(small_corpus)), sdg, tmp_path / "sdg.json")
@@ -141,8 +142,13 @@ def test_prep_outputs_load_in_beir_and_exclude_test_chunks(small_corpus, tmp_pat
     report = run_prep(params, sdg, tmp_path / "prep", tmp_path / "prep.json")
     assert report["train_records"] > 0 and report["queries_per_split"]["test"] > 0
 
-    from beir.datasets.data_loader import GenericDataLoader
-    corpus, queries, qrels = GenericDataLoader(str(tmp_path / "prep" / "eval_beir")).load("test")
+    beir = tmp_path / "prep" / "eval_beir"
+    assert (beir / "qrels" / "test.tsv").read_text().splitlines()[0] == "query-id\tcorpus-id\tscore"
+    for name in ("corpus.jsonl", "queries.jsonl"):   # the fields BEIR's GenericDataLoader reads
+        for line in (beir / name).read_text().splitlines():
+            assert {"_id", "text"} <= json.loads(line).keys()
+    test_set = load_beir(beir)
+    corpus, queries, qrels = test_set.corpus, test_set.queries, test_set.qrels
     assert len(queries) == report["queries_per_split"]["test"]
     assert all(d in corpus for rel in qrels.values() for d in rel)
 
