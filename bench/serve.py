@@ -4,7 +4,7 @@
 
 Starts `reranktune serve` twice on 127.0.0.1 (dynamic batching on, then off: the
 baseline), drives each with `concurrency` clients sending `passages` real passages
-from the sample corpus per request for `duration` seconds, then a second, smaller
+from the bundled NQ-UTD corpus per request for `duration` seconds, then a second, smaller
 load (4 passages per request) where cross-request batching matters most. Prints the
 ratios and writes bench/results/serve.json. The model is a copy of models/onnx when
 it exists, otherwise the packaged all-MiniLM-L6-v2 exported with an untrained head

@@ -17,7 +17,9 @@ How the two are weighed and added to the logit is ``scoring.ScoreRecipe``'s busi
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ from reranktune.scoring import ScoreRecipe
 log = logging.getLogger(__name__)
 
 PRIOR_FOLDER = "prior"
+EMBEDDING_CACHE_TEXTS = 10_000   # about 15 MB at MiniLM's 384 dimensions
 PRIOR_ONNX = "model.onnx"
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -74,12 +77,45 @@ class OnnxEncoder:
         return np.stack(vectors).astype(np.float32)
 
 
+class CachedEncoder:
+    """An encoder that remembers the embeddings of the last ``max_texts`` texts it saw.
+
+    Serving a prior means embedding every passage of every request, which costs more than the
+    cross-encoder (the embedder reads 256 tokens, the cross-encoder 128). A reranker sees the
+    same passages again and again (its corpus is finite), so those are embedded once.
+    """
+
+    def __init__(self, encoder, max_texts: int = EMBEDDING_CACHE_TEXTS) -> None:
+        self.encoder = encoder
+        self.max_texts = max_texts
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()   # serve scores from more than one thread
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            found = {t: self._vectors[t] for t in dict.fromkeys(texts) if t in self._vectors}
+            for text in found:
+                self._vectors.move_to_end(text)
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            fresh = dict(zip(missing, self.encoder(missing)))
+            found.update(fresh)
+            with self._lock:
+                self._vectors.update(fresh)
+                while len(self._vectors) > self.max_texts:
+                    self._vectors.popitem(last=False)
+        if not texts:
+            return np.zeros((0, 1), dtype=np.float32)
+        return np.stack([found[t] for t in texts])
+
+
 class Prior:
     """The prior's evidence for any pair: the dense cosine and the normalised BM25, unweighted."""
 
     def __init__(self, config: PriorConfig, encoder=None, lexical: LexicalScorer | None = None) -> None:
         self.config = config
         self.encoder = encoder
+        self.embed = CachedEncoder(encoder) if encoder is not None else None
         self.lexical = lexical
         self.recipe = ScoreRecipe(config.dense.weight if config.dense else 0.0,
                                   config.lexical.weight if config.lexical else 0.0)
@@ -115,8 +151,8 @@ class Prior:
         dense = self.config.dense
         unique_queries = list(dict.fromkeys(queries))
         unique_passages = list(dict.fromkeys(passages))
-        q = self.encoder([dense.query_prefix + t for t in unique_queries])
-        p = self.encoder([dense.passage_prefix + t for t in unique_passages])
+        q = self.embed([dense.query_prefix + t for t in unique_queries])
+        p = self.embed([dense.passage_prefix + t for t in unique_passages])
         q_row = {t: i for i, t in enumerate(unique_queries)}
         p_row = {t: i for i, t in enumerate(unique_passages)}
         rows_q = np.array([q_row[t] for t in queries], dtype=np.int64)
