@@ -56,7 +56,7 @@ class Timer:
 
 def bench_folder(folder: Path, args: argparse.Namespace) -> dict:
     from reranktune.evaluation.beir_data import load_beir
-    from reranktune.evaluation.first_stage import bm25_retrieval, dense_retrieval, reciprocal_rank_fusion
+    from reranktune.evaluation.first_stage import bm25_retrieval, dense_retrieval, fuse_runs
     from reranktune.evaluation.metrics import ranking_metrics
     from reranktune.evaluation.run import rerank
     from reranktune.params import EmbeddingParams, load_section
@@ -71,7 +71,7 @@ def bench_folder(folder: Path, args: argparse.Namespace) -> dict:
     with Timer() as t:
         bm25 = bm25_retrieval(data, args.top_k)
     timings["bm25"] = t.result()
-    hybrid = reciprocal_rank_fusion([dense, bm25], args.top_k)
+    hybrid = fuse_runs([dense, bm25], args.top_k)
     ks = [1, 5, 10, 100]
     retrieval = {name: ranking_metrics(data.qrels, run, ks) for name, run in
                  (("dense", dense), ("bm25", bm25), ("hybrid", hybrid))}

@@ -12,7 +12,7 @@ from conftest import SAMPLE_CORPUS
 from reranktune.evaluation.beir_data import load_beir
 from reranktune.evaluation.breakdown import breakdown
 from reranktune.evaluation.endpoint import EndpointMismatch, compare_metrics
-from reranktune.evaluation.first_stage import bm25_retrieval, reciprocal_rank_fusion
+from reranktune.evaluation.first_stage import bm25_retrieval, fuse_runs
 from reranktune.evaluation.metrics import per_query_scores, ranking_metrics
 from reranktune.evaluation.run import EvalOutputs, check_endpoint, evaluate, rerank, run_eval
 from reranktune.evaluation.significance import compare_systems, paired_randomization_test
@@ -101,7 +101,7 @@ def test_compare_systems_pairs_queries_by_id():
 def test_reciprocal_rank_fusion_sums_inverse_ranks():
     dense = {"q": {"a": 0.9, "b": 0.8, "c": 0.1}}
     sparse = {"q": {"c": 12.0, "a": 3.0, "d": 1.0}}
-    fused = reciprocal_rank_fusion([dense, sparse], top_k=3, k=60)["q"]
+    fused = fuse_runs([dense, sparse], top_k=3, k=60)["q"]
     assert fused["a"] == pytest.approx(1 / 61 + 1 / 62)
     assert fused["c"] == pytest.approx(1 / 63 + 1 / 61)
     assert list(fused) == ["a", "c", "b"]   # d (1/63 alone) falls outside the top 3

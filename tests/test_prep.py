@@ -209,9 +209,9 @@ def test_a_training_file_with_unknown_ids_is_refused_by_record(tmp_path):
 
 
 def test_hybrid_mining_adds_the_passages_bm25_ranks_high_and_keeps_the_dense_guard():
-    from reranktune.prep.mining import fused_order
+    from reranktune.retrieval import reciprocal_rank_fusion
 
-    assert fused_order([[0, 1, 2], [2, 3]], k=60)[:2] == [2, 0]   # in both lists beats first in one
+    assert list(reciprocal_rank_fusion([[0, 1, 2], [2, 3]], k=60))[:2] == [2, 0]   # in both lists beats first in one
     # dense space: query [1, 0]; pool rows 0-1 close to it, row 2 far (BM25's favourite), row 3 the positive
     pool = np.array([[0.9, 0.436], [0.8, 0.6], [0.1, 0.995], [0.999, 0.045]], dtype=np.float32)
     kwargs = dict(positives=[["p"]], pool_ids=["a", "b", "lexical", "p"], pool_vectors=pool,

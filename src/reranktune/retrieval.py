@@ -1,4 +1,4 @@
-"""Exact inner-product search over normalised embeddings.
+"""Exact inner-product search over normalised embeddings, and reciprocal-rank fusion.
 
 faiss when it is installed (a GPU index when faiss sees a GPU), otherwise a torch
 matrix product + top-k on the best device: same results, no extra dependency on
@@ -42,3 +42,15 @@ class DenseIndex:
         scores = torch.from_numpy(queries).to(self._passages.device) @ self._passages.T
         top = torch.topk(scores, k, dim=1)
         return top.values.cpu().numpy(), top.indices.cpu().numpy()
+
+
+def reciprocal_rank_fusion(rankings: list[list], k: int = 60) -> dict:
+    """RRF (Cormack et al. 2009): item -> sum of 1 / (k + rank) over best-first rankings.
+
+    Best first; ties go to the smaller item, so every caller breaks them alike.
+    """
+    fused: dict = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
+    return dict(sorted(fused.items(), key=lambda entry: (-entry[1], entry[0])))

@@ -10,7 +10,7 @@ from reranktune.evaluation.beir_data import BeirData
 from reranktune.evaluation.metrics import Run
 from reranktune.lexical import load_bm25s, tokenize
 from reranktune.params import EmbeddingParams, EvalParams, FirstStage
-from reranktune.retrieval import DenseIndex
+from reranktune.retrieval import DenseIndex, reciprocal_rank_fusion
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +69,14 @@ def bm25_retrieval(data: BeirData, top_k: int, language: str = "english") -> Run
     }
 
 
-def reciprocal_rank_fusion(runs: list[Run], top_k: int, k: int = 60) -> Run:
-    """RRF (Cormack et al. 2009): sum of 1 / (k + rank) over the runs, best ``top_k`` kept."""
+def fuse_runs(runs: list[Run], top_k: int, k: int = 60) -> Run:
+    """The runs' reciprocal-rank fusion per query, best ``top_k`` kept."""
     fused: Run = {}
-    for run in runs:
-        for qid, docs in run.items():
-            ranked = sorted(docs.items(), key=lambda item: (-item[1], item[0]))
-            target = fused.setdefault(qid, {})
-            for rank, (doc_id, _) in enumerate(ranked, start=1):
-                target[doc_id] = target.get(doc_id, 0.0) + 1.0 / (k + rank)
-    return {
-        qid: dict(sorted(docs.items(), key=lambda item: (-item[1], item[0]))[:top_k])
-        for qid, docs in fused.items()
-    }
+    for qid in dict.fromkeys(q for run in runs for q in run):
+        rankings = [[doc for doc, _ in sorted(run[qid].items(), key=lambda item: (-item[1], item[0]))]
+                    for run in runs if qid in run]
+        fused[qid] = dict(list(reciprocal_rank_fusion(rankings, k).items())[:top_k])
+    return fused
 
 
 def first_stage_runs(data: BeirData, names: list[str], settings: FirstStageSettings) -> dict[str, Run]:
@@ -97,5 +92,5 @@ def first_stage_runs(data: BeirData, names: list[str], settings: FirstStageSetti
         log.info("first stage: BM25")
         runs["bm25"] = bm25_retrieval(data, settings.top_k, settings.bm25_language)
     if "hybrid" in names:
-        runs["hybrid"] = reciprocal_rank_fusion([runs["dense"], runs["bm25"]], settings.top_k, settings.rrf_k)
+        runs["hybrid"] = fuse_runs([runs["dense"], runs["bm25"]], settings.top_k, settings.rrf_k)
     return {name: runs[name] for name in names}

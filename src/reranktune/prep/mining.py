@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reranktune.retrieval import DenseIndex
+from reranktune.retrieval import DenseIndex, reciprocal_rank_fusion
 
 
 @dataclass
@@ -26,15 +26,6 @@ class MinedNegatives:
     counts: Counter = field(default_factory=Counter)
     negative_scores: list[float] = field(default_factory=list)
     positive_scores: list[float] = field(default_factory=list)
-
-
-def fused_order(rankings: list[list[int]], k: int) -> list[int]:
-    """Rows by reciprocal-rank fusion of several best-first rankings (ties: the lower row first)."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, row in enumerate(ranking, start=1):
-            fused[row] = fused.get(row, 0.0) + 1.0 / (k + rank)
-    return sorted(fused, key=lambda row: (-fused[row], row))
 
 
 def guard_threshold(min_positive: float, margin: float, margin_type: str) -> float:
@@ -77,7 +68,7 @@ def mine_hard_negatives(
         chosen: list[tuple[str, float]] = []
         order = [int(r) for r in rows[q] if r >= 0]
         if lexical_rows is not None:
-            order = fused_order([order, lexical_rows[q]], rrf_k)
+            order = list(reciprocal_rank_fusion([order, lexical_rows[q]], rrf_k))
         for row in order:
             if len(chosen) == wanted:
                 break
