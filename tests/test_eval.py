@@ -14,7 +14,7 @@ from reranktune.evaluation.breakdown import breakdown
 from reranktune.evaluation.endpoint import EndpointMismatch, compare_metrics
 from reranktune.evaluation.first_stage import bm25_retrieval, fuse_runs
 from reranktune.evaluation.metrics import per_query_scores, ranking_metrics
-from reranktune.evaluation.run import EvalOutputs, check_endpoint, evaluate, rerank, run_eval
+from reranktune.evaluation.run import EvalOutputs, check_endpoint, evaluate, rerank, review_metrics, run_eval
 from reranktune.evaluation.significance import compare_systems, paired_randomization_test
 from reranktune.params import EmbeddingParams, EvalParams
 from reranktune.reranker import Reranker
@@ -177,7 +177,8 @@ def test_evaluate_reports_every_first_stage_and_both_rerankers(beir_dir, tiny_be
     assert speed["pairs"] == 20 * 8 and speed["pairs_per_s"] > 0 and speed["device"] == "cpu"
 
 
-def test_the_verdict_names_the_best_first_stage_and_says_when_the_reranker_does_not_beat_it(beir_dir, tiny_bert_dir):
+def test_the_verdict_names_the_best_untrained_system_and_says_when_the_reranker_does_not_beat_it(
+        beir_dir, tiny_bert_dir):
     data = load_beir(beir_dir)
     params = EvalParams(first_stage="bm25", top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
     random_head = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128)
@@ -185,9 +186,9 @@ def test_the_verdict_names_the_best_first_stage_and_says_when_the_reranker_does_
     mean = {n: np.mean([s["NDCG@10"] for s in result.per_query[n].values()]) for n in ("dense", "bm25", "hybrid")}
     best = max(mean, key=mean.get)
     verdict = result.verdict
-    assert verdict["best_first_stage"] == best and best != "bm25"   # MiniLM knows these pages better
-    assert not verdict["beats_best_first_stage"]   # a random head cannot beat it
-    assert f"DOES NOT beat the best first stage, {best}" in verdict["line"]
+    assert verdict["best_baseline"] == best and best != "bm25"   # MiniLM knows these pages better
+    assert not verdict["beats_best_baseline"]   # a random head cannot beat it
+    assert f"DOES NOT beat the best untrained system, {best}" in verdict["line"]
     assert f"set eval.first_stage: {best}" in verdict["line"]
     finetuned = np.mean([s["NDCG@10"] for s in result.per_query["finetuned"].values()])
     assert verdict["gain"] == pytest.approx(finetuned - mean[best], abs=1e-4)
@@ -207,24 +208,23 @@ def test_run_eval_writes_a_section_per_test_set_and_a_short_review(beir_dir, tin
     out = tmp_path / "metrics"
     review = run_eval(params, EmbeddingParams(), tiny_bert_dir, minilm_path, _outputs(out))
     assert json.loads((out / "eval.json").read_text()) == review
-    assert list(review) == ["human", "synthetic"]
+    assert list(review) == ["human"]   # prep's generated split stands in only where no real question exists
     for section in review.values():
-        assert set(section) == {"dense", "bm25", "hybrid", "finetuned", "gain_over_best_first_stage", "p_value"}
+        assert set(section) == {"dense", "bm25", "hybrid", "finetuned", "gain_over_best_baseline", "p_value"}
         assert set(section["finetuned"]) == {"NDCG@8", "Recall@8", "MRR@10"}   # @10 and @100 not measured here
     details = json.loads((out / "details.json").read_text())
     # MiniLM as a sequence classifier has a new, random head: its reranking is skipped, with a note
     assert "base" not in details["human"] and "no trained ranking head" in " ".join(details["human"]["notes"])
     assert set(details["human"]["finetuned"]["NDCG"]) == {"NDCG@1", "NDCG@5", "NDCG@8"}
     plots = json.loads((out / "plots.json").read_text())
-    assert {row["model"] for row in plots} == {f"{s}/{n}" for s in ("human", "synthetic")
-                                                for n in ("dense", "bm25", "hybrid", "finetuned")}
+    assert {row["model"] for row in plots} == {f"human/{n}" for n in ("dense", "bm25", "hybrid", "finetuned")}
     lines = (out / "per_query.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["query_id", "system", "MRR@10", "NDCG@10", "Recall@8"]
-    assert len(lines) == 1 + 2 * 4 * 20
+    assert len(lines) == 1 + 4 * 20
     report = (out / "report.md").read_text()
-    assert report.index("### Real questions: human") < report.index("### Synthetic questions")
+    assert "### Real questions: human" in report and "### Synthetic questions" not in report
     assert "| finetuned (reranks hybrid) |" in report and "finetuned vs hybrid" in report
-    assert "hop_count=2" in report and "DOES NOT beat the best first stage" in report
+    assert "hop_count=2" in report and "DOES NOT beat the best untrained system" in report
 
 
 def test_without_real_questions_eval_has_the_synthetic_section_only(beir_dir, tiny_bert_dir, minilm_path, tmp_path):
@@ -232,7 +232,7 @@ def test_without_real_questions_eval_has_the_synthetic_section_only(beir_dir, ti
                         significance_resamples=1000, compare_first_stages=False, evaluate_base="never")
     review = run_eval(params, EmbeddingParams(), tiny_bert_dir, minilm_path, _outputs(tmp_path))
     assert list(review) == ["synthetic"] and set(review["synthetic"]) == {
-        "hybrid", "finetuned", "gain_over_best_first_stage", "p_value"}
+        "hybrid", "finetuned", "gain_over_best_baseline", "p_value"}
 
 
 class _RankingHandler(BaseHTTPRequestHandler):
@@ -361,3 +361,21 @@ def test_two_runs_compare_query_by_query_from_their_per_query_files(tmp_path):
     from reranktune import cli
     assert cli.main(["compare", str(tmp_path / "old.tsv"), str(tmp_path / "new.tsv")]) == 0
     assert cli.main(["compare", str(tmp_path / "bad.tsv"), str(tmp_path / "new.tsv")]) == 2
+
+
+def test_a_reranker_with_a_prior_is_judged_against_its_prior_alone_and_shows_its_cross_encoder_alone(
+        beir_dir, tiny_bert_with_prior_dir):
+    data = load_beir(beir_dir)
+    params = EvalParams(top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
+    reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu")
+    result = evaluate(data, params, EmbeddingParams(), finetuned=reranker)
+    qid, docs = next(iter(result.runs["finetuned"].items()))
+    for did, score in docs.items():   # the shipped score is exactly its two parts added
+        assert score == pytest.approx(result.runs["prior"][qid][did] + result.runs["crossencoder"][qid][did])
+    untrained = ("dense", "bm25", "hybrid", "prior")
+    mean = {n: np.mean([s["NDCG@10"] for s in result.per_query[n].values()]) for n in untrained}
+    assert result.verdict["best_baseline"] == max(mean, key=mean.get)
+    assert {"finetuned_vs_prior", "crossencoder_vs_dense", "crossencoder_vs_bm25"} <= set(
+        result.metrics["significance"])
+    review = review_metrics(result.metrics, params)
+    assert set(review["prior"]) == set(review["crossencoder"]) == {"NDCG@8"}

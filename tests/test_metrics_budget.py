@@ -41,12 +41,13 @@ def test_every_declared_metrics_file_is_committed_and_small():
 
 def test_eval_metrics_hold_three_numbers_per_system_and_the_verdict_per_test_set():
     review = json.loads((REPO / "metrics" / "eval.json").read_text())
-    assert list(review)[-1] == "synthetic" and len(review) >= 2, list(review)   # real questions come first
+    assert review and "synthetic" not in review, list(review)   # real questions: the generated split stands in only without them
     for section in review.values():
         systems = [s for s in section if isinstance(section[s], dict)]
         assert {"dense", "bm25", "hybrid", "finetuned"} <= set(systems)
-        assert all(set(section[s]) == {"NDCG@10", "Recall@100", "MRR@10"} for s in systems)
-        assert set(section) - set(systems) == {"gain_over_best_first_stage", "p_value"}
+        assert all(set(section[s]) == ({"NDCG@10"} if s in ("prior", "crossencoder") else
+                                       {"NDCG@10", "Recall@100", "MRR@10"}) for s in systems)
+        assert set(section) - set(systems) == {"gain_over_best_baseline", "p_value"}
 
 
 @pytest.mark.parametrize("name", ["sdg", "prep", "finetune", "export"])

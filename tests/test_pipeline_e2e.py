@@ -21,13 +21,13 @@ def test_dvc_repro_runs_every_stage_and_reruns_only_what_changed(dvc_repo):
     root, env = dvc_repo
     run(["dvc", "repro"], root, env)
     metrics = json.loads((root / "metrics" / "eval.json").read_text())
-    assert list(metrics) == ["docs-qa", "synthetic"]   # the real-questions folder first, then prep's split
+    assert list(metrics) == ["docs-qa"]   # the real questions; prep's generated split only stands in without them
     for section in metrics.values():
-        assert {"dense", "bm25", "hybrid", "finetuned", "gain_over_best_first_stage", "p_value"} <= set(section)
+        assert {"dense", "bm25", "hybrid", "finetuned", "gain_over_best_baseline", "p_value"} <= set(section)
         assert set(section["finetuned"]) == {"NDCG@10", "Recall@10", "MRR@10"}
     details = json.loads((root / "metrics" / "eval_details.json").read_text())
-    assert set(details["synthetic"]["finetuned"]["NDCG"]) == {"NDCG@1", "NDCG@5", "NDCG@10"}
-    assert "beat the best first stage" in details["docs-qa"]["verdict"]["line"]
+    assert set(details["docs-qa"]["finetuned"]["NDCG"]) == {"NDCG@1", "NDCG@5", "NDCG@10"}
+    assert "beat the best untrained system" in details["docs-qa"]["verdict"]["line"]
     assert (root / "models" / "onnx" / "model.onnx").exists()
     assert json.loads((root / "metrics" / "export.json").read_text())["fp32"]["accepted"]
     assert (root / "dvc.lock").exists()
@@ -54,7 +54,7 @@ def test_dvc_repro_runs_every_stage_and_reruns_only_what_changed(dvc_repo):
         assert f"Running stage '{stage}'" not in out
 
     table = run(["dvc", "metrics", "show", "--md"], root, env)
-    assert "synthetic.finetuned.NDCG@10" in table
+    assert "docs-qa.finetuned.NDCG@10" in table
 
 
 def test_unknown_param_stops_the_stage_with_the_key_named(dvc_repo):

@@ -63,15 +63,15 @@ def test_queued_sweep_runs_both_experiments_with_metrics(swept_repo):
         data = exp["data"]
         rates.add(data["params"]["params.yaml"]["data"]["finetune"]["learning_rate"])
         metrics = data["metrics"]["metrics/eval.json"]["data"]
-        ndcg = metrics["synthetic"]["finetuned"]["NDCG@10"]
+        ndcg = metrics["docs-qa"]["finetuned"]["NDCG@10"]
         assert 0.0 <= ndcg <= 1.0
         ndcgs.append(ndcg)
-        assert "hybrid" in metrics["synthetic"]
+        assert "hybrid" in metrics["docs-qa"]
     assert rates == set(LEARNING_RATES)
     table = run(["dvc", "exp", "show", "--md", "--no-pager"], root, env)
     for name in exps:
         assert name in table
-    assert "synthetic.finetuned.NDCG@10" in table
+    assert "docs-qa.finetuned.NDCG@10" in table
 
 
 def test_pr_report_commands_compare_two_experiments(swept_repo, tmp_path):
@@ -79,7 +79,7 @@ def test_pr_report_commands_compare_two_experiments(swept_repo, tmp_path):
     root, env = swept_repo
     first, second = sorted(_experiments(json.loads(run(["dvc", "exp", "show", "--json"], root, env))))
     diff = run(["dvc", "metrics", "diff", "--md", "--all", first, second], root, env)
-    assert "| metrics/eval.json" in diff and "synthetic.finetuned.NDCG@10" in diff
+    assert "| metrics/eval.json" in diff and "docs-qa.finetuned.NDCG@10" in diff
     params = run(["dvc", "params", "diff", "--md", first, second], root, env)
     assert "finetune.learning_rate" in params
     out = tmp_path / "plots"

@@ -183,7 +183,16 @@ class Reranker:
 
     def score(self, queries: list[str], passages: list[str], batch_size: int = 64,
               progress: bool = False) -> list[float]:
-        """One score per pair, the logit plus the prior's score.
+        """One score per pair, the logit plus the prior's score (see ``score_parts``)."""
+        logits, prior = self.score_parts(queries, passages, batch_size, progress)
+        return ScoreRecipe.total(logits, prior).tolist()
+
+    def score_parts(self, queries: list[str], passages: list[str], batch_size: int = 64,
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair, the cross-encoder's logit and the weighted prior apart (float64 arrays).
+
+        Eval reports each alone too: the prior is what a user gets without training, the
+        logit what training taught.
 
         With the cross-encoder on a GPU, pairs are tokenized a chunk at a time on a worker thread
         (the tokenizer releases the GIL) while the GPU scores the chunks before: tokenizing
@@ -212,7 +221,7 @@ class Reranker:
             prior_scores = prior.result() if prior else prior_scores
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        return ScoreRecipe.total(logits.astype(np.float64), prior_scores).tolist()
+        return logits.astype(np.float64), np.asarray(prior_scores, dtype=np.float64)
 
     def _prior(self, queries: list[str], passages: list[str]) -> np.ndarray:
         return self.prior.scores(queries, passages) if self.prior is not None else np.zeros(len(queries))

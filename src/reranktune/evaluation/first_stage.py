@@ -15,6 +15,11 @@ from reranktune.retrieval import DenseIndex, reciprocal_rank_fusion
 log = logging.getLogger(__name__)
 
 FIRST_STAGES = ("dense", "bm25", "hybrid")
+# every system eval reports, in table order. "prior": the reranker's prior alone over the same
+# candidates (first-stage evidence, no training); "crossencoder": its logit alone (what training
+# taught); "finetuned": their sum, the shipped score
+PARTS = ("prior", "crossencoder")
+SYSTEMS = (*FIRST_STAGES, "prior", "base", "crossencoder", "finetuned")
 
 
 @dataclass(frozen=True)

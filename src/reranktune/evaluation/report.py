@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from reranktune.evaluation.endpoint import format_table
-from reranktune.evaluation.first_stage import FIRST_STAGES
+from reranktune.evaluation.first_stage import SYSTEMS
 
+LABELS = {"prior": "prior alone (no cross-encoder)", "crossencoder": "cross-encoder alone (no prior)"}
 
 
 def _systems(metrics: dict) -> list[str]:
-    return [s for s in (*FIRST_STAGES, "base", "finetuned") if s in metrics]
+    return [s for s in SYSTEMS if s in metrics]
 
 
 def _metric_table(metrics: dict, k_values: list[int]) -> list[str]:
@@ -17,13 +18,13 @@ def _metric_table(metrics: dict, k_values: list[int]) -> list[str]:
     columns = [("NDCG", f"NDCG@{k}") for k in ks] + [("MAP", f"MAP@{ks[-1]}"), ("Recall", f"Recall@{ks[-1]}"),
                                                       ("Precision", "P@1"), ("MRR", mrr)]
     columns = [(family, name) for family, name in columns if name in metrics[systems[0]][family]]
-    best = metrics["verdict"]["best_first_stage"]
+    best = metrics["verdict"]["best_baseline"]
     reranked = metrics["dataset"]["first_stage"]
     lines = ["| system | " + " | ".join(name for _, name in columns) + " |",
              "|---" * (len(columns) + 1) + "|"]
     for system in systems:
-        label = system + (" (best first stage)" if system == best else "") + \
-            (f" (reranks {reranked})" if system in ("base", "finetuned") else "")
+        label = LABELS.get(system, system) + (" (best untrained)" if system == best else "") + \
+            (f" (reranks {reranked})" if system in ("prior", "base", "crossencoder", "finetuned") else "")
         cells = " | ".join(f"{metrics[system][family][name]:.4f}" for family, name in columns)
         lines.append(f"| {label} | {cells} |")
     return lines
@@ -32,7 +33,7 @@ def _metric_table(metrics: dict, k_values: list[int]) -> list[str]:
 def _section(name: str, metrics: dict, k_values: list[int]) -> list[str]:
     data = metrics["dataset"]
     verdict = metrics["verdict"]
-    mark = "**Verdict:**" if verdict["beats_best_first_stage"] else "**Verdict (warning):**"
+    mark = "**Verdict:**" if verdict["beats_best_baseline"] else "**Verdict (warning):**"
     title = "Synthetic questions (prep's test split)" if name == "synthetic" else f"Real questions: {name}"
     lines = [f"### {title}", "",
              f"{data['queries']} queries, {data['passages']} passages (`{data.get('path', '')}`); "
@@ -67,7 +68,7 @@ def _section(name: str, metrics: dict, k_values: list[int]) -> list[str]:
 
 
 def markdown_report(details: dict[str, dict], k_values: list[int], endpoint_rows: list[dict]) -> str:
-    """One section per test set, each opening with its verdict against the best first stage."""
+    """One section per test set, each opening with its verdict against the best untrained system."""
     lines = ["## Reranker evaluation", ""]
     for name, metrics in details.items():
         lines += _section(name, metrics, k_values)
