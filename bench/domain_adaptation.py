@@ -57,7 +57,7 @@ BENCH_DEFAULTS: dict = {
 # more pseudo-queries are the point, and no synthetic test split is needed.
 CORPUS_OVERRIDES: dict = {
     "sdg": {"queries_per_chunk": 2},
-    "prep": {"quality_threshold": 7.0, "val_ratio": 0.0},
+    "prep": {"quality_threshold": 7.0},
     "finetune": {"save_steps": 200, "logging_steps": 25},
 }
 SECTIONS = ("sdg", "prep", "finetune", "eval")
@@ -179,15 +179,16 @@ def train(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[PrepP
              sum(len(r["deduplicated_qa_pairs"]) for r in records))
     timer.lap("sdg")
 
-    # every document may train; one (the prep validator keeps a test split) is held out
-    prep_params = PrepParams(**{**config["prep"], "train_ratio": 1.0 - 1.0 / len(documents)})
+    # every document trains or validates; one (the prep validator keeps a test split) is held out
+    val_ratio = config["prep"].get("val_ratio", 0.0)
+    prep_params = PrepParams(**{**config["prep"], "train_ratio": 1.0 - val_ratio - 1.0 / len(documents)})
     prep_report = run_prep(prep_params, work / "sdg.jsonl", work / "prep", work / "prep_report.json")
     prep_report["pseudo_queries_generated"] = generated
     timer.lap("prep")
 
     ft_params = FinetuneParams(**config["finetune"])
-    ft_summary = run_finetune(ft_params, work / "prep" / "train.json", work / "model",
-                              work / "checkpoints", work / "live", prior_embedding=prep_params.embedding)
+    ft_summary = run_finetune(ft_params, work / "prep" / "train.json", work / "model", work / "checkpoints",
+                              work / "live", val_file=work / "prep" / "val.json", prior_embedding=prep_params.embedding)
     timer.lap("finetune")
     return prep_params, prep_report, ft_summary
 

@@ -26,7 +26,7 @@ from reranktune.documents import read_documents  # noqa: E402
 from reranktune.finetune.run import run_finetune  # noqa: E402
 from reranktune.models import resolve_model  # noqa: E402
 from reranktune.params import FinetuneParams  # noqa: E402
-from reranktune.sdg.offline import content_words  # noqa: E402
+from reranktune.documents import content_words  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 N_PASSAGES = 5

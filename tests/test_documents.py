@@ -35,3 +35,15 @@ def test_reader_stops_when_nothing_usable(tmp_path):
     (tmp_path / "x.txt").write_text("tiny")
     with pytest.raises(InputError, match="no usable documents"):
         read_documents(tmp_path, [".txt"], 50, 5)
+
+
+def test_inverse_cloze_removes_the_sentence_the_query_was_cut_from():
+    from reranktune.documents import without_source_sentence
+
+    passage = ("Vacuum reclaims storage held by dead tuples. It runs in the background.\n\n"
+               "Autovacuum starts it when a table changes enough.")
+    assert without_source_sentence("reclaims storage dead tuples", passage) == (
+        "It runs in the background. Autovacuum starts it when a table changes enough.")
+    # a query no sentence holds, or a passage of one sentence, is left as it is
+    assert without_source_sentence("index only scans", passage) == passage
+    assert without_source_sentence("reclaims storage", "Vacuum reclaims storage.") == "Vacuum reclaims storage."

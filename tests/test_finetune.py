@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -304,3 +305,91 @@ def test_pretokenized_length_grouped_training_lowers_the_loss(tiny_bert_dir, tmp
     )
     summary = run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
     assert summary["steps"] == 36 and summary["train_loss"] < math.log(5)
+
+
+def test_inverse_cloze_takes_the_source_sentence_out_of_positives_only(tmp_path):
+    train_file = write_training_set(tmp_path / "prep", n_queries=4)
+    spec = json.loads(train_file.read_text())
+    corpus = pd.read_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
+    corpus["text"] = [t + " It ships with every release." for t in corpus["text"]]
+    corpus.to_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
+    whole = ListwiseDataset(train_file, 3)
+    clozed = ListwiseDataset(train_file, 3, cloze_rate=1.0, seed=1)
+    for plain, item, record in zip(whole.items, clozed.items, spec["data"]):
+        assert item["passages"][0] == "It ships with every release."   # "what does vacuum do" came from sentence 1
+        assert item["passages"][1:] == plain["passages"][1:]
+    assert clozed.clozed_rows() == [0, 3, 6, 9]
+    assert ListwiseDataset(train_file, 3, cloze_rate=0.0).items == whole.items
+
+
+def test_fit_scale_adds_as_much_prior_as_ranks_held_out_groups_best():
+    from reranktune.prior import fit_scale
+    from reranktune.reranker_config import LexicalPriorConfig, PriorConfig
+
+    config = PriorConfig(lexical=LexicalPriorConfig(weight=10.0))
+    logits = np.array([[1.0, 0.0, 0.5], [0.0, 0.2, -1.0], [2.0, 1.9, 0.0]])   # the logit misranks group 2
+    lexical = np.array([[0.5, 0.4, 0.5], [0.9, 0.1, 0.0], [0.5, 0.5, 0.5]])   # the prior ranks it right
+    fitted, scale, mrr = fit_scale(logits, np.zeros_like(logits), lexical, config)
+    assert mrr == 1.0 and scale == 0.125 and fitted.lexical.weight == 1.25   # the lightest that does
+    misleading = lexical[:, ::-1].copy()
+    assert fit_scale(logits, np.zeros_like(logits), misleading, config)[:2] == (None, 0.0)
+
+
+def test_a_logit_trained_alone_ships_with_its_prior_rescaled_on_validation_queries(tiny_bert_dir, tmp_path):
+    from reranktune.params import PriorParams
+
+    train_file = write_training_set(tmp_path / "prep", n_queries=8)
+    val_file = tmp_path / "prep" / "val.json"
+    val_file.write_text(train_file.read_text())
+    params = FinetuneParams(
+        base_model=str(tiny_bert_dir), learning_rate=1e-7, lr_warmup_steps=0, global_batch_size=4,
+        per_device_batch_size=4, num_epochs=1, rerank_max_length=32, mixed_precision="fp32", save_steps=1000,
+        prior=PriorParams(lexical_weight=10.0, in_training=False, fit_scale=True),
+    )
+    with pytest.raises(InputError, match="prep.val_ratio"):
+        run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
+    summary = run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
+                           val_file=val_file)
+    saved = json.loads((tmp_path / "model" / "reranktune.json").read_text())["prior"]
+    weight = summary["prior_weights"]["lexical"] if summary["prior_weights"] else None
+    # a (barely trained) random head needs the prior: BM25 ranks every validation positive first
+    assert weight in [10.0 * s for s in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)]
+    assert saved["lexical"]["weight"] == weight and saved.get("dense") is None
+
+
+def test_logit_loss_weight_keeps_a_gradient_where_the_prior_already_ranks_the_positive_first():
+    from types import SimpleNamespace
+
+    from reranktune.finetune.trainer import ListwiseTrainer
+
+    logits = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0], requires_grad=True)   # a fresh head: no preference
+    model = lambda **_: SimpleNamespace(logits=logits[:, None])   # noqa: E731
+    prior = torch.tensor([[20.0, 0.0, 0.0], [20.0, 0.0, 0.0]])   # the prior solves both groups
+
+    def loss(weight):
+        trainer = SimpleNamespace(n_passages=3, temperature=1.0, distillation_weight=0.0, logit_loss_weight=weight)
+        return ListwiseTrainer.compute_loss(trainer, model, {"prior_scores": prior.clone()})
+
+    assert loss(0.0).item() == pytest.approx(0.0, abs=1e-6)
+    mixed = loss(0.5)
+    assert mixed.item() == pytest.approx(0.5 * math.log(3), rel=1e-4)   # half the loss is the logit's own
+    (gradient,) = torch.autograd.grad(mixed, logits)
+    assert gradient[0] < 0 and gradient[3] < 0   # pushes each positive's logit up
+
+
+def test_the_prior_can_be_the_distillation_teacher_without_entering_the_loss(tmp_path):
+    from reranktune.finetune.run import attach_prior
+    from reranktune.lexical import LexicalScorer
+    from reranktune.prior import Prior
+    from reranktune.reranker_config import LexicalPriorConfig, PriorConfig
+
+    train_file = write_training_set(tmp_path / "prep", n_queries=4)
+    data = ListwiseDataset(train_file, 3, with_scores=True)
+    prior = Prior(PriorConfig(lexical=LexicalPriorConfig(weight=10.0)), lexical=LexicalScorer.fit(data.corpus_texts))
+    attach_prior(prior, [data], train_file, seed=0, in_loss=False, as_teacher=True)
+    queries, passages = data.pairs()
+    teacher = torch.tensor([item["teacher"] for item in data.items])   # what the collator hands the loss
+    assert teacher.flatten().tolist() == pytest.approx((10.0 * prior.lexical_scores(queries, passages)).tolist())
+    assert data.file_scores() == [s for item in data.items for s in item["scores"]]   # the file's, for the prior
+    assert all("prior" not in item for item in data.items)
+    assert all(row[0] > max(row[1:]) for row in teacher.tolist())   # BM25 favours the positives

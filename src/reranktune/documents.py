@@ -59,6 +59,43 @@ def split_sentences(paragraph: str) -> list[str]:
     return [s.strip() for s in sentences if s.strip()]
 
 
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[-'][A-Za-z0-9_]+)*|\d+")
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each either else few
+    for from further had has have having he her here hers herself him himself his how however i
+    if in into is it its itself just may me might more most must my myself no nor not now of off
+    on once only or other our ours ourselves out over own same shall she should so some such than
+    that the their theirs them themselves then there these they this those through thus to too
+    under until up upon us use used uses using very via was we were what when where which while
+    who whom why will with would you your yours yourself yourselves one two see also e g ie eg""".split()
+)
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
+
+
+def without_source_sentence(query: str, passage: str, min_overlap: float = 0.5) -> str:
+    """The passage less the sentence the query was cut from (the inverse cloze task).
+
+    A query made from a passage's own words is solved by matching them. Taken out, the model
+    has to judge the passage by what surrounds the answer, which is what a real question's
+    relevant passage offers. The source is the sentence holding the largest share of the
+    query's words, when that share is at least ``min_overlap``; a one-sentence passage, or
+    a query no sentence holds, comes back unchanged.
+    """
+    words = set(content_words(query))
+    sentences = [s for para in PARAGRAPH_BREAK.split(passage) for s in split_sentences(para)]
+    if not words or len(sentences) < 2:
+        return passage
+    overlaps = [len(words & set(content_words(s))) / len(words) for s in sentences]
+    source = max(range(len(sentences)), key=overlaps.__getitem__)
+    if overlaps[source] < min_overlap:
+        return passage
+    return " ".join(s for i, s in enumerate(sentences) if i != source)
+
+
 def chunk_text(text: str, sentences_per_chunk: int) -> list[str]:
     """Paragraphs -> sentences -> chunks of ``sentences_per_chunk`` sentences."""
     sentences = [s for para in PARAGRAPH_BREAK.split(text) for s in split_sentences(para)]

@@ -137,11 +137,17 @@ class PrepParams(Section):
 
 
 class PriorParams(Section):
-    """The first stage's evidence the reranker is trained against: score = logit + prior (prior.py)."""
+    """The first stage's evidence added to the cross-encoder's logit: score = logit + prior (prior.py)."""
 
     dense_weight: float = Field(0.0, ge=0, description="x the embedding model's cosine (prep.embedding)")
     lexical_weight: float = Field(0.0, ge=0, description="x BM25 / its query's maximum, corpus statistics saved")
     bm25_language: str = "english"   # PyStemmer language of the lexical part; "" = no stemming/stopwords
+    in_training: bool = Field(True, description="train on logit + prior (the model learns a correction to the "
+                              "first stage); false: the logit learns relevance alone and the prior is added after")
+    logit_loss_weight: float = Field(0.0, ge=0, le=1, description="with in_training: share of the loss on the "
+                                     "logit alone, so the cross-encoder also learns where the prior is right")
+    fit_scale: bool = Field(False, description="after training a logit alone, scale both weights by the factor "
+                            "that ranks the validation queries best (needs prep.val_ratio > 0); their ratio stays")
 
 
 class FinetuneParams(Section):
@@ -155,8 +161,12 @@ class FinetuneParams(Section):
         0.0, ge=0, le=1,
         description="share of the loss that matches the mining embedder's scores (training file 'score'); 0 = labels only",
     )
-    distillation_temperature: float = Field(0.05, gt=0, description="divides the embedder's cosine scores")
+    distillation_temperature: float = Field(0.05, gt=0, description="divides the teacher's scores")
+    distillation_teacher: Literal["embedder", "prior"] = Field(
+        "embedder", description="embedder: prep's cosines; prior: the weighted prior (dense and BM25 evidence)")
     prior: PriorParams = PriorParams()
+    cloze_rate: float = Field(0.0, ge=0, le=1, description="share of positives trained without the sentence "
+                              "their query was cut from (inverse cloze): relevance beyond shared words")
     global_batch_size: int = Field(128, ge=1)
     per_device_batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(3e-6, gt=0)

@@ -220,6 +220,36 @@ def save_prior(params: PriorParams, embedding: EmbeddingParams, corpus: list[str
     return PriorConfig(folder=PRIOR_FOLDER, dense=dense, lexical=lexical)
 
 
+SCALE_GRID = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def fit_scale(logits: np.ndarray, cosines: np.ndarray, lexical: np.ndarray, config: PriorConfig
+              ) -> tuple[PriorConfig | None, float, float]:
+    """The prior ``config`` with both weights scaled by the factor from ``SCALE_GRID`` under which
+    logit + prior ranks held-out groups best.
+
+    Each row of the ``groups x passages`` arrays is one validation query, its positive first.
+    A cross-encoder trained without the prior has a scale of its own, so how much of the first
+    stage's evidence to add to it is measured rather than assumed. The ratio of the two weights
+    stays the recipe's: the prior alone ranks as before, whatever the scale. Ties go to the
+    lighter prior; scale 0 means no prior (None). Returns (config, scale, validation MRR).
+    """
+    recipe = ScoreRecipe(config.dense.weight if config.dense else 0.0, config.lexical.weight if config.lexical else 0.0)
+    prior = recipe.prior(cosines, lexical)
+    best_mrr, best = -1.0, 0.0
+    for scale in SCALE_GRID:
+        total = ScoreRecipe.total(logits, scale * prior)
+        mrr = float(np.mean(1.0 / (1 + (total[:, 1:] > total[:, :1]).sum(axis=1))))
+        if mrr > best_mrr + 1e-12:
+            best_mrr, best = mrr, scale
+    if not best:
+        return None, 0.0, best_mrr
+    fitted = config.model_copy(update={
+        part: getattr(config, part).model_copy(update={"weight": getattr(config, part).weight * best})
+        for part in ("dense", "lexical") if getattr(config, part)})
+    return fitted, best, best_mrr
+
+
 def export_prior_onnx(prior: Prior, path: Path, opset: int) -> None:
     """Write the prior's PyTorch encoder as one ONNX graph: token ids in, normalised embedding out."""
     import torch

@@ -1,6 +1,7 @@
 """Training data in the reference trainer's format, served as listwise groups."""
 from __future__ import annotations
 
+import random
 from itertools import cycle, islice
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from reranktune.documents import without_source_sentence
 from reranktune.io import InputError, read_json
 from reranktune.scoring import PairEncoder
 
@@ -26,10 +28,13 @@ class ListwiseDataset(torch.utils.data.Dataset):
 
     With ``with_scores`` each item also carries the passages' first-stage scores (prep writes
     them as ``score``: the embedding model's cosines), the teacher for distillation; with a
-    prior, ``set_prior`` adds each passage's prior score.
+    prior, ``set_prior`` adds each passage's prior score. With ``cloze_rate`` that share of the
+    positives (a seeded draw) lose the sentence their query was cut from
+    (``documents.without_source_sentence``); the file's score stays that of the whole passage.
     """
 
-    def __init__(self, training_file: str | Path, n_passages: int, with_scores: bool = False) -> None:
+    def __init__(self, training_file: str | Path, n_passages: int, with_scores: bool = False,
+                 cloze_rate: float = 0.0, seed: int = 0) -> None:
         training_file = Path(training_file)
         spec = read_json(training_file)
         try:
@@ -38,6 +43,7 @@ class ListwiseDataset(torch.utils.data.Dataset):
         except KeyError as exc:
             raise InputError(f"{training_file}: missing key {exc}") from None
         self.items: list[dict] = []
+        draw = random.Random(seed)
         for n, record in enumerate(records):
             try:
                 docs = [record["pos_doc"][0], *islice(cycle(record["neg_doc"]), n_passages - 1)]
@@ -46,6 +52,10 @@ class ListwiseDataset(torch.utils.data.Dataset):
                 raise InputError(f"{training_file}: data[{n}]: unknown or missing document {exc}") from None
             if len(docs) < 2:
                 raise InputError(f"{training_file}: data[{n}] ({record.get('question_id')}): no negatives")
+            if cloze_rate and draw.random() < cloze_rate:
+                positive = without_source_sentence(item["query"], item["passages"][0])
+                item["clozed"] = positive != item["passages"][0]
+                item["passages"][0] = positive
             if with_scores:
                 if any(not isinstance(d.get("score"), (int, float)) for d in docs):
                     raise InputError(
@@ -62,14 +72,30 @@ class ListwiseDataset(torch.utils.data.Dataset):
         queries = [item["query"] for item in self.items for _ in item["passages"]]
         return queries, [p for item in self.items for p in item["passages"]]
 
+    def clozed_rows(self) -> list[int]:
+        """The ``pairs()`` rows whose positive lost its source sentence (the file scored it whole)."""
+        rows, start = [], 0
+        for item in self.items:
+            if item.get("clozed"):
+                rows.append(start)
+            start += len(item["passages"])
+        return rows
+
     def file_scores(self) -> list[float]:
         return [s for item in self.items for s in item["scores"]]
 
     def set_prior(self, values: list[float]) -> None:
-        """Each passage's prior score, in ``pairs()`` order."""
+        """Each passage's prior score, in ``pairs()`` order: trained on logit + prior."""
+        self._set("prior", values)
+
+    def set_teacher(self, values: list[float]) -> None:
+        """Each passage's teacher score for distillation, in ``pairs()`` order, instead of the file's."""
+        self._set("teacher", values)
+
+    def _set(self, key: str, values: list[float]) -> None:
         start = 0
         for item in self.items:
-            item["prior"] = values[start : start + len(item["passages"])]
+            item[key] = values[start : start + len(item["passages"])]
             start += len(item["passages"])
 
     def tokenize(self, encoder: PairEncoder) -> None:
@@ -151,7 +177,8 @@ class ListwiseCollator:
             encoded = self.encoder.encode(queries, [p for f in features for p in f["passages"]])
         arrays = self.encoder.pad(encoded)
         inputs = {name: torch.from_numpy(array) for name, array in arrays.items()}
-        for key, name in (("scores", "teacher_scores"), ("prior", "prior_scores")):
+        teacher = "teacher" if "teacher" in features[0] else "scores"
+        for key, name in ((teacher, "teacher_scores"), ("prior", "prior_scores")):
             if key in features[0]:
                 inputs[name] = torch.tensor([f[key] for f in features], dtype=torch.float32)
         return inputs

@@ -14,13 +14,14 @@ def write_model_card(folder: Path, params: FinetuneParams, summary: dict) -> Non
         f" (distillation, temperature {params.distillation_temperature:g})."
         if params.distillation_weight else ""
     )
+    weights = summary.get("prior_weights")
     prior = (
-        f"\n\n**Score = logit + a first-stage prior**: {params.prior.dense_weight:g} x the cosine of an embedding"
-        f" model (the first stage's, with its query/passage prefixes) + {params.prior.lexical_weight:g} x BM25"
+        f"\n\n**Score = logit + a first-stage prior**: {weights['dense']:g} x the cosine of an embedding"
+        f" model (the first stage's, with its query/passage prefixes) + {weights['lexical']:g} x BM25"
         " divided by its query's maximum (corpus statistics), both saved in `prior/` and described in"
-        " `reranktune.json`. The logit alone is a correction to that prior and ranks poorly by itself: load"
-        " the folder with `reranktune.reranker.Reranker.from_pretrained`, which adds the prior."
-        if params.prior.dense_weight or params.prior.lexical_weight else ""
+        " `reranktune.json`. Load the folder with `reranktune.reranker.Reranker.from_pretrained`,"
+        " which adds the prior."
+        if weights else ""
     )
     text = f"""---
 library_name: transformers

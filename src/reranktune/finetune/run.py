@@ -21,7 +21,7 @@ from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
 from reranktune.io import InputError, atomic_dir, write_json
 from reranktune.models import resolve_model
 from reranktune.params import EmbeddingParams, FinetuneParams
-from reranktune.prior import PRIOR_FOLDER, Prior, save_prior
+from reranktune.prior import PRIOR_FOLDER, Prior, fit_scale, save_prior
 from reranktune.reranker import load_classifier, load_tokenizer, model_input_names
 from reranktune.reranker_config import PriorConfig, RerankerConfig
 from reranktune.scoring import PairEncoder
@@ -79,9 +79,11 @@ def check_training_scores(prior: Prior, data: ListwiseDataset, source: Path, see
     """Stop when the training file's scores are not the saved prior's cosines (another model scored it)."""
     queries, passages = data.pairs()
     scores = data.file_scores()
-    rows = random.Random(seed).sample(range(len(queries)), min(PRIOR_CHECK_PAIRS, len(queries)))
+    clozed = set(data.clozed_rows())   # the file scored these passages whole
+    rows = [i for i in range(len(queries)) if i not in clozed]
+    rows = random.Random(seed).sample(rows, min(PRIOR_CHECK_PAIRS, len(rows)))
     own = prior.cosines([queries[i] for i in rows], [passages[i] for i in rows])
-    diff = float(np.max(np.abs(own - np.array([scores[i] for i in rows]))))
+    diff = float(np.max(np.abs(own - np.array([scores[i] for i in rows])))) if rows else 0.0
     if diff > PRIOR_CHECK_TOLERANCE:
         raise InputError(
             f"{source}: its documents' 'score' values are not {prior.config.dense.source_model}'s cosines "
@@ -92,15 +94,41 @@ def check_training_scores(prior: Prior, data: ListwiseDataset, source: Path, see
         )
 
 
-def attach_prior(prior: Prior, datasets: list[ListwiseDataset], source: Path, seed: int) -> None:
-    """Each passage's prior score: the file's cosines (checked) and the lexical part, weighed by the recipe."""
+def prior_evidence(prior: Prior, data: ListwiseDataset, source: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair of ``data``, the prior's (cosine, normalised BM25): the file's cosines (checked) where
+    the passage is the one the file scored, the embedder's own where inverse cloze changed it."""
+    queries, passages = data.pairs()
+    cosine = np.zeros(len(queries))
+    if prior.encoder is not None:
+        check_training_scores(prior, data, source, seed)
+        cosine = np.array(data.file_scores())
+        clozed = data.clozed_rows()
+        if clozed:
+            cosine[clozed] = prior.cosines([queries[i] for i in clozed], [passages[i] for i in clozed])
+    return cosine, prior.lexical_scores(queries, passages)
+
+
+def attach_prior(prior: Prior, datasets: list[ListwiseDataset], source: Path, seed: int, in_loss: bool = True,
+                 as_teacher: bool = False) -> None:
+    """Each passage's prior score, weighed by the recipe: added to the logit in the loss, and/or the teacher."""
+    if not (in_loss or as_teacher):
+        return
     for data in datasets:
-        queries, passages = data.pairs()
-        cosine = np.zeros(len(queries))
-        if prior.encoder is not None:
-            check_training_scores(prior, data, source, seed)
-            cosine = np.array(data.file_scores())
-        data.set_prior(prior.recipe.prior(cosine, prior.lexical_scores(queries, passages)).tolist())
+        scores = prior.recipe.prior(*prior_evidence(prior, data, source, seed)).tolist()
+        if in_loss:
+            data.set_prior(scores)
+        if as_teacher:
+            data.set_teacher(scores)
+
+
+def fitted_prior(prior: Prior, trainer, val_data: ListwiseDataset, val_file: Path, seed: int) -> Prior | None:
+    """The prior rescaled to rank the validation queries best with the trained logit (``prior.fit_scale``)."""
+    logits = trainer.predict(val_data).predictions.astype(np.float64)
+    cosine, lexical = (part.reshape(logits.shape) for part in prior_evidence(prior, val_data, val_file, seed))
+    config, scale, mrr = fit_scale(logits, cosine, lexical, prior.config)
+    log.info("prior scale fitted on %d validation queries: x%g (MRR %.4f)%s", len(val_data), scale, mrr,
+             "" if config else "; the reranker ships without a prior")
+    return Prior(config, prior.encoder, prior.lexical) if config else None
 
 
 def stage_prior(params: FinetuneParams, embedding: EmbeddingParams | None, train_data: ListwiseDataset,
@@ -213,20 +241,28 @@ def run_finetune(
     if params.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     with_scores = params.distillation_weight > 0 or params.prior.dense_weight > 0
-    train_data = ListwiseDataset(train_file, params.train_n_passages, with_scores)
-    val_data = (ListwiseDataset(val_file, params.train_n_passages, with_scores)
-                if val_file and Path(val_file).exists() else None)
+    train_data, val_data = (ListwiseDataset(path, params.train_n_passages, with_scores, params.cloze_rate, params.seed)
+                            if path and Path(path).exists() else None for path in (train_file, val_file))
+    fit = params.prior.fit_scale and (params.prior.dense_weight or params.prior.lexical_weight)
+    if fit and (params.prior.in_training or val_data is None):
+        raise InputError("finetune.prior.fit_scale: fits the prior's scale to a logit trained alone, on validation "
+                         "queries; set finetune.prior.in_training to false and prep.val_ratio above 0")
 
     is_main = int(os.environ.get("RANK", "0")) == 0
     resume = _prepare_checkpoints(checkpoint_dir, _fingerprint(params, train_file)) if is_main else True
     with tempfile.TemporaryDirectory(prefix="reranktune-prior-") as staging:
         prior = stage_prior(params, prior_embedding, train_data, Path(staging))
         if prior is not None:
-            attach_prior(prior, [d for d in (train_data, val_data) if d is not None], train_file, params.seed)
+            attach_prior(prior, [d for d in (train_data, val_data) if d is not None], train_file, params.seed,
+                         params.prior.in_training, params.distillation_teacher == "prior")
         per_device, accumulation = batch_layout(params, world_size())
         trainer, result = _train(params, model, tokenizer, train_data, val_data, checkpoint_dir, live_dir,
                                  callbacks, resume, per_device, accumulation)
         summary = run_summary(params, trainer, result, head_was_new, train_data, val_data, per_device, accumulation)
+        if fit and prior is not None:
+            prior = fitted_prior(prior, trainer, val_data, Path(val_file), params.seed)
+        summary["prior_weights"] = {"dense": prior.recipe.dense_weight, "lexical": prior.recipe.lexical_weight
+                                    } if prior is not None else None
         if is_main:
             save_reranker(trainer, params, prior, Path(staging), output_dir, summary)
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -257,6 +293,7 @@ def make_trainer(params: FinetuneParams, model, tokenizer, train_data: ListwiseD
         decay=params.lr_scheduler,
         distillation_weight=params.distillation_weight,
         distillation_temperature=params.distillation_temperature,
+        logit_loss_weight=params.prior.logit_loss_weight,
         group_by_length=params.group_by_length,
     )
 

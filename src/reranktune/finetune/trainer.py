@@ -60,6 +60,7 @@ class ListwiseTrainer(Trainer):
         decay: str,
         distillation_weight: float = 0.0,
         distillation_temperature: float = 1.0,
+        logit_loss_weight: float = 0.0,
         group_by_length: bool = False,
         **kwargs,
     ) -> None:
@@ -69,6 +70,7 @@ class ListwiseTrainer(Trainer):
         self.decay = decay
         self.distillation_weight = distillation_weight
         self.distillation_temperature = distillation_temperature
+        self.logit_loss_weight = logit_loss_weight
         self.group_by_length = group_by_length
         # our loss is a per-micro-batch mean: let Trainer divide by accumulation steps
         self.model_accepts_loss_kwargs = False
@@ -85,8 +87,12 @@ class ListwiseTrainer(Trainer):
         prior_scores = inputs.pop("prior_scores", None)
         logits = model(**inputs).logits[:, 0]
         if prior_scores is not None:   # trained as it will be scored: logit + prior (scoring.py)
+            alone = logits
             logits = ScoreRecipe.total(logits.float(), prior_scores.view(-1).to(logits.device))
         loss = listwise_loss(logits, self.n_passages, self.temperature)
+        if prior_scores is not None and self.logit_loss_weight:   # gradient where the prior alone is right too
+            loss = ((1 - self.logit_loss_weight) * loss
+                    + self.logit_loss_weight * listwise_loss(alone, self.n_passages, self.temperature))
         if teacher_scores is not None and self.distillation_weight > 0:
             distilled = distillation_loss(logits, teacher_scores, self.temperature, self.distillation_temperature)
             loss = (1 - self.distillation_weight) * loss + self.distillation_weight * distilled

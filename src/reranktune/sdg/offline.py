@@ -22,12 +22,11 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
-from reranktune.documents import PARAGRAPH_BREAK, Document, split_sentences
+from reranktune.documents import PARAGRAPH_BREAK, STOPWORDS, Document, content_words, split_sentences
 from reranktune.sdg.records import QAPair, document_record
 
 JUDGE = "heuristic: rare-word specificity and lexical rank of the positive chunk"
 
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[-'][A-Za-z0-9_]+)*|\d+")
 _DEFINITION = re.compile(
     r"^(?:The |A |An )?(?P<subject>[A-Za-z][\w\-'`()]*(?: [\w\-'`()]+){0,4}?) (?P<verb>is|are|means|refers to) "
 )
@@ -40,22 +39,6 @@ _PERSON_HINT = re.compile(r"\b(?:he|she|his|her|him|said|says|told|born|died|pla
                           r"president|minister|ceo|coach|star|rapper|artist|author|founder)\b", re.I)
 _CLAUSE_END = re.compile(r"[,;:()\[\]\"“”]| - | – | — ")
 _NOT_A_VERB = frozenset("to of in for on at with from by and or as the a an that which who".split())
-STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each either else few
-    for from further had has have having he her here hers herself him himself his how however i
-    if in into is it its itself just may me might more most must my myself no nor not now of off
-    on once only or other our ours ourselves out over own same shall she should so some such than
-    that the their theirs them themselves then there these they this those through thus to too
-    under until up upon us use used uses using very via was we were what when where which while
-    who whom why will with would you your yours yourself yourselves one two see also e g ie eg""".split()
-)
-
-
-def content_words(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
-
-
 class LexicalIndex:
     """IDF statistics and an inverted index over every chunk of the corpus."""
 
