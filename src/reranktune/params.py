@@ -278,6 +278,10 @@ class DeployParams(Section):
     # per passage: its query + passage pair's tokens, up to the model's max_length; summed. Over it: 413
     max_tokens_per_request: int = Field(65536, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)   # past it: 503, and the request's unscored pairs are dropped
+    # a connection's time limits; past one: 408 (if no answer started) and the connection is closed
+    headers_timeout_s: float = Field(10.0, gt=0)     # a request's headers, from its first byte (or the connection)
+    body_timeout_s: float = Field(30.0, gt=0)        # its body, from the end of its headers
+    keep_alive_timeout_s: float = Field(5.0, gt=0)   # idle between two requests
     docs: bool = False   # /docs and /redoc; their pages load Swagger UI / ReDoc from a CDN
     threads: int = Field(0, ge=0)   # 0: the engine's default (all cores)
     ready_timeout_s: float = Field(120.0, gt=0)   # how long `deploy` waits for /v1/health/ready
