@@ -149,7 +149,7 @@ class TimedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _follow(self) -> None:
-        """The phase h11's parser is in: headers (part of a request read), body, or none (idle, or read in full)."""
+        """Move to the phase h11's parser is in: headers (part of a request read), body, or none (idle, or all read)."""
         state = self.conn.their_state
         if state is h11.SEND_BODY:
             self._enter("body")
