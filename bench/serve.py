@@ -11,6 +11,12 @@ it exists, otherwise the packaged all-MiniLM-L6-v2 exported with an untrained he
 (its scores mean nothing; its speed is the real model's). A model with a first-stage
 prior is also served without it (batching on, large load): the prior's cost, measured
 in the same run. Exits 1 on any 5xx.
+
+    python bench/serve.py --big-queries [--small-duration 8]
+
+measures instead what 5 MB queries (under the 8 MiB body limit; END and NONE in turn,
+back to back from one client) cost: their own latency, and the small load's p99 with
+them arriving beside its p99 without them (bench/results/serve_big_queries.json).
 """
 from __future__ import annotations
 
@@ -36,6 +42,8 @@ sys.path.insert(0, str(REPO / "src"))
 from reranktune.io import write_json  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "serve.json"
+BIG_QUERY_RESULTS = REPO / "bench" / "results" / "serve_big_queries.json"
+BIG_QUERY_CHARS = 5_000_000
 
 
 def machine() -> dict:
@@ -166,6 +174,59 @@ async def load(url: str, passages: list[str], per_request: int, concurrency: int
     }
 
 
+async def big_queries(url: str, duration: float) -> dict:
+    """A 5 MB query with one passage, under END then NONE, back to back for ``duration`` s: latency and statuses."""
+    import json
+
+    words = "how do I reclaim disk space after deleting rows "
+    query = (words * (BIG_QUERY_CHARS // len(words) + 1))[:BIG_QUERY_CHARS]
+    bodies = {truncate: json.dumps({"model": "reranktune", "query": {"text": query}, "truncate": truncate,
+                                    "passages": [{"text": "VACUUM reclaims storage."}]}).encode()
+              for truncate in ("END", "NONE")}
+    seconds: dict[str, list[float]] = {truncate: [] for truncate in bodies}
+    statuses: dict[str, dict[str, int]] = {truncate: {} for truncate in bodies}
+    async with httpx.AsyncClient(timeout=120, headers={"content-type": "application/json"}) as http:
+        until = time.monotonic() + duration
+        while time.monotonic() < until:
+            for truncate, content in bodies.items():
+                t0 = time.perf_counter()
+                response = await http.post(f"{url}/v1/ranking", content=content)
+                seconds[truncate].append(time.perf_counter() - t0)
+                counts = statuses[truncate]
+                counts[str(response.status_code)] = counts.get(str(response.status_code), 0) + 1
+    return {truncate: {"requests": len(seconds[truncate]), "status": statuses[truncate],
+                       "seconds": {"max": round(max(seconds[truncate]), 3),
+                                   "p50": round(float(np.percentile(seconds[truncate], 50)), 3)}}
+            for truncate in bodies}
+
+
+def run_big_queries(model_dir: str | None = None, duration: float = 8.0, concurrency: int = 8,
+                    out: Path | None = BIG_QUERY_RESULTS) -> dict:
+    """The small load alone, then with 5 MB queries arriving; returns (and writes) the report."""
+    pool = corpus_passages()
+
+    async def beside() -> tuple[dict, dict]:
+        return await asyncio.gather(load(server.url, pool, 4, concurrency, duration, seed=1),
+                                    big_queries(server.url, duration))
+
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        folder, model_note = model_folder(model_dir, Path(tmp))
+        with Server(folder, True, Path(tmp) / "serve.log") as server:
+            alone = asyncio.run(load(server.url, pool, 4, concurrency, duration, seed=1))
+            with_big, big = asyncio.run(beside())
+    report = {
+        "model": model_note, "engine": "onnx", "concurrency": concurrency, "duration_s": duration,
+        "small_load": {"passages_per_request": 4, "alone": alone, "with_big_queries": with_big,
+                       "p99_ratio_with_vs_without": round(with_big["latency_ms"]["p99"]
+                                                          / alone["latency_ms"]["p99"], 2)},
+        "big_queries": {"characters": BIG_QUERY_CHARS, **big},
+        "machine": machine(),
+    }
+    if out is not None:
+        write_json(out, report)
+    return report
+
+
 def run(model_dir: str | None = None, duration: float = 15.0, small_duration: float = 8.0, concurrency: int = 8,
         passages: int = 100, out: Path | None = RESULTS) -> dict:
     """Both loads against batching on and off; returns (and writes) the report."""
@@ -210,8 +271,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small-duration", type=float, default=8.0, help="seconds of the small load per mode")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--passages", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="report file (default: bench/results/serve.json)")
+    parser.add_argument("--out", type=Path, help="report file (default: bench/results/serve.json, "
+                        "serve_big_queries.json with --big-queries)")
+    parser.add_argument("--big-queries", action="store_true",
+                        help="only the small load, alone and beside 5 MB queries (--small-duration s each)")
     args = parser.parse_args(argv)
+    if args.big_queries:
+        report = run_big_queries(args.model_dir, args.small_duration, args.concurrency, args.out or BIG_QUERY_RESULTS)
+        small = report["small_load"]
+        print(f"model: {report['model']}; load average {report['machine']['load_average_1m_at_end']}")
+        print(f"small load p99: {small['alone']['latency_ms']['p99']} ms alone, "
+              f"{small['with_big_queries']['latency_ms']['p99']} ms beside 5 MB queries "
+              f"({small['p99_ratio_with_vs_without']}x)")
+        for truncate in ("END", "NONE"):
+            big = report["big_queries"][truncate]
+            print(f"5 MB query, truncate {truncate}: {big['requests']} requests, {big['status']}, "
+                  f"max {big['seconds']['max']} s, p50 {big['seconds']['p50']} s")
+        errors = sum(r["server_errors"] for r in (small["alone"], small["with_big_queries"]))
+        return 1 if errors else 0
+    args.out = args.out or RESULTS
     report = run(args.model_dir, args.duration, args.small_duration, args.concurrency, args.passages, args.out)
     m = report["machine"]
     print(f"model: {report['model']}; {m['cpu']}, {m['cores']} cores, load average {m['load_average_1m_at_end']}")

@@ -94,6 +94,35 @@ def training_file_missing_a_question(root: Path, tiny_bert_dir: Path) -> None:
     (prep / "train.json").write_text(json.dumps({"corpus": {"path": "./corpus/"}, "data": [record]}))
 
 
+def damaged_model(root: Path, tiny_bert_dir: Path, folder: str) -> None:
+    """A copy of the model whose model.safetensors lost its second half (a download or copy cut short)."""
+    shutil.copytree(tiny_bert_dir, root / folder)
+    weights = root / folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def model_scoring_nan(root: Path, tiny_bert_dir: Path) -> None:
+    """A finetuned model whose head weights are NaN, as a diverged run leaves them, and a test set to export with."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = root / "models" / "reranker"
+    shutil.copytree(tiny_bert_dir, folder)
+    weights = load_file(folder / "model.safetensors")
+    weights["classifier.weight"] = torch.full_like(weights["classifier.weight"], float("nan"))
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    write_beir(root)
+
+
+def training_file_without_records(root: Path, tiny_bert_dir: Path) -> None:
+    import pandas as pd
+
+    prep = root / "data" / "prep"
+    (prep / "corpus").mkdir(parents=True)
+    pd.DataFrame({"id": ["a"], "text": ["pos"]}).to_parquet(prep / "corpus" / "train.parquet")
+    (prep / "train.json").write_text(json.dumps({"corpus": {"path": "./corpus/"}, "data": []}))
+
+
 LATIN1_LINE = '{"source_id": "café", "chunks": []}'.encode("latin-1")
 
 
@@ -143,7 +172,28 @@ CASES = {
                                  lambda root, _: write_beir(root)),
     "export before finetune": Case(["export"], {}, ["model 'models/reranker'", "no such folder"],
                                    lambda root, _: write_beir(root)),
+    "base_model: damaged weights file": Case(
+        ["finetune"], {"finetune": {"base_model": "damaged-model"}}, ["model 'damaged-model'", "damaged or truncated"],
+        lambda root, tiny: damaged_model(root, tiny, "damaged-model")),
+    "export of a model with a damaged weights file": Case(
+        ["export"], {}, ["model 'models/reranker'", "damaged or truncated"],
+        lambda root, tiny: (damaged_model(root, tiny, "models/reranker"), write_beir(root))),
+    "export of a model that scores NaN": Case(["export"], {}, ["models/reranker", "produced NaN"], model_scoring_nan),
+    # params
+    "infinite float": Case(["finetune"], {"finetune": {"num_epochs": float("inf")}}, ["finetune.num_epochs", "finite"]),
+    "negative infinite nested float": Case(["finetune"], {"finetune": {"prior": {"dense_weight": float("-inf")}}},
+                                           ["finetune.prior.dense_weight", "finite"]),
+    "params.yaml that is a list": Case(["prep"], {}, ["params.yaml", "mapping of sections", "got list"],
+                                       lambda root, _: (root / "params.yaml").write_text("- prep\n- eval\n")),
+    "params.yaml that is a string": Case(["eval"], {}, ["params.yaml", "mapping of sections", "got str"],
+                                         lambda root, _: (root / "params.yaml").write_text("just a sentence\n")),
+    "eval.k_values past the cap": Case(["eval"], {"eval": {"k_values": [10, 100_000_000]}}, ["eval.k_values", "10000"]),
+    "eval.top_k past the cap": Case(["eval"], {"eval": {"top_k": 100_000_000}}, ["eval.top_k", "10000"]),
+    "unknown log level": Case(["prep"], {}, ["RERANKTUNE_LOG_LEVEL", "'verbose'"],
+                              env={"RERANKTUNE_LOG_LEVEL": "verbose"}),
     # data formats
+    "training file with no records": Case(["finetune"], {"finetune": {"base_model": "{tiny}"}},
+                                          ["train.json", "no training records"], training_file_without_records),
     "prep input with a Latin-1 byte": Case(
         ["prep"], {}, ["data/sdg/qa.jsonl:3", "not UTF-8", "0xe9"],
         lambda root, _: write_sdg(root, [json.dumps(sdg_record(0)).encode(), b"", LATIN1_LINE])),
@@ -190,6 +240,8 @@ def test_bad_input_is_one_line_and_exit_2(name, tmp_path, monkeypatch, capfd, ti
     make_project(tmp_path, case, tiny_bert_dir)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / ".cache"))
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value)
     before = tree(tmp_path)
     capfd.readouterr()
 

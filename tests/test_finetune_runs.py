@@ -1,6 +1,8 @@
 """Training runs that must agree: resumed vs uninterrupted, 2 processes vs 1."""
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,8 @@ import yaml
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from reranktune.cli import main
+from reranktune.finetune.checkpoints import is_complete
 from reranktune.finetune.run import run_finetune
 from reranktune.params import FinetuneParams
 
@@ -65,6 +69,55 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights
     assert summary["steps"] == 6
     full = load_file(tmp_path / "full" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    for name, tensor in full.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+KILL_WHILE_SAVING = """
+import os, signal, sys
+import torch
+
+save = torch.save
+
+def save_or_die(obj, path, *args, **kwargs):   # the model is on disk, its optimizer state not yet
+    if str(path).endswith(os.path.join("checkpoint-4", "optimizer.pt")):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save(obj, path, *args, **kwargs)
+
+torch.save = save_or_die
+from reranktune.cli import main
+sys.exit(main(["finetune"]))
+"""
+
+
+def test_a_run_killed_while_saving_a_checkpoint_resumes_from_the_last_complete_one(tiny_bert_dir, tmp_path,
+                                                                                    monkeypatch, caplog):
+    """SIGKILL halfway through writing checkpoint-4: the rerun removes it, says so, resumes from checkpoint-2
+    and ends with the weights of a run that was never interrupted."""
+    params = {"finetune": _params(tiny_bert_dir).model_dump()}
+    runs = {}
+    for name in ("killed", "full"):
+        runs[name] = tmp_path / name
+        write_training_set(runs[name] / "data" / "prep")
+        (runs[name] / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(SRC)}   # as many threads as this process: the same arithmetic
+    killed = subprocess.run([sys.executable, "-c", KILL_WHILE_SAVING], cwd=runs["killed"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    checkpoints = runs["killed"] / "models" / "checkpoints"
+    assert (checkpoints / "checkpoint-4" / "model.safetensors").exists()
+    assert not is_complete(checkpoints / "checkpoint-4") and is_complete(checkpoints / "checkpoint-2")
+
+    monkeypatch.chdir(runs["killed"])
+    with caplog.at_level(logging.INFO, logger="reranktune.finetune"):
+        assert main(["finetune"]) == 0
+    lines = [r.getMessage() for r in caplog.records if "checkpoint-4" in r.getMessage()]
+    assert len(lines) == 1 and "incomplete" in lines[0] and "resuming from checkpoint-2" in lines[0], lines
+    monkeypatch.chdir(runs["full"])
+    assert main(["finetune"]) == 0
+
+    full = load_file(runs["full"] / "models" / "reranker" / "model.safetensors")
+    resumed = load_file(runs["killed"] / "models" / "reranker" / "model.safetensors")
     for name, tensor in full.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
 

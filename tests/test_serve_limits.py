@@ -80,7 +80,9 @@ def test_a_request_over_the_token_budget_is_refused_before_any_model_work(tokeni
         assert response.status_code == 413, response.text
         assert response.headers["content-type"] == "application/json"
         detail = response.json()["detail"]
-        assert "512000 tokens" in detail and "65536" in detail and "max_tokens_per_request" in detail
+        # counting stops with the slice of 4 passages that goes over: 132 x 512 tokens, not all 512,000
+        assert "67584 tokens in the first 132 of this request's 1000 passages" in detail, detail
+        assert "65536" in detail and "max_tokens_per_request" in detail
         assert engine.encoded == 0 and engine.calls == []
         assert elapsed < 10, f"refusing took {elapsed:.1f} s"
 
@@ -136,3 +138,78 @@ def test_docs_are_off_unless_asked(tokenizer):
             assert httpx.get(f"{srv.url}/docs").status_code == status
             assert httpx.get(f"{srv.url}/redoc").status_code == status
             assert httpx.get(f"{srv.url}/openapi.json").status_code == 200
+
+
+def test_a_5_mb_query_is_cut_or_refused_before_anything_tokenizes_it(tiny_bert_dir):
+    """A 5 MB query (under the 8 MiB body limit) costs a fraction of a second: cut under END, 400 under NONE."""
+    settings = ServeSettings(engine="torch", model_dir=str(tiny_bert_dir), model_name="tiny", max_batch=4)
+    words = "vacuum reclaims storage occupied by dead tuples "
+    huge = (words * (5_000_000 // len(words) + 1))[:5_000_000]
+
+    def post(srv, query: str, truncate: str) -> tuple[httpx.Response, float]:
+        content = json.dumps({"model": "tiny", "query": {"text": query}, "truncate": truncate,
+                              "passages": [{"text": "VACUUM frees space."}, {"text": "Lambdas are functions."}]})
+        start = time.perf_counter()
+        response = httpx.post(f"{srv.url}/v1/ranking", content=content, timeout=60,
+                              headers={"content-type": "application/json"})
+        return response, time.perf_counter() - start
+
+    with ServerThread(create_app(settings)) as srv:
+        wait_ready(srv.url)
+        assert post(srv, "warm up", "END")[0].status_code == 200   # the first forward pass sets up kernels
+        refused, refused_s = post(srv, huge, "NONE")
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["detail"].startswith("query: 5000000 characters")
+        cut, cut_s = post(srv, huge, "END")
+        assert cut.status_code == 200, cut.text
+        assert max(refused_s, cut_s) < 0.5, f"NONE {refused_s:.2f} s, END {cut_s:.2f} s"
+        # the query is cut to half the model's length in tokens anyway: the character cap changes no score
+        assert cut.json() == post(srv, huge[:20_000], "END")[0].json()
+
+
+def _read_until_closed(client: socket.socket, timeout_s: float) -> bytes:
+    client.settimeout(timeout_s)
+    received = b""
+    while chunk := client.recv(4096):
+        received += chunk
+    return received
+
+
+@pytest.mark.parametrize("sends", ["nothing", "headers slowly", "the body slowly", "a second request slowly"])
+def test_a_slow_client_gets_408_and_is_disconnected_after_the_timeout(tokenizer, sends):
+    engine = SlowEngine(tokenizer)
+    engine.release.set()
+    settings = ServeSettings(model_dir="unused", model_name="tiny", headers_timeout_s=1.0, body_timeout_s=1.5)
+    payload = json.dumps(body(["a passage"])).encode()
+    head = (b"POST /v1/ranking HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode())
+    trickle = {"the body slowly": payload, "nothing": b""}.get(sends, head)
+    phase = "body" if sends == "the body slowly" else "headers"
+    timeout = getattr(settings, f"{phase}_timeout_s")
+    with ServerThread(create_app(settings, loader=lambda: engine), **settings.connection_limits()) as srv:
+        wait_ready(srv.url)
+        with socket.create_connection(("127.0.0.1", srv.port)) as client:
+            if phase == "body":
+                client.sendall(head)
+            elif sends == "a second request slowly":   # kept alive after a first one, answered in full
+                client.sendall(head + payload)
+                first = b""
+                while not first.endswith(b"]}"):   # the end of the JSON answer
+                    first += client.recv(65536)
+                assert first.startswith(b"HTTP/1.1 200 ")
+            start = time.monotonic()
+            for byte in trickle[:-1]:   # one byte every 0.1 s: it would take minutes to finish
+                try:
+                    client.send(bytes([byte]))
+                except OSError:   # closed by the server
+                    break
+                time.sleep(0.1)
+                if time.monotonic() - start > timeout + 2:
+                    break
+            received = _read_until_closed(client, 5)
+            elapsed = time.monotonic() - start
+        assert received.startswith(b"HTTP/1.1 408 "), received
+        assert f"{phase}_timeout_s".encode() in received
+        assert timeout <= elapsed < timeout + 1, f"closed after {elapsed:.2f} s, the timeout is {timeout} s"
+        fast = httpx.post(f"{srv.url}/v1/ranking", json=body(["a passage"]), timeout=30)
+        assert fast.status_code == 200

@@ -109,8 +109,8 @@ def _run_preset(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()
     try:
+        setup_logging()
         args.func(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -94,6 +94,7 @@ def _why(name: str, exc: BaseException) -> str:
     """The cause in a line: the hub's errors by type, the remote-code opt-in by name, else the library message's
     first line (all of it if that line only introduces a list), cut at 300 characters."""
     from huggingface_hub import constants, errors
+    from safetensors import SafetensorError
 
     causes = list(_chain(exc))
     if not Path(name).expanduser().exists():
@@ -106,6 +107,9 @@ def _why(name: str, exc: BaseException) -> str:
             return f"no such folder, and not in the local Hugging Face cache ({hub})"
         if any(isinstance(e, (errors.HFValidationError, FileNotFoundError)) for e in causes):
             return "no such folder (and not a valid hub id)"
+    damaged = next((e for e in causes if isinstance(e, SafetensorError)), None)
+    if damaged is not None:
+        return f"a weights file is damaged or truncated (safetensors: {' '.join(str(damaged).split())[:200]})"
     if "trust_remote_code" in str(exc):
         return ("its code lives with the weights and runs only if you opt in: set trust_remote_code: true "
                 "in this model's params section")
@@ -117,11 +121,13 @@ def _why(name: str, exc: BaseException) -> str:
 @contextlib.contextmanager
 def loading(name: str, what: str = "model") -> Iterator[None]:
     """Turn a failed load of ``name`` into a one-line ModelLoadError (the traceback is logged at DEBUG)."""
+    from safetensors import SafetensorError
+
     try:
         yield
     except InputError:
         raise
-    except (OSError, ValueError, ImportError) as exc:   # what from_pretrained raises for a bad name or folder
+    except (OSError, ValueError, ImportError, SafetensorError) as exc:   # what from_pretrained raises for a bad model
         log.debug("loading %s %s failed", what, name, exc_info=True)
         raise ModelLoadError(f"{what} {name!r}: {_why(name, exc)}") from exc
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 import re
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -18,7 +18,8 @@ DEFAULT_PROMPT_TEMPLATE = "question:{query} \n \n passage:{passage}"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: .nan and .inf are one error line for every float key, not a crash downstream
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class EmbeddingParams(Section):
@@ -197,6 +198,7 @@ class FinetuneParams(Section):
 
 
 FirstStage = Literal["dense", "bm25", "hybrid"]
+MAX_K = 10_000   # candidates reranked per query, and metric cut-offs: far past any useful depth
 
 
 class EvalParams(Section):
@@ -205,15 +207,15 @@ class EvalParams(Section):
     split: str = "test"
     first_stage: FirstStage = "hybrid"       # the candidates that get reranked
     compare_first_stages: bool = True        # also report the other first stages alone
-    top_k: int = Field(100, ge=1)
+    top_k: int = Field(100, ge=1, le=MAX_K)
     rrf_k: int = Field(60, ge=1)             # reciprocal-rank fusion constant (hybrid)
     bm25_language: str = "english"           # PyStemmer language; "" = no stemming/stopwords
-    k_values: list[int] = [1, 5, 10, 100]
-    mrr_k: int = Field(10, ge=1)
+    k_values: list[Annotated[int, Field(ge=1, le=MAX_K)]] = Field([1, 5, 10, 100], min_length=1)
+    mrr_k: int = Field(10, ge=1, le=MAX_K)
     batch_size: int = Field(64, ge=1)
     mixed_precision: Literal["auto", "bf16", "fp32"] = "auto"   # auto: bf16 where the hardware has it
     evaluate_base: Literal["auto", "always", "never"] = "auto"
-    significance_k: int = Field(10, ge=1)    # paired test on nDCG@significance_k
+    significance_k: int = Field(10, ge=1, le=MAX_K)    # paired test on nDCG@significance_k
     significance_resamples: int = Field(10000, ge=100)
     seed: int = 42
     breakdown_keys: list[str] = ["query_type", "reasoning_type", "hop_count"]
@@ -223,12 +225,6 @@ class EvalParams(Section):
     endpoint_timeout_s: float = Field(120.0, gt=0)
     endpoint_tolerance_at_1: float = Field(0.03, ge=0)
     endpoint_tolerance: float = Field(0.01, ge=0)  # @5 and beyond (and every other cut-off)
-
-    @model_validator(mode="after")
-    def _ks(self) -> "EvalParams":
-        if not self.k_values or any(k < 1 for k in self.k_values):
-            raise ValueError("k_values must be a non-empty list of positive integers")
-        return self
 
 
 ExportVariant = Literal["fp32", "optimized", "int8", "fp16"]
@@ -292,6 +288,10 @@ class DeployParams(Section):
     # per passage: its query + passage pair's tokens, up to the model's max_length; summed. Over it: 413
     max_tokens_per_request: int = Field(65536, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)   # past it: 503, and the request's unscored pairs are dropped
+    # a connection's time limits; past one: 408 (if no answer started) and the connection is closed
+    headers_timeout_s: float = Field(10.0, gt=0)     # a request's headers, from its first byte (or the connection)
+    body_timeout_s: float = Field(30.0, gt=0)        # its body, from the end of its headers
+    keep_alive_timeout_s: float = Field(5.0, gt=0)   # idle between two requests
     docs: bool = False   # /docs and /redoc; their pages load Swagger UI / ReDoc from a CDN
     threads: int = Field(0, ge=0)   # 0: the engine's default (all cores)
     ready_timeout_s: float = Field(120.0, gt=0)   # how long `deploy` waits for /v1/health/ready
@@ -335,6 +335,8 @@ def load_section(section: str, path: str | Path = "params.yaml") -> Section:
     if section not in SECTIONS:
         raise InputError(f"unknown params section {section!r}; expected one of {sorted(SECTIONS)}")
     raw = (read_yaml(path) if path.exists() else {}) or {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of sections (sdg:, prep:, ...), got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise InputError(f"{path}: unknown section(s): {', '.join(unknown)}")

@@ -21,8 +21,10 @@ API (NVIDIA NIM's ranking contract):
   GET  /openapi.json     the schema (/docs and /redoc too with --docs)
 
 truncate NONE (the default) answers 400 when a query + passage is over the model's
-max_length (reranktune.json); END cuts the passage's end instead. Malformed bodies
-get 422, unknown model ids 404, too many passages or bytes 413, all as JSON.
+max_length (reranktune.json); END cuts the passage's end instead. Before any of it, a
+query or passage over max_length x 16 characters is cut there (END) or refused with
+400 (NONE), unread. Malformed bodies get 422, unknown model ids 404, too many passages
+or bytes 413, all as JSON.
 
 Limits on what one request can cost (JSON {{"detail": ...}} answers):
   --max-tokens-per-request  the tokens the model would read: for each passage, its
@@ -33,10 +35,16 @@ Limits on what one request can cost (JSON {{"detail": ...}} answers):
   A client that disconnects stops its request: passages are encoded and scored
   --max-batch at a time, and what is left is dropped at the next step.
 
+Time limits on a connection (deploy keys; past one: 408 and the connection closes):
+  headers_timeout_s     a request's headers, from its first byte ({_D.headers_timeout_s:g} s)
+  body_timeout_s        its body, from the end of its headers ({_D.body_timeout_s:g} s)
+  keep_alive_timeout_s  idle between requests, then closed without a 408 ({_D.keep_alive_timeout_s:g} s)
+
 Every flag defaults to the `deploy` section of --params, then to the value shown.
 The server binds 127.0.0.1: only this machine can reach it. Use --host 0.0.0.0
 inside a container (the Dockerfile does) or behind a firewall; the API has no
-authentication. SIGINT/SIGTERM stop it after in-flight requests finish.
+authentication (neither has NIM): for other machines, put a gateway that checks an
+API key in front (README, "Serving"). SIGINT/SIGTERM stop it after in-flight requests finish.
 
 Example:  reranktune serve                       # models/onnx on 127.0.0.1:8000
           reranktune serve --engine torch --model-dir models/reranker --port 8080

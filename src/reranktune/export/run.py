@@ -18,7 +18,7 @@ from reranktune.export.onnx_export import export_onnx
 from reranktune.export.parity import ParityProbe, onnx_session
 from reranktune.export.tensorrt_engine import ENGINE_FILE, TensorRTSession, build_engine, tensorrt_missing
 from reranktune.export.variants import CPU_PREFERENCE, VARIANTS, Variant, build_variants
-from reranktune.io import atomic_dir, write_json
+from reranktune.io import InputError, atomic_dir, write_json
 from reranktune.models import on_cpu
 from reranktune.params import ExportParams
 from reranktune.prior import PRIOR_ONNX, Prior, export_prior_onnx
@@ -103,13 +103,18 @@ def run_export(params: ExportParams, first_stage: FirstStageSettings, model_dir:
     reranker = Reranker.from_pretrained(str(model_dir), bf16=False)
     cpu_model = on_cpu(reranker.model)
     texts = parity_texts(beir_dir, reranker.prompt_template, params.parity_pairs)
+    probe = ParityProbe(cpu_model, reranker.tokenizer, texts, reranker.max_length, reranker.input_names)
+    broken = int(np.sum(~np.isfinite(probe.torch_scores)))
+    if broken:   # no export can match such scores: a bad model, not a bad export
+        raise InputError(f"{model_dir}: the model produced NaN or infinite scores on {broken} of "
+                         f"{len(probe.torch_scores)} test pairs: its weights are broken (a diverged training run?); "
+                         "retrain it")
     sample = reranker.tokenizer(texts[:2], padding=True, return_tensors="pt")
     with atomic_dir(output_dir) as out:
         names = export_onnx(cpu_model, reranker.tokenizer, out / VARIANTS["fp32"].file, params.opset, sample)
         built = build_variants(out, params.variants, reranker.model.config)
         variants = {name: VARIANTS[name] for name in built} | _tensorrt(params, out, names)
         ranking = ranking_set(beir_dir, first_stage, params.gate_queries, params.gate_top_k)
-        probe = ParityProbe(cpu_model, reranker.tokenizer, texts, reranker.max_length, names)
         report, served_prior, prior_config = _gate(reranker, variants, built, probe, ranking, Path(model_dir), out,
                                                    params)
         write_json(report_path, report)

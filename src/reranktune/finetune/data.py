@@ -65,6 +65,9 @@ class ListwiseDataset(torch.utils.data.Dataset):
                     )
                 item["scores"] = [float(d["score"]) for d in docs]
             self.items.append(item)
+        if not self.items:
+            raise InputError(f"{training_file}: no training records ('data' is empty); rerun `reranktune prep` "
+                             "on more Q&A pairs or a lower prep.quality_threshold")
         self.corpus_texts = list(corpus.values())
 
     def pairs(self) -> tuple[list[str], list[str]]:

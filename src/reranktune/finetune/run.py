@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from transformers import TrainingArguments, set_seed
 
+from reranktune.finetune.checkpoints import SealCheckpoints, discard_incomplete, last_complete
 from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
 from reranktune.finetune.model_card import write_model_card
 from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
@@ -63,7 +64,7 @@ def _fingerprint(params: FinetuneParams, train_file: Path) -> str:
 
 
 def _prepare_checkpoints(folder: Path, fingerprint: str) -> bool:
-    """Keep checkpoints only if they belong to this exact run; True when one can be resumed."""
+    """Keep complete checkpoints only if they belong to this exact run; True when one can be resumed."""
     marker = folder / FINGERPRINT
     if folder.exists():
         same_run = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
@@ -71,8 +72,9 @@ def _prepare_checkpoints(folder: Path, fingerprint: str) -> bool:
             log.info("%s: checkpoints from another configuration, starting fresh", folder)
             shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"fingerprint": fingerprint}))
-    return any(folder.glob("checkpoint-*"))
+    write_json(marker, {"fingerprint": fingerprint})
+    discard_incomplete(folder)
+    return last_complete(folder) is not None
 
 
 def check_training_scores(prior: Prior, data: ListwiseDataset, source: Path, seed: int) -> None:
@@ -303,12 +305,14 @@ def _train(params: FinetuneParams, model, tokenizer, train_data: ListwiseDataset
            accumulation: int):
     """Run the Trainer, resuming where a checkpoint allows; returns (trainer, train result)."""
     is_main = int(os.environ.get("RANK", "0")) == 0
+    # the seal comes first: a callback after it that stops the run finds the checkpoint complete
+    ours = [SealCheckpoints()] + ([_dvclive_callback(live_dir)] if is_main else [])
     trainer = make_trainer(params, model, tokenizer, train_data, val_data, checkpoint_dir, per_device, accumulation,
-                           ([_dvclive_callback(live_dir)] if is_main else []) + list(callbacks or []))
-    has_checkpoint = any(checkpoint_dir.glob("checkpoint-*"))
-    if resume and has_checkpoint:
-        log.info("resuming from the last checkpoint in %s", checkpoint_dir)
-    return trainer, trainer.train(resume_from_checkpoint=bool(resume and has_checkpoint) or None)
+                           ours + list(callbacks or []))
+    checkpoint = last_complete(checkpoint_dir) if resume else None
+    if checkpoint is not None:
+        log.info("resuming from %s", checkpoint)
+    return trainer, trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
 
 def _dvclive_callback(live_dir: str | Path):

@@ -7,10 +7,12 @@ not match the schema, 400 for a pair over the maximum length with
 ``truncate: NONE``, 404 for an unknown model id, 413 for too many passages,
 bytes or tokens (``max_tokens_per_request``, counted before any model work).
 
-What one request can cost is bounded: its tokens, and ``request_timeout_s``
-(then 503). Its passages are encoded ``max_batch`` at a time and scored in
-batches of at most ``max_batch`` pairs; a request whose client disconnected or
-whose deadline passed stops at the next slice or batch.
+What one request can cost is bounded: each text's characters (cut under
+``truncate: END``, 400 under ``NONE``), its tokens, and ``request_timeout_s``
+(then 503); its connection has deadlines for the headers and the body (408).
+Its passages are encoded ``max_batch`` at a time and scored in batches of at
+most ``max_batch`` pairs; a request whose client disconnected or whose deadline
+passed stops at the next slice or batch.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from fastapi.responses import JSONResponse, Response
 
 from reranktune.serve.batching import BatcherStopped, DynamicBatcher, in_request_order, length_order
 from reranktune.serve.engines import Encoded, Engine, EngineKind, PairTooLong, load_engine
-from reranktune.serve.limits import BodySizeLimit, ClientGone, until_done
+from reranktune.serve.limits import BodySizeLimit, ClientGone, bound_texts, connection_limits, until_done
 from reranktune.serve.schema import Error, Health, ModelCard, ModelList, Ranking, RankingRequest, RankingResponse
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,9 @@ class ServeSettings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_tokens_per_request: int = 65536
     request_timeout_s: float = 30.0
+    headers_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_timeout_s: float = 5.0
     docs: bool = False
     threads: int = 0
     device: str | None = None
@@ -59,6 +64,9 @@ class ServeSettings:
     def load(self) -> Engine:
         return load_engine(self.engine, self.model_dir, self.max_batch, self.threads, self.device,
                            self.trust_remote_code)
+
+    def connection_limits(self) -> dict:
+        return connection_limits(self.headers_timeout_s, self.body_timeout_s, self.keep_alive_timeout_s)
 
 
 class _State:
@@ -165,7 +173,7 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
     @app.post(
         "/v1/ranking",
         response_model=RankingResponse,
-        responses={**_error(400, "A pair is over the maximum length with truncate NONE"),
+        responses={**_error(400, "A text or pair over the maximum length with truncate NONE"),
                    **_error(404, "Unknown model id"),
                    **_error(413, "Too many passages, bytes or tokens"),
                    **_error(503, "Model not loaded yet, or not scored within the server's request timeout")},
@@ -189,13 +197,18 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
         return RankingResponse(rankings=[Ranking(index=i, logit=scores[i]) for i in order])
 
     async def score(engine: Engine, body: RankingRequest) -> list[float]:
-        """Count the tokens (413 over the budget), encode ``max_batch`` passages at a time, score."""
-        query, passages = body.query.text, [p.text for p in body.passages]
-        tokens = await run_in_threadpool(engine.tokens, query, passages)
-        if tokens > settings.max_tokens_per_request:
-            raise HTTPException(413, f"{tokens} tokens in this request (query + passage, for each passage, up to the "
-                                f"model's {engine.max_length}); the limit is {settings.max_tokens_per_request} "
-                                "(the server's max_tokens_per_request): send fewer or shorter passages")
+        """Bound the texts, count the tokens (413 over the budget), encode ``max_batch`` passages at a time, score."""
+        query, passages = bound_texts(body.query.text, [p.text for p in body.passages], engine.max_length,
+                                      body.truncate == "END")
+        tokens = 0
+        for start in range(0, len(passages), settings.max_batch):   # stops once over: counting costs tokenizing
+            tokens += await run_in_threadpool(engine.tokens, query, passages[start : start + settings.max_batch])
+            if tokens > settings.max_tokens_per_request:
+                counted = min(start + settings.max_batch, len(passages))
+                raise HTTPException(413, f"{tokens} tokens in the first {counted} of this request's {len(passages)} "
+                                    f"passages (query + passage, for each passage, up to the model's "
+                                    f"{engine.max_length}); the limit is {settings.max_tokens_per_request} (the "
+                                    "server's max_tokens_per_request): send fewer or shorter passages")
         pairs: list[Encoded] = []
         for start in range(0, len(passages), settings.max_batch):
             try:
@@ -240,7 +253,7 @@ def run_server(settings: ServeSettings) -> None:
 
     app = create_app(settings, on_load_failure=stop)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                            timeout_graceful_shutdown=30, proxy_headers=False)
+                            timeout_graceful_shutdown=30, proxy_headers=False, **settings.connection_limits())
     server = holder["server"] = uvicorn.Server(config)
     server.run()
     if app.state.serve.load_error:
