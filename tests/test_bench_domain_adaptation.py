@@ -61,7 +61,8 @@ def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(beir_di
     assert used["sdg"]["queries_per_chunk"] == bench.CORPUS_OVERRIDES["sdg"]["queries_per_chunk"]
 
     systems = result["systems"]   # the eval stage's review numbers: every first stage, then the reranker
-    assert set(systems) == {"dense", "bm25", "hybrid", "finetuned", "gain_over_best_baseline", "p_value"}
+    assert set(systems) == {"dense", "bm25", "hybrid", "prior", "crossencoder", "finetuned",   # params.yaml has a prior
+                            "gain_over_best_baseline", "p_value"}
     assert 0 <= systems["finetuned"]["NDCG@10"] <= 1 and 0 <= systems["p_value"] <= 1
     verdict = result["verdict"]
     assert verdict["best_baseline"] in ("dense", "bm25", "hybrid") and verdict["line"]
