@@ -27,7 +27,7 @@ from reranktune.evaluation.first_stage import FIRST_STAGES, PARTS, SYSTEMS, Firs
 from reranktune.evaluation.metrics import Run, per_query_scores, ranking_metrics
 from reranktune.evaluation.report import markdown_report
 from reranktune.evaluation.significance import compare_systems
-from reranktune.io import InputError, atomic_path, write_json, write_text
+from reranktune.io import atomic_path, write_json, write_text
 from reranktune.models import bf16_enabled
 from reranktune.params import EmbeddingParams, EvalParams
 from reranktune.reranker import Reranker
@@ -113,6 +113,7 @@ def first_stage_names(params: EvalParams) -> list[str]:
 
 
 def mean_of(per_query: dict, system: str, key: str) -> float:
+    """A system's mean of one per-query metric."""
     return sum(s[key] for s in per_query[system].values()) / max(1, len(per_query[system]))
 
 
