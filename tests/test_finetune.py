@@ -323,16 +323,16 @@ def test_inverse_cloze_takes_the_source_sentence_out_of_positives_only(tmp_path)
 
 
 def test_fit_scale_adds_as_much_prior_as_ranks_held_out_groups_best():
-    from reranktune.prior import fit_scale
+    from reranktune.lexical import LexicalScorer
+    from reranktune.prior import Prior, fit_scale
     from reranktune.reranker_config import LexicalPriorConfig, PriorConfig
 
-    config = PriorConfig(lexical=LexicalPriorConfig(weight=10.0))
     logits = np.array([[1.0, 0.0, 0.5], [0.0, 0.2, -1.0], [2.0, 1.9, 0.0]])   # the logit misranks group 2
-    lexical = np.array([[0.5, 0.4, 0.5], [0.9, 0.1, 0.0], [0.5, 0.5, 0.5]])   # the prior ranks it right
-    fitted, scale, mrr = fit_scale(logits, np.zeros_like(logits), lexical, config)
-    assert mrr == 1.0 and scale == 0.125 and fitted.lexical.weight == 1.25   # the lightest that does
-    misleading = lexical[:, ::-1].copy()
-    assert fit_scale(logits, np.zeros_like(logits), misleading, config)[:2] == (None, 0.0)
+    prior = 10.0 * np.array([[0.5, 0.4, 0.5], [0.9, 0.1, 0.0], [0.5, 0.5, 0.5]])   # the prior ranks it right
+    assert fit_scale(logits, prior) == (0.125, 1.0)   # the lightest scale that does
+    assert fit_scale(logits, prior[:, ::-1].copy())[0] == 0.0   # a misleading prior is left out
+    lexical = Prior(PriorConfig(lexical=LexicalPriorConfig(weight=10.0)), lexical=LexicalScorer.fit(["a b"]))
+    assert lexical.scaled(0.125).config.lexical.weight == 1.25 and lexical.scaled(0.0) is None
 
 
 def test_a_logit_trained_alone_ships_with_its_prior_rescaled_on_validation_queries(tiny_bert_dir, tmp_path):

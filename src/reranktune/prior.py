@@ -30,7 +30,7 @@ from reranktune.lexical import LexicalScorer
 from reranktune.models import best_device, loading, on_cpu, resolve_model, warn_remote_code
 from reranktune.params import EmbeddingParams, PriorParams
 from reranktune.reranker_config import DensePriorConfig, LexicalPriorConfig, PriorConfig
-from reranktune.scoring import ScoreRecipe
+from reranktune.scoring import ScoreRecipe, positive_ranks
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,15 @@ class Prior:
             lexical = LexicalScorer.load(folder / config.lexical.file)
         return cls(config, encoder, lexical)
 
+    def scaled(self, factor: float) -> "Prior | None":
+        """The same evidence with both weights times ``factor`` (their ratio, so the prior's order, stays); None at 0."""
+        if not factor:
+            return None
+        config = self.config.model_copy(update={
+            part: getattr(self.config, part).model_copy(update={"weight": getattr(self.config, part).weight * factor})
+            for part in ("dense", "lexical") if getattr(self.config, part)})
+        return Prior(config, self.encoder, self.lexical)
+
     def cosines(self, queries: list[str], passages: list[str]) -> np.ndarray:
         """The dense cosine per pair (zeros without a dense part); each distinct text is embedded once."""
         if self.encoder is None:
@@ -223,31 +232,20 @@ def save_prior(params: PriorParams, embedding: EmbeddingParams, corpus: list[str
 SCALE_GRID = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
-def fit_scale(logits: np.ndarray, cosines: np.ndarray, lexical: np.ndarray, config: PriorConfig
-              ) -> tuple[PriorConfig | None, float, float]:
-    """The prior ``config`` with both weights scaled by the factor from ``SCALE_GRID`` under which
-    logit + prior ranks held-out groups best.
+def fit_scale(logits: np.ndarray, prior: np.ndarray) -> tuple[float, float]:
+    """The factor from ``SCALE_GRID`` under which logit + factor x prior ranks held-out groups best.
 
     Each row of the ``groups x passages`` arrays is one validation query, its positive first.
     A cross-encoder trained without the prior has a scale of its own, so how much of the first
-    stage's evidence to add to it is measured rather than assumed. The ratio of the two weights
-    stays the recipe's: the prior alone ranks as before, whatever the scale. Ties go to the
-    lighter prior; scale 0 means no prior (None). Returns (config, scale, validation MRR).
+    stage's evidence to add to it is measured rather than assumed. Ties go to the lighter
+    prior. Returns (factor, validation MRR).
     """
-    recipe = ScoreRecipe(config.dense.weight if config.dense else 0.0, config.lexical.weight if config.lexical else 0.0)
-    prior = recipe.prior(cosines, lexical)
     best_mrr, best = -1.0, 0.0
     for scale in SCALE_GRID:
-        total = ScoreRecipe.total(logits, scale * prior)
-        mrr = float(np.mean(1.0 / (1 + (total[:, 1:] > total[:, :1]).sum(axis=1))))
+        mrr = float(np.mean(1.0 / positive_ranks(ScoreRecipe.total(logits, scale * prior))))
         if mrr > best_mrr + 1e-12:
             best_mrr, best = mrr, scale
-    if not best:
-        return None, 0.0, best_mrr
-    fitted = config.model_copy(update={
-        part: getattr(config, part).model_copy(update={"weight": getattr(config, part).weight * best})
-        for part in ("dense", "lexical") if getattr(config, part)})
-    return fitted, best, best_mrr
+    return best, best_mrr
 
 
 def export_prior_onnx(prior: Prior, path: Path, opset: int) -> None:

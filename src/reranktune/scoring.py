@@ -39,6 +39,11 @@ class ScoreRecipe:
         return logits + prior
 
 
+def positive_ranks(scores: np.ndarray) -> np.ndarray:
+    """Per row of a ``groups x passages`` array whose positive is first: its rank, 1 + the passages scored higher."""
+    return 1 + (scores[:, 1:] > scores[:, :1]).sum(axis=1)
+
+
 def format_pair(template: str, query: str, passage: str) -> str:
     return template.replace("{query}", query).replace("{passage}", passage)
 

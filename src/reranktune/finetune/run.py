@@ -126,11 +126,11 @@ def attach_prior(prior: Prior, datasets: list[ListwiseDataset], source: Path, se
 def fitted_prior(prior: Prior, trainer, val_data: ListwiseDataset, val_file: Path, seed: int) -> Prior | None:
     """The prior rescaled to rank the validation queries best with the trained logit (``prior.fit_scale``)."""
     logits = trainer.predict(val_data).predictions.astype(np.float64)
-    cosine, lexical = (part.reshape(logits.shape) for part in prior_evidence(prior, val_data, val_file, seed))
-    config, scale, mrr = fit_scale(logits, cosine, lexical, prior.config)
+    weighted = prior.recipe.prior(*prior_evidence(prior, val_data, val_file, seed)).reshape(logits.shape)
+    scale, mrr = fit_scale(logits, weighted)
     log.info("prior scale fitted on %d validation queries: x%g (MRR %.4f)%s", len(val_data), scale, mrr,
-             "" if config else "; the reranker ships without a prior")
-    return Prior(config, prior.encoder, prior.lexical) if config else None
+             "" if scale else "; the reranker ships without a prior")
+    return prior.scaled(scale)
 
 
 def stage_prior(params: FinetuneParams, embedding: EmbeddingParams | None, train_data: ListwiseDataset,
@@ -261,7 +261,7 @@ def run_finetune(
         trainer, result = _train(params, model, tokenizer, train_data, val_data, checkpoint_dir, live_dir,
                                  callbacks, resume, per_device, accumulation)
         summary = run_summary(params, trainer, result, head_was_new, train_data, val_data, per_device, accumulation)
-        if fit and prior is not None:
+        if fit:   # fit needs a weight above 0, so there is a prior
             prior = fitted_prior(prior, trainer, val_data, Path(val_file), params.seed)
         summary["prior_weights"] = {"dense": prior.recipe.dense_weight, "lexical": prior.recipe.lexical_weight
                                     } if prior is not None else None

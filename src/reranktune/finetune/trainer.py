@@ -10,7 +10,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
 
 from reranktune.finetune.data import LengthGroupedSampler
-from reranktune.scoring import ScoreRecipe
+from reranktune.scoring import ScoreRecipe, positive_ranks
 
 
 def listwise_loss(logits: torch.Tensor, n_passages: int, temperature: float) -> torch.Tensor:
@@ -45,9 +45,7 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, decay: str) -> flo
 
 def ranking_metrics(eval_pred) -> dict:
     """Accuracy@1 and MRR of the positive (index 0) within each group."""
-    logits = eval_pred.predictions
-    # rank of the positive: 1 + number of passages scored strictly higher
-    ranks = 1 + (logits[:, 1:] > logits[:, :1]).sum(axis=1)
+    ranks = positive_ranks(eval_pred.predictions)
     return {"accuracy@1": float(np.mean(ranks == 1)), "mrr": float(np.mean(1.0 / ranks))}
 
 
