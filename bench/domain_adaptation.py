@@ -4,8 +4,8 @@ Runs the pipeline (sdg -> prep -> finetune) on a BEIR folder's *corpus only*, th
 evaluates on its real test queries and qrels with the eval stage's own code and settings
 (``reranktune.evaluation.run.evaluate``, params.yaml's ``eval`` section): every first stage
 alone (dense, BM25, hybrid), the fine-tuned reranker on ``eval.first_stage``'s candidates,
-and the paired test against the best first stage. The real queries and labels are read
-only by the evaluation step.
+and the paired test against the best untrained system (a first stage or the prior alone).
+The real queries and labels are read only by the evaluation step.
 
     python bench/domain_adaptation.py /path/to/beir_folder \
         [--out bench/results/domain_adaptation_<name>.json] [--params-file params.yaml] \
