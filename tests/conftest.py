@@ -83,7 +83,7 @@ def small_corpus(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_with_prior_dir(tmp_path_factory, tiny_bert_dir, minilm_path) -> Path:
     """tiny_bert_dir saved as a reranker with a first-stage prior: MiniLM cosine x 20 + BM25 x 10."""
-    from reranktune.params import EmbeddingParams, PriorParams
+    from reranktune.params import EmbeddingParams, PriorParams, RetrievalParams
     from reranktune.prior import save_prior
     from reranktune.reranker_config import RerankerConfig
 
@@ -91,6 +91,6 @@ def tiny_bert_with_prior_dir(tmp_path_factory, tiny_bert_dir, minilm_path) -> Pa
     shutil.copytree(tiny_bert_dir, folder)
     corpus = [path.read_text(encoding="utf-8") for path in sorted((SAMPLE_CORPUS / "python").glob("*.txt"))[:20]]
     prior = save_prior(PriorParams(dense_weight=20.0, lexical_weight=10.0),
-                       EmbeddingParams(model=minilm_path, max_length=64), corpus, folder)
+                       RetrievalParams(embedding=EmbeddingParams(model=minilm_path, max_length=64)), corpus, folder)
     RerankerConfig(prompt_template="question:{query} \n \n passage:{passage}", max_length=64, prior=prior).save(folder)
     return folder

@@ -57,7 +57,8 @@ def make_repo(root: Path, tiny_model: Path, stages: tuple[str, ...] | None = Non
     params["sdg"]["input_path"] = "docs"
     params["eval"]["questions_dir"] = "questions"
     params["prep"]["quality_threshold"] = 5.0
-    params["finetune"].update(base_model=str(tiny_model), global_batch_size=32, per_device_batch_size=32,
+    params["model"]["base_model"] = str(tiny_model)
+    params["finetune"].update(global_batch_size=32, per_device_batch_size=32,
                               num_epochs=1, rerank_max_length=64, mixed_precision="fp32", save_steps=1000)
     params["eval"].update(top_k=10, k_values=[1, 5, 10])
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

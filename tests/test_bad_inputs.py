@@ -144,36 +144,36 @@ CASES = {
     "prep input with no usable record": Case(["prep"], {}, ["qa.jsonl", "no usable Q&A pairs"],
                                              lambda root, _: write_sdg(root, [b'{"chunks": "oops"}', b"{not json"])),
     "training file record without a question": Case(
-        ["finetune"], {"finetune": {"base_model": "{tiny}"}}, ["train.json", "data[0]", "question"],
+        ["finetune"], {"model": {"base_model": "{tiny}"}}, ["train.json", "data[0]", "question"],
         training_file_missing_a_question),
     "serve without an export": Case(["serve", "--model-dir", "models/none"], {}, ["models/none", "not found"]),
     # model loading
     "base_model: a path that does not exist": Case(
-        ["finetune"], {"finetune": {"base_model": "/no/such/model"}}, ["model '/no/such/model'", "no such folder"]),
+        ["finetune"], {"model": {"base_model": "/no/such/model"}}, ["model '/no/such/model'", "no such folder"]),
     "base_model: unknown hub id, offline": Case(
-        ["finetune"], {"finetune": {"base_model": "nosuchorg/nosuchmodel"}},
+        ["finetune"], {"model": {"base_model": "nosuchorg/nosuchmodel"}},
         ["'nosuchorg/nosuchmodel'", "not in the local Hugging Face cache", "HF_HUB_OFFLINE"]),
     "base_model: wrong architecture": Case(
-        ["finetune"], {"finetune": {"base_model": "vision-model"}}, ["'vision-model'", "ViTConfig"],
+        ["finetune"], {"model": {"base_model": "vision-model"}}, ["'vision-model'", "ViTConfig"],
         model_of_wrong_architecture),
     "base_model: remote code without the opt-in": Case(
-        ["finetune"], {"finetune": {"base_model": "custom-code-model"}},
+        ["finetune"], {"model": {"base_model": "custom-code-model"}},
         ["model 'custom-code-model'", "trust_remote_code: true"], model_with_its_own_code),
     "base_model: no tokenizer": Case(
-        ["finetune"], {"finetune": {"base_model": "no-tokenizer"}}, ["model 'no-tokenizer'", "tokenizer has no vocabulary"],
+        ["finetune"], {"model": {"base_model": "no-tokenizer"}}, ["model 'no-tokenizer'", "tokenizer has no vocabulary"],
         model_without_tokenizer),
     "embedding model: a path that does not exist": Case(
-        ["prep"], {"prep": {"embedding": {"model": "./no/such/embedder"}}},
+        ["prep"], {"retrieval": {"embedding": {"model": "./no/such/embedder"}}},
         ["embedding model './no/such/embedder'", "no such folder"], lambda root, _: write_sdg(root)),
     "embedding model: unknown hub id, offline": Case(
-        ["prep"], {"prep": {"embedding": {"model": "nosuchorg/embedder"}}},
+        ["prep"], {"retrieval": {"embedding": {"model": "nosuchorg/embedder"}}},
         ["embedding model 'nosuchorg/embedder'", "not in the local Hugging Face cache"], lambda root, _: write_sdg(root)),
     "eval before finetune": Case(["eval"], {}, ["model 'models/reranker'", "no such folder"],
                                  lambda root, _: write_beir(root)),
     "export before finetune": Case(["export"], {}, ["model 'models/reranker'", "no such folder"],
                                    lambda root, _: write_beir(root)),
     "base_model: damaged weights file": Case(
-        ["finetune"], {"finetune": {"base_model": "damaged-model"}}, ["model 'damaged-model'", "damaged or truncated"],
+        ["finetune"], {"model": {"base_model": "damaged-model"}}, ["model 'damaged-model'", "damaged or truncated"],
         lambda root, tiny: damaged_model(root, tiny, "damaged-model")),
     "export of a model with a damaged weights file": Case(
         ["export"], {}, ["model 'models/reranker'", "damaged or truncated"],
@@ -192,7 +192,7 @@ CASES = {
     "unknown log level": Case(["prep"], {}, ["RERANKTUNE_LOG_LEVEL", "'verbose'"],
                               env={"RERANKTUNE_LOG_LEVEL": "verbose"}),
     # data formats
-    "training file with no records": Case(["finetune"], {"finetune": {"base_model": "{tiny}"}},
+    "training file with no records": Case(["finetune"], {"model": {"base_model": "{tiny}"}},
                                           ["train.json", "no training records"], training_file_without_records),
     "prep input with a Latin-1 byte": Case(
         ["prep"], {}, ["data/sdg/qa.jsonl:3", "not UTF-8", "0xe9"],

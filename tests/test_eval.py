@@ -12,11 +12,11 @@ from conftest import SAMPLE_CORPUS
 from reranktune.evaluation.beir_data import load_beir
 from reranktune.evaluation.breakdown import breakdown
 from reranktune.evaluation.endpoint import EndpointMismatch, compare_metrics
-from reranktune.evaluation.first_stage import bm25_retrieval, fuse_runs
+from reranktune.evaluation.first_stage import FirstStageSettings, bm25_retrieval, fuse_runs
 from reranktune.evaluation.metrics import per_query_scores, ranking_metrics
 from reranktune.evaluation.run import EvalOutputs, check_endpoint, evaluate, rerank, review_metrics, run_eval
 from reranktune.evaluation.significance import compare_systems, paired_randomization_test
-from reranktune.params import EmbeddingParams, EvalParams
+from reranktune.params import EmbeddingParams, EvalParams, ModelParams
 from reranktune.reranker import Reranker
 
 QRELS = {"q1": {"d1": 1, "d2": 0, "d3": 2}, "q2": {"d4": 1}, "q3": {"d7": 1}}
@@ -160,7 +160,7 @@ def test_evaluate_reports_every_first_stage_and_both_rerankers(beir_dir, tiny_be
     data = load_beir(beir_dir)
     params = EvalParams(top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
     reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128)
-    result = evaluate(data, params, EmbeddingParams(), finetuned=reranker, base=reranker)
+    result = evaluate(data, params, FirstStageSettings("hybrid", EmbeddingParams(), top_k=8), finetuned=reranker, base=reranker)
     metrics = result.metrics
     for name in ("dense", "bm25", "hybrid", "base", "finetuned"):
         assert set(metrics[name]) == {"NDCG", "MAP", "Recall", "Precision", "MRR"}, name
@@ -180,16 +180,16 @@ def test_evaluate_reports_every_first_stage_and_both_rerankers(beir_dir, tiny_be
 def test_the_verdict_names_the_best_untrained_system_and_says_when_the_reranker_does_not_beat_it(
         beir_dir, tiny_bert_dir):
     data = load_beir(beir_dir)
-    params = EvalParams(first_stage="bm25", top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
+    params = EvalParams(top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
     random_head = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128)
-    result = evaluate(data, params, EmbeddingParams(), finetuned=random_head)
+    result = evaluate(data, params, FirstStageSettings("bm25", EmbeddingParams(), top_k=8), finetuned=random_head)
     mean = {n: np.mean([s["NDCG@10"] for s in result.per_query[n].values()]) for n in ("dense", "bm25", "hybrid")}
     best = max(mean, key=mean.get)
     verdict = result.verdict
     assert verdict["best_baseline"] == best and best != "bm25"   # MiniLM knows these pages better
     assert not verdict["beats_best_baseline"]   # a random head cannot beat it
     assert f"DOES NOT beat the best untrained system, {best}" in verdict["line"]
-    assert f"set eval.first_stage: {best}" in verdict["line"]
+    assert f"set retrieval.first_stage: {best}" in verdict["line"]
     finetuned = np.mean([s["NDCG@10"] for s in result.per_query["finetuned"].values()])
     assert verdict["gain"] == pytest.approx(finetuned - mean[best], abs=1e-4)
 
@@ -206,7 +206,7 @@ def test_run_eval_writes_a_section_per_test_set_and_a_short_review(beir_dir, tin
     params = EvalParams(questions_dir=str(questions), data_path=str(beir_dir), top_k=8, k_values=[1, 5, 8],
                         significance_resamples=1000)
     out = tmp_path / "metrics"
-    review = run_eval(params, EmbeddingParams(), tiny_bert_dir, minilm_path, _outputs(out))
+    review = run_eval(params, tiny_bert_dir, _outputs(out), model=ModelParams(base_model=minilm_path))
     assert json.loads((out / "eval.json").read_text()) == review
     assert list(review) == ["human"]   # prep's generated split stands in only where no real question exists
     for section in review.values():
@@ -230,7 +230,7 @@ def test_run_eval_writes_a_section_per_test_set_and_a_short_review(beir_dir, tin
 def test_without_real_questions_eval_has_the_synthetic_section_only(beir_dir, tiny_bert_dir, minilm_path, tmp_path):
     params = EvalParams(questions_dir=str(tmp_path / "none"), data_path=str(beir_dir), top_k=8, k_values=[1, 5, 8],
                         significance_resamples=1000, compare_first_stages=False, evaluate_base="never")
-    review = run_eval(params, EmbeddingParams(), tiny_bert_dir, minilm_path, _outputs(tmp_path))
+    review = run_eval(params, tiny_bert_dir, _outputs(tmp_path), model=ModelParams(base_model=minilm_path))
     assert list(review) == ["synthetic"] and set(review["synthetic"]) == {
         "hybrid", "finetuned", "gain_over_best_baseline", "p_value"}
 
@@ -294,7 +294,7 @@ def test_endpoint_check_passes_with_the_same_model_and_fails_with_noise(beir_dir
     data = load_beir(beir_dir)
     params = EvalParams(top_k=8, k_values=[1, 5, 8], compare_first_stages=False, significance_resamples=1000)
     reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128)
-    result = evaluate(data, params, EmbeddingParams(), finetuned=reranker)
+    result = evaluate(data, params, FirstStageSettings("hybrid", EmbeddingParams(), top_k=8), finetuned=reranker)
     candidates, checkpoint = result.runs["hybrid"], result.metrics["finetuned"]
 
     same = params.model_copy(update={"endpoint_url": ranking_server(0.0)})
@@ -314,7 +314,7 @@ def test_run_eval_fails_with_a_table_when_the_endpoint_differs(beir_dir, tiny_be
                         endpoint_url=ranking_server(5.0))
     out = tmp_path / "metrics"
     with pytest.raises(EndpointMismatch, match=r"\| metric \| checkpoint \| endpoint \| abs diff"):
-        run_eval(params, EmbeddingParams(), tiny_bert_dir, "unused", _outputs(out))
+        run_eval(params, tiny_bert_dir, _outputs(out), model=ModelParams(base_model="unused"))
     details = json.loads((out / "details.json").read_text())
     assert details["synthetic"]["endpoint"]["passed"] is False
     assert "Endpoint check FAILED" in (out / "report.md").read_text()
@@ -368,7 +368,7 @@ def test_a_reranker_with_a_prior_is_judged_against_its_prior_alone_and_shows_its
     data = load_beir(beir_dir)
     params = EvalParams(top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
     reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu")
-    result = evaluate(data, params, EmbeddingParams(), finetuned=reranker)
+    result = evaluate(data, params, FirstStageSettings("hybrid", EmbeddingParams(), top_k=8), finetuned=reranker)
     qid, docs = next(iter(result.runs["finetuned"].items()))
     for did, score in docs.items():   # the shipped score is exactly its two parts added
         assert score == pytest.approx(result.runs["prior"][qid][did] + result.runs["crossencoder"][qid][did])

@@ -11,7 +11,9 @@ from reranktune.finetune.run import batch_layout, run_finetune
 from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
 from reranktune.finetune.trainer import distillation_loss, listwise_loss, lr_factor
 from reranktune.io import InputError
-from reranktune.params import FinetuneParams
+from reranktune.params import EmbeddingParams, FinetuneParams, ModelParams, PriorParams, RetrievalParams
+
+NO_PRIOR = PriorParams(dense_weight=0.0, lexical_weight=0.0)   # the reranker alone: most tests need no embedder
 
 
 def test_loss_is_softmax_cross_entropy_over_each_group_by_temperature():
@@ -79,12 +81,12 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(fixture, request, t
     base = request.getfixturevalue(fixture)
     train_file = write_training_set(tmp_path / "prep")
     params = FinetuneParams(
-        base_model=str(base), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=8,
+        prior=NO_PRIOR, learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=8,
         per_device_batch_size=4, num_epochs=6, rerank_max_length=32, mixed_precision="fp32",
         logging_steps=1, save_steps=1000,
     )
     out = tmp_path / "model"
-    summary = run_finetune(params, train_file, out, tmp_path / "ckpt", tmp_path / "live")
+    summary = run_finetune(params, train_file, out, tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(base)))
     assert summary["steps"] == 18 and summary["gradient_accumulation_steps"] == 2
     assert summary["train_loss"] < math.log(5)
     curve = (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
@@ -134,11 +136,11 @@ def test_distillation_teaches_the_teachers_order_of_the_negatives(tiny_bert_dir,
     corpus.to_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
     train_file.write_text(json.dumps(spec))
     params = FinetuneParams(
-        base_model=str(tiny_bert_dir), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
+        prior=NO_PRIOR, learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
         per_device_batch_size=4, num_epochs=8, rerank_max_length=32, mixed_precision="fp32",
         distillation_weight=1.0, distillation_temperature=0.1, save_steps=1000,
     )
-    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
+    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(tiny_bert_dir)))
     from reranktune.reranker import Reranker
 
     reranker = Reranker.from_pretrained(tmp_path / "model")
@@ -174,16 +176,14 @@ def test_prior_training_saves_the_prior_and_scores_logit_plus_weighted_evidence(
 
     train_file = write_training_set(tmp_path / "prep", n_queries=8)
     params = FinetuneParams(
-        base_model=str(tiny_bert_dir), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
+        learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
         per_device_batch_size=4, num_epochs=1, rerank_max_length=32, mixed_precision="fp32",
         prior=PriorParams(dense_weight=20.0, lexical_weight=10.0), save_steps=1000,
     )
     embedding = EmbeddingParams(model=minilm_path, max_length=64, query_prefix="q: ", passage_prefix="p: ")
     embedder = _score_with_minilm(train_file, embedding)
-    with pytest.raises(ValueError, match="dense_weight"):
-        run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
     run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
-                 prior_embedding=embedding)
+                 model=ModelParams(base_model=str(tiny_bert_dir)), retrieval=RetrievalParams(embedding=embedding))
     saved = json.loads((tmp_path / "model" / "reranktune.json").read_text())
     assert saved["format_version"] == 2
     assert saved["prior"] == {"folder": "prior", "lexical": {"weight": 10.0, "file": "lexical.json"},
@@ -211,11 +211,12 @@ def test_a_training_file_scored_by_another_model_stops_training(tiny_bert_dir, m
     from reranktune.params import EmbeddingParams, PriorParams
 
     train_file = write_training_set(tmp_path / "prep", n_queries=4)   # scores 0.9 / 0.5: not MiniLM's cosines
-    params = FinetuneParams(base_model=str(tiny_bert_dir), global_batch_size=4, per_device_batch_size=4,
+    params = FinetuneParams(global_batch_size=4, per_device_batch_size=4,
                             rerank_max_length=32, mixed_precision="fp32", prior=PriorParams(dense_weight=20.0))
     with pytest.raises(InputError, match=r"train\.json: its documents' 'score' values are not .*cosines"):
         run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
-                     prior_embedding=EmbeddingParams(model=minilm_path, max_length=64))
+                     model=ModelParams(base_model=str(tiny_bert_dir)),
+                     retrieval=RetrievalParams(embedding=EmbeddingParams(model=minilm_path, max_length=64)))
     assert not (tmp_path / "model").exists()
 
 
@@ -233,11 +234,11 @@ def test_with_a_prior_the_cross_encoder_learns_to_overrule_it(tiny_bert_dir, tmp
                       else f"{negative_topic[i]} {negative_topic[i]}: a note on unrelated settings." for i in corpus["id"]]
     corpus.to_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
     params = FinetuneParams(
-        base_model=str(tiny_bert_dir), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
+        learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
         per_device_batch_size=4, num_epochs=8, rerank_max_length=32, mixed_precision="fp32",
-        prior=PriorParams(lexical_weight=2.0), logging_steps=1, save_steps=1000,
+        prior=PriorParams(dense_weight=0.0, lexical_weight=2.0), logging_steps=1, save_steps=1000,
     )
-    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
+    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(tiny_bert_dir)))
     losses = [float(line.split("\t")[1]) for line in
               (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]]
     # a fresh head scores ~0, so the first loss is the prior's, well above the uniform log(5) ~ 1.6
@@ -299,11 +300,11 @@ def test_length_grouped_batches_cover_every_item_once_and_replay_per_epoch():
 def test_pretokenized_length_grouped_training_lowers_the_loss(tiny_bert_dir, tmp_path):
     train_file = write_training_set(tmp_path / "prep")
     params = FinetuneParams(
-        base_model=str(tiny_bert_dir), learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
+        prior=NO_PRIOR, learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
         per_device_batch_size=4, num_epochs=6, rerank_max_length=32, mixed_precision="fp32",
         pretokenize=True, group_by_length=True, save_steps=1000,
     )
-    summary = run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
+    summary = run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(tiny_bert_dir)))
     assert summary["steps"] == 36 and summary["train_loss"] < math.log(5)
 
 
@@ -342,14 +343,14 @@ def test_a_logit_trained_alone_ships_with_its_prior_rescaled_on_validation_queri
     val_file = tmp_path / "prep" / "val.json"
     val_file.write_text(train_file.read_text())
     params = FinetuneParams(
-        base_model=str(tiny_bert_dir), learning_rate=1e-7, lr_warmup_steps=0, global_batch_size=4,
+        learning_rate=1e-7, lr_warmup_steps=0, global_batch_size=4,
         per_device_batch_size=4, num_epochs=1, rerank_max_length=32, mixed_precision="fp32", save_steps=1000,
-        prior=PriorParams(lexical_weight=10.0, in_training=False, fit_scale=True),
+        prior=PriorParams(dense_weight=0.0, lexical_weight=10.0, in_training=False, fit_scale=True),
     )
     with pytest.raises(InputError, match="prep.val_ratio"):
-        run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live")
+        run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(tiny_bert_dir)))
     summary = run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
-                           val_file=val_file)
+                           val_file=val_file, model=ModelParams(base_model=str(tiny_bert_dir)))
     saved = json.loads((tmp_path / "model" / "reranktune.json").read_text())["prior"]
     weight = summary["prior_weights"]["lexical"] if summary["prior_weights"] else None
     # a (barely trained) random head needs the prior: BM25 ranks every validation positive first

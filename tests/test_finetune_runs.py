@@ -16,18 +16,23 @@ from transformers import TrainerCallback
 from reranktune.cli import main
 from reranktune.finetune.checkpoints import is_complete
 from reranktune.finetune.run import run_finetune
-from reranktune.params import FinetuneParams
+from reranktune.params import FinetuneParams, ModelParams
 
-from test_finetune import write_training_set
+from test_finetune import NO_PRIOR, write_training_set
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def _params(base, **overrides) -> FinetuneParams:
-    values = dict(base_model=str(base), learning_rate=2e-3, lr_warmup_steps=2, global_batch_size=8,
+def _params(**overrides) -> FinetuneParams:
+    values = dict(prior=NO_PRIOR, learning_rate=2e-3, lr_warmup_steps=2, global_batch_size=8,
                   per_device_batch_size=4, num_epochs=2, rerank_max_length=32, mixed_precision="fp32",
                   logging_steps=1, save_steps=2)
     return FinetuneParams(**{**values, **overrides})
+
+
+def _yaml(base, params: FinetuneParams) -> str:
+    """A params.yaml for the CLI: the finetune section and the base model."""
+    return yaml.safe_dump({"finetune": params.model_dump(), "model": {"base_model": str(base)}})
 
 
 class Crash(TrainerCallback):
@@ -45,12 +50,12 @@ class Crash(TrainerCallback):
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(tiny_bert_dir, tmp_path,
                                                                                  gpu_options):
     train_file = write_training_set(tmp_path / "prep")
-    params = _params(tiny_bert_dir, pretokenize=gpu_options, group_by_length=gpu_options)
-    run_finetune(params, train_file, tmp_path / "full", tmp_path / "ckpt-full", tmp_path / "live-full")
+    params = _params(pretokenize=gpu_options, group_by_length=gpu_options)
+    run_finetune(params, train_file, tmp_path / "full", tmp_path / "ckpt-full", tmp_path / "live-full", model=ModelParams(base_model=str(tiny_bert_dir)))
 
     with pytest.raises(KeyboardInterrupt):
         run_finetune(params, train_file, tmp_path / "resumed", tmp_path / "ckpt", tmp_path / "live",
-                     callbacks=[Crash(step=4)])
+                     callbacks=[Crash(step=4)], model=ModelParams(base_model=str(tiny_bert_dir)))
     assert (tmp_path / "ckpt" / "checkpoint-4").is_dir()
     assert not (tmp_path / "resumed").exists(), "no final model from a killed run"
 
@@ -64,7 +69,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights
             starts.append(state.global_step)
 
     summary = run_finetune(params, train_file, tmp_path / "resumed", tmp_path / "ckpt", tmp_path / "live",
-                           callbacks=[RecordStart()])
+                           callbacks=[RecordStart()], model=ModelParams(base_model=str(tiny_bert_dir)))
     assert starts[1] == 5, "the rerun's first step is step 5"
     assert summary["steps"] == 6
     full = load_file(tmp_path / "full" / "model.safetensors")
@@ -94,12 +99,12 @@ def test_a_run_killed_while_saving_a_checkpoint_resumes_from_the_last_complete_o
                                                                                     monkeypatch, caplog):
     """SIGKILL halfway through writing checkpoint-4: the rerun removes it, says so, resumes from checkpoint-2
     and ends with the weights of a run that was never interrupted."""
-    params = {"finetune": _params(tiny_bert_dir).model_dump()}
+    params = _yaml(tiny_bert_dir, _params())
     runs = {}
     for name in ("killed", "full"):
         runs[name] = tmp_path / name
         write_training_set(runs[name] / "data" / "prep")
-        (runs[name] / "params.yaml").write_text(yaml.safe_dump(params))
+        (runs[name] / "params.yaml").write_text(params)
     env = {**os.environ, "PYTHONPATH": str(SRC)}   # as many threads as this process: the same arithmetic
     killed = subprocess.run([sys.executable, "-c", KILL_WHILE_SAVING], cwd=runs["killed"], env=env,
                             capture_output=True, text=True, timeout=300)
@@ -125,18 +130,18 @@ def test_a_run_killed_while_saving_a_checkpoint_resumes_from_the_last_complete_o
 def test_checkpoints_of_another_configuration_are_not_resumed(tiny_bert_dir, tmp_path):
     train_file = write_training_set(tmp_path / "prep")
     with pytest.raises(KeyboardInterrupt):
-        run_finetune(_params(tiny_bert_dir), train_file, tmp_path / "m", tmp_path / "ckpt", tmp_path / "live",
-                     callbacks=[Crash(step=2)])
-    summary = run_finetune(_params(tiny_bert_dir, learning_rate=1e-3), train_file, tmp_path / "m",
-                           tmp_path / "ckpt", tmp_path / "live")
+        run_finetune(_params(), train_file, tmp_path / "m", tmp_path / "ckpt", tmp_path / "live",
+                     callbacks=[Crash(step=2)], model=ModelParams(base_model=str(tiny_bert_dir)))
+    summary = run_finetune(_params(learning_rate=1e-3), train_file, tmp_path / "m",
+                           tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(tiny_bert_dir)))
     assert summary["steps"] == 6
 
 
 def test_validation_split_is_evaluated_and_reported(tiny_bert_dir, tmp_path):
     train_file = write_training_set(tmp_path / "prep")
     val_file = write_training_set(tmp_path / "val", n_queries=8)
-    summary = run_finetune(_params(tiny_bert_dir, num_epochs=1, save_steps=1), train_file, tmp_path / "m",
-                           tmp_path / "ckpt", tmp_path / "live", val_file=val_file)
+    summary = run_finetune(_params(num_epochs=1, save_steps=1), train_file, tmp_path / "m",
+                           tmp_path / "ckpt", tmp_path / "live", val_file=val_file, model=ModelParams(base_model=str(tiny_bert_dir)))
     assert 0 < summary["best_val_mrr"] <= 1
     live = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert "accuracy@1" in json.dumps(live) and "mrr" in json.dumps(live)
@@ -154,8 +159,7 @@ def test_two_processes_give_the_same_loss_curve_as_one(tiny_bert_dir, tmp_path):
     for nproc in (1, 2):
         work = tmp_path / f"n{nproc}"
         train_file = write_training_set(work / "data" / "prep")
-        params = _params(tiny_bert_dir, nproc=nproc, save_steps=1000).model_dump()
-        (work / "params.yaml").write_text(yaml.safe_dump({"finetune": params}))
+        (work / "params.yaml").write_text(_yaml(tiny_bert_dir, _params(nproc=nproc, save_steps=1000)))
         env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
         result = subprocess.run([sys.executable, "-m", "reranktune.cli", "finetune"], cwd=work, env=env,
                                 capture_output=True, text=True, timeout=600)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reranktune.evaluation.beir_data import load_beir
-from reranktune.params import EmbeddingParams, PrepParams
+from reranktune.params import EmbeddingParams, PrepParams, RetrievalParams
 from reranktune.prep.mining import guard_threshold, mine_hard_negatives
 from reranktune.prep.records import Query, load_sdg
 from reranktune.prep.run import run_prep
@@ -138,8 +138,9 @@ def test_prep_outputs_are_beir_and_exclude_test_chunks(small_corpus, tmp_path, m
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     sdg = tmp_path / "qa.jsonl"
     run_sdg(SdgParams(input_path=str(small_corpus)), sdg, tmp_path / "sdg.json")
-    params = PrepParams(quality_threshold=5, embedding=EmbeddingParams(batch_size=32))
-    report = run_prep(params, sdg, tmp_path / "prep", tmp_path / "prep.json")
+    params = PrepParams(quality_threshold=5)
+    retrieval = RetrievalParams(embedding=EmbeddingParams(batch_size=32))
+    report = run_prep(params, sdg, tmp_path / "prep", tmp_path / "prep.json", retrieval)
     assert report["train_records"] > 0 and report["queries_per_split"]["test"] > 0
 
     beir = tmp_path / "prep" / "eval_beir"

@@ -24,9 +24,9 @@ def test_gpu_reference_preset_is_valid_and_holds_the_reference_defaults():
     preset = load_preset(GPU_PRESET)
     check_preset(preset, GPU_PRESET, REPO / "params.yaml")
     values = _parsed(set_args(preset))
-    assert values["finetune.base_model"] == "nvidia/llama-nemotron-rerank-1b-v2"
-    assert values["prep.embedding.model"] == "nvidia/llama-nemotron-embed-1b-v2"
-    assert values["finetune.trust_remote_code"] is True and values["prep.embedding.trust_remote_code"] is True
+    assert values["model.base_model"] == "nvidia/llama-nemotron-rerank-1b-v2"
+    assert values["retrieval.embedding.model"] == "nvidia/llama-nemotron-embed-1b-v2"
+    assert values["model.trust_remote_code"] is True and values["retrieval.embedding.trust_remote_code"] is True
     assert values["finetune.global_batch_size"] == 128
     assert values["finetune.learning_rate"] == 3e-6
     assert values["finetune.mixed_precision"] == "auto"
@@ -41,7 +41,7 @@ def test_minilm_gpu_preset_is_valid_and_only_sets_batches_and_the_gpu_options():
     values = _parsed(set_args(preset))
     assert values["finetune.per_device_batch_size"] == values["finetune.global_batch_size"] == 64
     assert values["finetune.pretokenize"] is True and values["finetune.group_by_length"] is True
-    assert not {"finetune.base_model", "finetune.learning_rate", "finetune.prior.dense_weight"} & set(values)
+    assert not {"model.base_model", "finetune.learning_rate", "finetune.prior.dense_weight"} & set(values)
 
 
 @pytest.mark.parametrize("value", ["question:{query} \n \n passage:{passage}", "it's", "a\\'b", "end\\",
@@ -72,7 +72,7 @@ def test_cli_prints_the_dvc_command_and_refuses_a_bad_preset(tmp_path, monkeypat
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     assert main(["preset", "--print", str(GPU_PRESET), "--queue", "-n", "gpu"]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("dvc exp run -S ++prep.quality_threshold=7.0 ")
+    assert printed.startswith("dvc exp run -S ++model.base_model=nvidia/llama-nemotron-rerank-1b-v2 ")
     assert printed.rstrip().endswith("--queue -n gpu")
     (tmp_path / "bad.yaml").write_text("eval:\n  top_k: 0\n")
     assert main(["preset", "--print", "bad.yaml"]) == 2

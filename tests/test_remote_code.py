@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from reranktune.finetune.run import run_finetune
-from reranktune.params import FinetuneParams
+from reranktune.params import FinetuneParams, ModelParams
+
+from test_finetune import NO_PRIOR
 from reranktune.reranker import Reranker
 
 from test_finetune import write_training_set
@@ -73,18 +75,18 @@ def remote_code_dir(tmp_path, minilm_path):
 
 def test_remote_code_needs_an_explicit_opt_in(remote_code_dir, tmp_path):
     train_file = write_training_set(tmp_path / "prep", n_queries=8)
-    params = FinetuneParams(base_model=str(remote_code_dir), global_batch_size=8, per_device_batch_size=8,
+    params = FinetuneParams(prior=NO_PRIOR, global_batch_size=8, per_device_batch_size=8,
                             num_epochs=1, rerank_max_length=32, mixed_precision="fp32")
     with pytest.raises(ValueError, match="trust_remote_code"):
-        run_finetune(params, train_file, tmp_path / "m", tmp_path / "ckpt", tmp_path / "live")
+        run_finetune(params, train_file, tmp_path / "m", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(remote_code_dir)))
 
 
 def test_remote_code_model_trains_and_scores_when_trusted(remote_code_dir, tmp_path, caplog):
     train_file = write_training_set(tmp_path / "prep", n_queries=8)
-    params = FinetuneParams(base_model=str(remote_code_dir), trust_remote_code=True, global_batch_size=8,
+    params = FinetuneParams(prior=NO_PRIOR, global_batch_size=8,
                             per_device_batch_size=8, num_epochs=2, learning_rate=1e-2, rerank_max_length=32,
                             mixed_precision="fp32")
-    summary = run_finetune(params, train_file, tmp_path / "m", tmp_path / "ckpt", tmp_path / "live")
+    summary = run_finetune(params, train_file, tmp_path / "m", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(remote_code_dir), trust_remote_code=True))
     assert summary["steps"] == 2
     assert "trust_remote_code is on" in caplog.text
     reranker = Reranker.from_pretrained(str(tmp_path / "m"), trust_remote_code=True, device="cpu")

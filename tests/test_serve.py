@@ -203,7 +203,7 @@ def test_not_ready_until_the_model_loads(settings):
 
 def test_a_model_that_fails_to_load_is_reported(settings, tmp_path):
     failed = threading.Event()
-    broken = ServeSettings(**{**settings.__dict__, "model_dir": str(tmp_path)})
+    broken = settings.model_copy(update={"model_dir": str(tmp_path)})
     with ServerThread(create_app(broken, on_load_failure=failed.set)) as srv:
         assert failed.wait(10)
         ready = httpx.get(f"{srv.url}/v1/health/ready")

@@ -103,10 +103,10 @@ def test_gpu_preset_queues_as_one_experiment_with_the_reference_params(swept_rep
         queued = queued["data"]["params"]["params.yaml"]["data"]
     finally:
         run(["dvc", "queue", "remove", "gpu-reference"], root, env, check=False)
-    assert queued["finetune"]["base_model"] == "nvidia/llama-nemotron-rerank-1b-v2"
-    assert queued["prep"]["embedding"]["model"] == "nvidia/llama-nemotron-embed-1b-v2"
-    assert queued["finetune"]["trust_remote_code"] is True
-    assert queued["prep"]["embedding"]["trust_remote_code"] is True
+    assert queued["model"]["base_model"] == "nvidia/llama-nemotron-rerank-1b-v2"
+    assert queued["retrieval"]["embedding"]["model"] == "nvidia/llama-nemotron-embed-1b-v2"
+    assert queued["model"]["trust_remote_code"] is True
+    assert queued["retrieval"]["embedding"]["trust_remote_code"] is True
     assert queued["finetune"]["global_batch_size"] == 128
     assert queued["finetune"]["learning_rate"] == 3e-6
     assert queued["finetune"]["mixed_precision"] == "auto"

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
             stage.add_argument("--questions-dir", help="folder of BEIR folders of real questions over the same "
                                "documents, one eval section each (overrides eval.questions_dir)")
             stage.add_argument("--first-stage", choices=["dense", "bm25", "hybrid"],
-                               help="candidates to rerank (overrides eval.first_stage)")
+                               help="candidates to rerank (overrides retrieval.first_stage)")
         stage.set_defaults(func=_stage_runner(name))
     from reranktune.deploy.cli import add_deploy_parser, add_serve_parser
 

@@ -23,7 +23,7 @@ class Section(BaseModel):
 
 
 class EmbeddingParams(Section):
-    """How text is embedded for mining (prep) and first-stage retrieval (eval)."""
+    """How text is embedded: the first stage's dense half, or sdg's duplicate check."""
 
     model: str = DEFAULT_EMBEDDING_MODEL
     # None: the prompts the model declares (sentence-transformers' "query" and "passage"/"document"),
@@ -57,7 +57,7 @@ class LlmParams(Section):
     max_artifacts_per_type: int = Field(2, ge=1)
     dedup_threshold: float = Field(0.9, gt=0, le=1)
     dedup_embeddings: Literal["local", "provider"] = "local"
-    embedding: EmbeddingParams = EmbeddingParams()
+    embedding: EmbeddingParams = EmbeddingParams(query_prefix="query: ", passage_prefix="passage: ")
     embedding_model: str = "nvidia/llama-3.2-nv-embedqa-1b-v2"
     embedding_extra_body: dict[str, Any] = {"input_type": "query"}
     multi_doc: bool = False
@@ -104,7 +104,7 @@ class SdgParams(Section):
     sentences_per_chunk: int = Field(5, ge=1)
     generator: Literal["offline", "llm"] = "offline"
     seed: int = 42
-    queries_per_chunk: int = Field(2, ge=1)
+    queries_per_chunk: int = Field(1, ge=1)
     multi_hop_per_document: int = Field(1, ge=0)
     min_query_words: int = Field(3, ge=1)
     max_query_words: int = Field(12, ge=2)
@@ -113,22 +113,20 @@ class SdgParams(Section):
 
 class PrepParams(Section):
     input_path: str = "data/sdg/qa.jsonl"   # SDG JSONL, a folder of them, or a ready training file (.json)
-    quality_threshold: float = Field(7.0, ge=0, le=10)
+    quality_threshold: float = Field(9.0, ge=0, le=10)
     max_pos_docs: int = Field(5, ge=1)
     seed: int = 42
-    train_ratio: float = Field(0.8, gt=0, le=1)
+    train_ratio: float = Field(0.9, gt=0, le=1)
     val_ratio: float = Field(0.0, ge=0, lt=1)
     hard_negatives_to_mine: int = Field(5, ge=1)
     hard_negatives_sample_from: int = Field(
-        0, ge=0, description="0: the top guarded candidates; N: a random draw from the top N"
+        30, ge=0, description="0: the top guarded candidates; N: a random draw from the top N"
     )
     hard_neg_margin: float = Field(0.95, gt=0)
     hard_neg_margin_type: Literal["perc", "abs"] = "perc"
     mining_candidates: int = Field(100, ge=2)
     mining_first_stage: Literal["dense", "hybrid"] = "dense"   # hybrid: dense and BM25 ranks fused (RRF)
-    bm25_language: str = "english"   # PyStemmer language of hybrid mining's BM25
     pad_missing_negatives: Literal["random", "drop"] = "random"
-    embedding: EmbeddingParams = EmbeddingParams()
 
     @model_validator(mode="after")
     def _ratios(self) -> "PrepParams":
@@ -140,9 +138,8 @@ class PrepParams(Section):
 class PriorParams(Section):
     """The first stage's evidence added to the cross-encoder's logit: score = logit + prior (prior.py)."""
 
-    dense_weight: float = Field(0.0, ge=0, description="x the embedding model's cosine (prep.embedding)")
-    lexical_weight: float = Field(0.0, ge=0, description="x BM25 / its query's maximum, corpus statistics saved")
-    bm25_language: str = "english"   # PyStemmer language of the lexical part; "" = no stemming/stopwords
+    dense_weight: float = Field(10.0, ge=0, description="x the first stage's cosine (retrieval.embedding)")
+    lexical_weight: float = Field(10.0, ge=0, description="x BM25 / its query's maximum, corpus statistics saved")
     in_training: bool = Field(True, description="train on logit + prior (the model learns a correction to the "
                               "first stage); false: the logit learns relevance alone and the prior is added after")
     logit_loss_weight: float = Field(0.0, ge=0, le=1, description="with in_training: share of the loss on the "
@@ -152,10 +149,8 @@ class PriorParams(Section):
 
 
 class FinetuneParams(Section):
-    base_model: str = DEFAULT_EMBEDDING_MODEL
-    trust_remote_code: bool = False
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
-    rerank_max_length: int = Field(512, ge=8)
+    rerank_max_length: int = Field(128, ge=8)
     train_n_passages: int = Field(5, ge=2)
     temperature: float = Field(1.0, gt=0)
     distillation_weight: float = Field(
@@ -168,16 +163,16 @@ class FinetuneParams(Section):
     prior: PriorParams = PriorParams()
     cloze_rate: float = Field(0.0, ge=0, le=1, description="share of positives trained without the sentence "
                               "their query was cut from (inverse cloze): relevance beyond shared words")
-    global_batch_size: int = Field(128, ge=1)
-    per_device_batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(3e-6, gt=0)
-    lr_warmup_steps: int = Field(100, ge=0)
+    global_batch_size: int = Field(8, ge=1)
+    per_device_batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    lr_warmup_steps: int = Field(10, ge=0)
     lr_scheduler: Literal["cosine", "linear"] = "cosine"
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    num_epochs: float = Field(3, gt=0)
+    num_epochs: float = Field(1, gt=0)
     seed: int = 42
-    mixed_precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    mixed_precision: Literal["auto", "bf16", "fp16", "fp32"] = "bf16"
     gradient_checkpointing: bool = False
     attn_implementation: str | None = None
     pretokenize: bool = Field(False, description="tokenize every pair before training, so the collator only pads: "
@@ -198,6 +193,24 @@ class FinetuneParams(Section):
 
 
 FirstStage = Literal["dense", "bm25", "hybrid"]
+
+
+class RetrievalParams(Section):
+    """The first stage, one for every stage: prep mines with it, the prior carries its evidence
+    into the reranker, eval and the export gate rerank its candidates."""
+
+    first_stage: FirstStage = "hybrid"   # the candidates eval and the export gate rerank
+    embedding: EmbeddingParams = EmbeddingParams()
+    bm25_language: str = "english"   # PyStemmer language of BM25; "" = no stemming/stopwords
+    rrf_k: int = Field(60, ge=1)     # reciprocal-rank fusion constant (hybrid)
+
+
+class ModelParams(Section):
+    """The cross-encoder finetune starts from and eval compares the fine-tuned one against."""
+
+    base_model: str = DEFAULT_EMBEDDING_MODEL
+    trust_remote_code: bool = False   # run the model's own code from its folder or the hub
+
 MAX_K = 10_000   # candidates reranked per query, and metric cut-offs: far past any useful depth
 
 
@@ -205,11 +218,8 @@ class EvalParams(Section):
     questions_dir: str = "data/questions"   # one BEIR folder of real questions per subfolder (none: empty)
     data_path: str = "data/prep/eval_beir"   # prep's synthetic split (any BEIR folder: corpus, queries, qrels)
     split: str = "test"
-    first_stage: FirstStage = "hybrid"       # the candidates that get reranked
     compare_first_stages: bool = True        # also report the other first stages alone
     top_k: int = Field(100, ge=1, le=MAX_K)
-    rrf_k: int = Field(60, ge=1)             # reciprocal-rank fusion constant (hybrid)
-    bm25_language: str = "english"           # PyStemmer language; "" = no stemming/stopwords
     k_values: list[Annotated[int, Field(ge=1, le=MAX_K)]] = Field([1, 5, 10, 100], min_length=1)
     mrr_k: int = Field(10, ge=1, le=MAX_K)
     batch_size: int = Field(64, ge=1)
@@ -300,6 +310,8 @@ class DeployParams(Section):
 
 
 SECTIONS: dict[str, type[Section]] = {
+    "retrieval": RetrievalParams,
+    "model": ModelParams,
     "sdg": SdgParams,
     "prep": PrepParams,
     "finetune": FinetuneParams,
@@ -312,7 +324,11 @@ S = TypeVar("S", bound=Section)
 
 
 # keys an older params.yaml may still have, and where their value went
-RENAMED = {"finetune.prior_weight": "finetune.prior.dense_weight", "sdg.input_dir": "sdg.input_path"}
+RENAMED = {"finetune.prior_weight": "finetune.prior.dense_weight", "sdg.input_dir": "sdg.input_path",
+           "prep.embedding": "retrieval.embedding", "prep.bm25_language": "retrieval.bm25_language",
+           "finetune.prior.bm25_language": "retrieval.bm25_language", "eval.bm25_language": "retrieval.bm25_language",
+           "eval.rrf_k": "retrieval.rrf_k", "eval.first_stage": "retrieval.first_stage", "finetune.base_model": "model.base_model",
+           "finetune.trust_remote_code": "model.trust_remote_code"}
 
 
 def _format_error(path: Path, section: str, exc: ValidationError) -> str:

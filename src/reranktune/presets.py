@@ -86,7 +86,7 @@ def set_args(preset: dict[str, Any], prefix: str = "") -> list[str]:
     """``["-S", "++finetune.learning_rate=3e-06", ...]`` for every leaf key of the preset.
 
     ``++`` sets the key whether or not params.yaml already lists it (a key left at its
-    default there, such as ``prep.embedding.trust_remote_code``, is absent from the file).
+    default there, such as ``retrieval.embedding.trust_remote_code``, is absent from the file).
     """
     args: list[str] = []
     for key, value in preset.items():

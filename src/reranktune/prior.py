@@ -28,7 +28,7 @@ from reranktune.embedding import model_prefixes
 from reranktune.io import InputError
 from reranktune.lexical import LexicalScorer
 from reranktune.models import best_device, loading, on_cpu, resolve_model, warn_remote_code
-from reranktune.params import EmbeddingParams, PriorParams
+from reranktune.params import PriorParams, RetrievalParams
 from reranktune.reranker_config import DensePriorConfig, LexicalPriorConfig, PriorConfig
 from reranktune.scoring import ScoreRecipe, positive_ranks
 
@@ -200,12 +200,13 @@ def _load_encoder(folder: Path, dense: DensePriorConfig, device: str | None, tru
     return TorchEncoder(model)
 
 
-def save_prior(params: PriorParams, embedding: EmbeddingParams, corpus: list[str], reranker_dir: Path) -> PriorConfig:
+def save_prior(params: PriorParams, retrieval: RetrievalParams, corpus: list[str], reranker_dir: Path) -> PriorConfig:
     """Save what the prior needs into ``reranker_dir/prior``; returns its ``reranktune.json`` entry.
 
-    ``embedding`` is the first stage's model (prep's, which scored the training file);
-    ``corpus`` the passages whose statistics the lexical part keeps.
+    ``retrieval`` is the first stage (its embedder scored the training file); ``corpus`` the
+    passages whose statistics the lexical part keeps.
     """
+    embedding = retrieval.embedding
     folder = reranker_dir / PRIOR_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     dense = lexical = None
@@ -223,7 +224,7 @@ def save_prior(params: PriorParams, embedding: EmbeddingParams, corpus: list[str
                                  max_length=embedding.max_length)
     if params.lexical_weight:
         lexical = LexicalPriorConfig(weight=params.lexical_weight)
-        LexicalScorer.fit(corpus, params.bm25_language).save(folder / lexical.file)
+        LexicalScorer.fit(corpus, retrieval.bm25_language).save(folder / lexical.file)
     log.info("saved the first-stage prior in %s (dense %s x %s, lexical BM25 x %s over %d passages)", folder,
              embedding.model, params.dense_weight, params.lexical_weight, len(corpus))
     return PriorConfig(folder=PRIOR_FOLDER, dense=dense, lexical=lexical)

@@ -13,7 +13,9 @@ from reranktune.params import (
     EvalParams,
     ExportParams,
     FinetuneParams,
+    ModelParams,
     PrepParams,
+    RetrievalParams,
     SdgParams,
     load_section,
 )
@@ -60,7 +62,8 @@ def prep(params_file: str = "params.yaml") -> dict:
     from reranktune.prep.run import run_prep
 
     params: PrepParams = load_section("prep", params_file)
-    report = run_prep(params, params.input_path, PREP_OUTPUT, PREP_DETAILS)
+    retrieval: RetrievalParams = load_section("retrieval", params_file)
+    report = run_prep(params, params.input_path, PREP_OUTPUT, PREP_DETAILS, retrieval)
     return _review(PREP_METRICS, {"train_records": report.get("train_records", 0),
                                   "test_queries": report.get("queries_per_split", {}).get("test", 0),
                                   "corpus_chunks": report.get("corpus_chunks", 0)})
@@ -74,23 +77,25 @@ def finetune(params_file: str = "params.yaml") -> dict | None:
     if params.nproc > 1 and not launched_by_torchrun():
         relaunch_with_torchrun(params.nproc, ["finetune", "--params", str(params_file)])
         return None
-    prep_params: PrepParams = load_section("prep", params_file)   # its embedder scored train.json: the prior
+    model: ModelParams = load_section("model", params_file)
+    retrieval: RetrievalParams = load_section("retrieval", params_file)   # it scored train.json: the prior
     summary = run_finetune(params, TRAIN_FILE, MODEL_DIR, CHECKPOINT_DIR, FINETUNE_LIVE, VAL_FILE,
-                           prior_embedding=prep_params.embedding)
+                           model=model, retrieval=retrieval)
     review = {k: summary[k] for k in ("train_loss", "train_pairs_per_s")}
     return _review(FINETUNE_METRICS, review) if os.environ.get("RANK", "0") == "0" else review
 
 
 def eval(params_file: str = "params.yaml", **overrides) -> dict:  # noqa: A001 - the stage's name
-    """``overrides`` (e.g. endpoint_url, data_path from the CLI) replace eval params."""
+    """``overrides`` (e.g. endpoint_url, data_path from the CLI) replace eval params; first_stage the retrieval one."""
     from reranktune.evaluation.run import EvalOutputs, run_eval
 
     params: EvalParams = load_section("eval", params_file)
+    retrieval: RetrievalParams = load_section("retrieval", params_file)
+    if "first_stage" in overrides:
+        retrieval = retrieval.model_copy(update={"first_stage": overrides.pop("first_stage")})
     params = EvalParams.model_validate({**params.model_dump(), **overrides})
-    prep_params: PrepParams = load_section("prep", params_file)
-    tune: FinetuneParams = load_section("finetune", params_file)
     outputs = EvalOutputs(EVAL_METRICS, EVAL_DETAILS, EVAL_PLOTS, EVAL_PER_QUERY, EVAL_REPORT)
-    return run_eval(params, prep_params.embedding, MODEL_DIR, tune.base_model, outputs, tune.trust_remote_code)
+    return run_eval(params, MODEL_DIR, outputs, retrieval, load_section("model", params_file))
 
 
 def export(params_file: str = "params.yaml") -> dict:
@@ -99,9 +104,7 @@ def export(params_file: str = "params.yaml") -> dict:
     from reranktune.evaluation.first_stage import FirstStageSettings
 
     params: ExportParams = load_section("export", params_file)
-    prep_params: PrepParams = load_section("prep", params_file)
-    eval_params: EvalParams = load_section("eval", params_file)   # the gate reranks eval's first stage
-    first_stage = FirstStageSettings.from_params(eval_params, prep_params.embedding)
+    first_stage = FirstStageSettings.from_params(load_section("retrieval", params_file))   # what the gate reranks
     report = run_export(params, first_stage, MODEL_DIR, BEIR_DIR, ONNX_DIR, EXPORT_DETAILS)
     variants = [name for name in report if "accepted" in report[name] and name != "prior"]
     return _review(EXPORT_METRICS, {name: {"accepted": report[name]["accepted"], "ndcg_drop": report[name]["ndcg_drop"]}

@@ -122,9 +122,7 @@ def _serve(args: argparse.Namespace) -> None:
     params = _params(args)
     if params.engine == "torch" and args.model_dir is None and params.model_dir == _D.model_dir:
         params.model_dir = "models/reranker"   # the ONNX folder cannot feed PyTorch; finetune's output can
-    fields = ServeSettings.__dataclass_fields__
-    settings = ServeSettings(**{k: v for k, v in params.model_dump().items() if k in fields},
-                             device=args.device, trust_remote_code=args.trust_remote_code)
+    settings = ServeSettings(**params.model_dump(), device=args.device, trust_remote_code=args.trust_remote_code)
     run_server(settings)
 
 

@@ -9,7 +9,7 @@ from reranktune.embedding import Embedder
 from reranktune.evaluation.beir_data import BeirData
 from reranktune.evaluation.metrics import Run
 from reranktune.lexical import load_bm25s, tokenize
-from reranktune.params import EmbeddingParams, EvalParams, FirstStage
+from reranktune.params import EmbeddingParams, FirstStage, RetrievalParams
 from reranktune.retrieval import DenseIndex, reciprocal_rank_fusion
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ class FirstStageSettings:
     bm25_language: str = "english"
 
     @classmethod
-    def from_params(cls, params: EvalParams, embedding: EmbeddingParams) -> "FirstStageSettings":
-        return cls(params.first_stage, embedding, params.top_k, params.rrf_k, params.bm25_language)
+    def from_params(cls, params: RetrievalParams, top_k: int = 100) -> "FirstStageSettings":
+        return cls(params.first_stage, params.embedding, top_k, params.rrf_k, params.bm25_language)
 
     def with_top_k(self, top_k: int) -> "FirstStageSettings":
         return dataclasses.replace(self, top_k=top_k)

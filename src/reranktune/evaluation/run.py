@@ -29,7 +29,7 @@ from reranktune.evaluation.report import markdown_report
 from reranktune.evaluation.significance import compare_systems
 from reranktune.io import atomic_path, write_json, write_text
 from reranktune.models import bf16_enabled
-from reranktune.params import EmbeddingParams, EvalParams
+from reranktune.params import EvalParams, ModelParams, RetrievalParams
 from reranktune.reranker import Reranker
 from reranktune.scoring import ScoreRecipe
 
@@ -106,10 +106,10 @@ def rerank_speed(run: Run, seconds: float, reranker: Reranker, batch_size: int) 
             "batch_size": batch_size}
 
 
-def first_stage_names(params: EvalParams) -> list[str]:
+def first_stage_names(params: EvalParams, reranked: str) -> list[str]:
     """The reranked first stage first, then the others when they are compared too."""
-    others = [n for n in FIRST_STAGES if n != params.first_stage] if params.compare_first_stages else []
-    return [params.first_stage, *others]
+    others = [n for n in FIRST_STAGES if n != reranked] if params.compare_first_stages else []
+    return [reranked, *others]
 
 
 def mean_of(per_query: dict, system: str, key: str) -> float:
@@ -120,10 +120,11 @@ def mean_of(per_query: dict, system: str, key: str) -> float:
 def verdict(per_query: dict, params: EvalParams, first_stages: list[str]) -> dict:
     """The fine-tuned model against the best untrained system measured here, and the one line that says so.
 
-    Untrained: every first stage, and the prior alone (the fusion of their evidence without
-    the cross-encoder) where the reranker has one. Training is worth shipping only if it beats
-    all of them.
+    Untrained: every first stage (the reranked one first), and the prior alone (the fusion of
+    their evidence without the cross-encoder) where the reranker has one. Training is worth
+    shipping only if it beats all of them.
     """
+    reranked = first_stages[0]
     key = f"NDCG@{params.significance_k}"
     untrained = [*first_stages, *(["prior"] if "prior" in per_query else [])]
     best = max(untrained, key=lambda n: mean_of(per_query, n, key))
@@ -131,12 +132,12 @@ def verdict(per_query: dict, params: EvalParams, first_stages: list[str]) -> dic
                            params.seed)[f"finetuned_vs_{best}"]
     beats = test["delta"] > 0 and test["p_value"] < SIGNIFICANCE_LEVEL
     outcome = "beats" if beats else "DOES NOT beat"
-    line = (f"the fine-tuned reranker (on {params.first_stage} candidates) {outcome} the best untrained system, "
+    line = (f"the fine-tuned reranker (on {reranked} candidates) {outcome} the best untrained system, "
             f"{best}: {key} {test[f'mean_{best}']:.4f} -> {test['mean_finetuned']:.4f} "
             f"({test['delta'] * 100:+.1f} points, p = {test['p_value']:.4f}, {test['queries']} queries)")
     best_first_stage = max(first_stages, key=lambda n: mean_of(per_query, n, key))
-    if best_first_stage != params.first_stage:
-        line += f"; {best_first_stage} is the better first stage here: set eval.first_stage: {best_first_stage}"
+    if best_first_stage != reranked:
+        line += f"; {best_first_stage} is the better first stage here: set retrieval.first_stage: {best_first_stage}"
     return {"best_baseline": best, "beats_best_baseline": beats, "gain": test["delta"],
             "p_value": test["p_value"], "line": line}
 
@@ -144,20 +145,21 @@ def verdict(per_query: dict, params: EvalParams, first_stages: list[str]) -> dic
 def evaluate(
     data: BeirData,
     params: EvalParams,
-    embedding: EmbeddingParams,
+    first_stage: FirstStageSettings,
     finetuned: Reranker,
     base: Reranker | None = None,
     notes: list[str] | None = None,
 ) -> EvalResult:
-    """Every first stage alone, and each reranker on ``params.first_stage``'s candidates."""
-    names = first_stage_names(params)
-    runs: dict[str, Run] = first_stage_runs(data, names, FirstStageSettings.from_params(params, embedding))
+    """Every first stage alone, and each reranker on ``first_stage``'s candidates."""
+    reranked = first_stage.name
+    names = first_stage_names(params, reranked)
+    runs: dict[str, Run] = first_stage_runs(data, names, first_stage)
     speed: dict[str, dict] = {}
     for name, reranker in (("base", base), ("finetuned", finetuned)):
         if reranker is not None:
-            log.info("reranking the %s candidates with the %s model", params.first_stage, name)
+            log.info("reranking the %s candidates with the %s model", reranked, name)
             start = time.perf_counter()
-            parts = rerank_parts(data, runs[params.first_stage], reranker, params.batch_size)
+            parts = rerank_parts(data, runs[reranked], reranker, params.batch_size)
             runs[name] = parts.pop("finetuned")
             if name == "finetuned":
                 runs.update(parts)
@@ -170,8 +172,8 @@ def evaluate(
     metrics: dict = {name: ranking_metrics(data.qrels, run, params.k_values, params.mrr_k) for name, run in runs.items()}
     per_query = {name: per_query_scores(data.qrels, run, params.significance_k, recall_k, params.mrr_k)
                  for name, run in runs.items()}
-    candidates = (("finetuned", params.first_stage), ("finetuned", "prior"), ("finetuned", "base"),
-                  ("base", params.first_stage), *(("crossencoder", n) for n in names))
+    candidates = (("finetuned", reranked), ("finetuned", "prior"), ("finetuned", "base"),
+                  ("base", reranked), *(("crossencoder", n) for n in names))
     pairs = [(a, b) for a, b in candidates if a in runs and b in runs]
     metrics["significance"] = {
         "metric": key,
@@ -183,7 +185,7 @@ def evaluate(
     if by_meta:
         metrics["breakdown"] = {"metric": key, **by_meta}
     metrics["dataset"] = {"queries": len(data.queries), "passages": len(data.corpus),
-                          "first_stage": params.first_stage, "top_k": params.top_k}
+                          "first_stage": reranked, "top_k": first_stage.top_k}
     if speed:
         metrics["rerank_speed"] = speed
     if notes:
@@ -288,20 +290,23 @@ def test_sets(params: EvalParams) -> list[TestSet]:
 
 def run_eval(
     params: EvalParams,
-    embedding: EmbeddingParams,
     finetuned_model: str | Path,
-    base_model: str,
     outputs: EvalOutputs,
-    trust_remote_code: bool = False,
+    retrieval: RetrievalParams = RetrievalParams(),
+    model: ModelParams = ModelParams(),
 ) -> dict:
     """The eval stage: every test set, then metrics, details, plots, per-query scores and the report.
+
+    ``retrieval`` is the first stage whose candidates get reranked; ``model`` the base model the
+    fine-tuned one is compared against.
 
     A failed endpoint check raises EndpointMismatch after every file is written.
     """
     sets = [(test_set, load_beir(test_set.path, params.split)) for test_set in test_sets(params)]   # bad data fails first
-    finetuned = Reranker.from_pretrained(str(finetuned_model), trust_remote_code=trust_remote_code,
+    finetuned = Reranker.from_pretrained(str(finetuned_model), trust_remote_code=model.trust_remote_code,
                                          bf16=bf16_enabled(params.mixed_precision))
-    base, note = load_base(base_model, finetuned, params.evaluate_base, trust_remote_code)
+    base, note = load_base(model.base_model, finetuned, params.evaluate_base, model.trust_remote_code)
+    first_stage = FirstStageSettings.from_params(retrieval, params.top_k)
     if note:
         log.info(note)
     details: dict = {}
@@ -311,11 +316,11 @@ def run_eval(
     for test_set, data in sets:
         log.info("eval (%s): %d queries over %d passages from %s", test_set.name, len(data.queries),
                  len(data.corpus), test_set.path)
-        result = evaluate(data, params, embedding, finetuned, base, [note] if note else None)
+        result = evaluate(data, params, first_stage, finetuned, base, [note] if note else None)
         result.metrics["dataset"].update(path=test_set.path, description=test_set.description)
         if params.endpoint_url and not endpoint_rows:
             result.metrics["endpoint"], endpoint_rows = check_endpoint(
-                data, params, result.runs[params.first_stage], result.metrics["finetuned"])
+                data, params, result.runs[first_stage.name], result.metrics["finetuned"])
         details[test_set.name], per_query[test_set.name] = result.metrics, result.per_query
         plots += _plot_rows(test_set.name, result.metrics, params.k_values)
         (log.info if result.verdict["beats_best_baseline"] else log.warning)("%s: %s", test_set.name,

@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 from reranktune.io import write_text
-from reranktune.params import FinetuneParams
+from reranktune.params import FinetuneParams, ModelParams
 
 
-def write_model_card(folder: Path, params: FinetuneParams, summary: dict) -> None:
+def write_model_card(folder: Path, params: FinetuneParams, model: ModelParams, summary: dict) -> None:
     distilled = (
         f" {params.distillation_weight:g} of the loss matched the first-stage embedder's scores"
         f" (distillation, temperature {params.distillation_temperature:g})."
@@ -26,13 +26,13 @@ def write_model_card(folder: Path, params: FinetuneParams, summary: dict) -> Non
     text = f"""---
 library_name: transformers
 pipeline_tag: text-classification
-base_model: {params.base_model}
+base_model: {model.base_model}
 tags: [reranker, cross-encoder, reranktune]
 ---
 
 # Fine-tuned cross-encoder reranker
 
-Fine-tuned from `{params.base_model}` by reranktune with a listwise
+Fine-tuned from `{model.base_model}` by reranktune with a listwise
 softmax cross-entropy over 1 positive and {params.train_n_passages - 1} hard negatives per query.{distilled}{prior}
 
 Score a pair by formatting it with the prompt template and taking the single logit:

@@ -21,7 +21,7 @@ from reranktune.finetune.model_card import write_model_card
 from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
 from reranktune.io import InputError, atomic_dir, write_json
 from reranktune.models import resolve_model
-from reranktune.params import EmbeddingParams, FinetuneParams
+from reranktune.params import FinetuneParams, ModelParams, RetrievalParams
 from reranktune.prior import PRIOR_FOLDER, Prior, fit_scale, save_prior
 from reranktune.reranker import load_classifier, load_tokenizer, model_input_names
 from reranktune.reranker_config import PriorConfig, RerankerConfig
@@ -56,8 +56,9 @@ def precision_flags(mode: str) -> dict:
     return {"bf16": mode == "bf16", "fp16": mode == "fp16"}
 
 
-def _fingerprint(params: FinetuneParams, train_file: Path) -> str:
+def _fingerprint(params: FinetuneParams, model: ModelParams, train_file: Path) -> str:
     digest = hashlib.sha256(params.model_dump_json().encode())
+    digest.update(model.model_dump_json().encode())
     digest.update(hashlib.sha256(train_file.read_bytes()).digest())
     digest.update(str(world_size()).encode())
     return digest.hexdigest()
@@ -90,8 +91,8 @@ def check_training_scores(prior: Prior, data: ListwiseDataset, source: Path, see
         raise InputError(
             f"{source}: its documents' 'score' values are not {prior.config.dense.source_model}'s cosines "
             f"(max difference {diff:.3f} over {len(rows)} sampled pairs, tolerance {PRIOR_CHECK_TOLERANCE}): "
-            "the file was scored by another model or other prefixes than prep.embedding. Rescore it with "
-            "`reranktune prep`, set prep.embedding to the model that scored it, or set "
+            "the file was scored by another model or other prefixes than retrieval.embedding. Rescore it with "
+            "`reranktune prep`, set retrieval.embedding to the model that scored it, or set "
             "finetune.prior.dense_weight to 0"
         )
 
@@ -133,15 +134,13 @@ def fitted_prior(prior: Prior, trainer, val_data: ListwiseDataset, val_file: Pat
     return prior.scaled(scale)
 
 
-def stage_prior(params: FinetuneParams, embedding: EmbeddingParams | None, train_data: ListwiseDataset,
+def stage_prior(params: FinetuneParams, retrieval: RetrievalParams, train_data: ListwiseDataset,
                 staging: Path) -> Prior | None:
     """Save the prior in ``staging`` and load it back as eval and serve will; the output folder gets a copy."""
     if not (params.prior.dense_weight or params.prior.lexical_weight):
         return None
-    if params.prior.dense_weight and embedding is None:
-        raise ValueError("finetune.prior.dense_weight > 0 needs the embedding model that scored the training file")
-    config = save_prior(params.prior, embedding or EmbeddingParams(), train_data.corpus_texts, staging)
-    return Prior.load(staging, config, trust_remote_code=embedding.trust_remote_code if embedding else False)
+    config = save_prior(params.prior, retrieval, train_data.corpus_texts, staging)
+    return Prior.load(staging, config, trust_remote_code=retrieval.embedding.trust_remote_code)
 
 
 def training_arguments(params: FinetuneParams, checkpoint_dir: Path, per_device: int, accumulation: int,
@@ -182,10 +181,10 @@ def training_arguments(params: FinetuneParams, checkpoint_dir: Path, per_device:
     )
 
 
-def run_summary(params: FinetuneParams, trainer, result, head_was_new: bool, train_data, val_data,
+def run_summary(params: FinetuneParams, model: ModelParams, trainer, result, head_was_new: bool, train_data, val_data,
                 per_device: int, accumulation: int) -> dict:
     summary = {
-        "base_model": params.base_model,
+        "base_model": model.base_model,
         "base_head_was_new": head_was_new,
         "train_records": len(train_data),
         "val_records": len(val_data) if val_data else 0,
@@ -203,7 +202,7 @@ def run_summary(params: FinetuneParams, trainer, result, head_was_new: bool, tra
     return summary
 
 
-def save_reranker(trainer, params: FinetuneParams, prior: Prior | None, staging: Path, output_dir: Path,
+def save_reranker(trainer, params: FinetuneParams, model: ModelParams, prior: Prior | None, staging: Path, output_dir: Path,
                   summary: dict) -> None:
     """The Hugging Face folder with ``reranktune.json``, the prior training used, the card and the summary."""
     with atomic_dir(output_dir) as tmp:
@@ -213,9 +212,9 @@ def save_reranker(trainer, params: FinetuneParams, prior: Prior | None, staging:
             shutil.copytree(staging / PRIOR_FOLDER, tmp / PRIOR_FOLDER)
             prior_config = prior.config
         RerankerConfig(prompt_template=params.prompt_template, max_length=params.rerank_max_length,
-                       base_model=params.base_model, train_n_passages=params.train_n_passages,
+                       base_model=model.base_model, train_n_passages=params.train_n_passages,
                        prior=prior_config).save(tmp)
-        write_model_card(tmp, params, summary)
+        write_model_card(tmp, params, model, summary)
         write_json(tmp / "training_summary.json", summary)
 
 
@@ -227,21 +226,22 @@ def run_finetune(
     live_dir: str | Path,
     val_file: str | Path | None = None,
     callbacks: list | None = None,
-    prior_embedding: EmbeddingParams | None = None,
+    model: ModelParams = ModelParams(),
+    retrieval: RetrievalParams = RetrievalParams(),
 ) -> dict:
-    """Train, checkpointing every ``save_steps``; a rerun with the same inputs resumes.
+    """Train ``model.base_model``, checkpointing every ``save_steps``; a rerun with the same inputs resumes.
 
-    ``prior_embedding`` is the model that scored the training file (prep's embedding): with
-    ``prior.dense_weight`` > 0 it is trained against and saved with the reranker.
+    ``retrieval`` is the first stage that scored the training file: the prior carries its
+    evidence, is trained against and is saved with the reranker.
     """
     train_file, output_dir, checkpoint_dir = Path(train_file), Path(output_dir), Path(checkpoint_dir)
     set_seed(params.seed)
-    base = resolve_model(params.base_model)
-    tokenizer = load_tokenizer(base, params.trust_remote_code)
-    model, head_was_new = load_classifier(base, params.trust_remote_code, params.attn_implementation,
-                                          tokenizer.pad_token_id)
+    base = resolve_model(model.base_model)
+    tokenizer = load_tokenizer(base, model.trust_remote_code)
+    classifier, head_was_new = load_classifier(base, model.trust_remote_code, params.attn_implementation,
+                                               tokenizer.pad_token_id)
     if params.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        classifier.gradient_checkpointing_enable()
     with_scores = params.distillation_weight > 0 or params.prior.dense_weight > 0
     train_data, val_data = (ListwiseDataset(path, params.train_n_passages, with_scores, params.cloze_rate, params.seed)
                             if path and Path(path).exists() else None for path in (train_file, val_file))
@@ -251,22 +251,22 @@ def run_finetune(
                          "queries; set finetune.prior.in_training to false and prep.val_ratio above 0")
 
     is_main = int(os.environ.get("RANK", "0")) == 0
-    resume = _prepare_checkpoints(checkpoint_dir, _fingerprint(params, train_file)) if is_main else True
+    resume = _prepare_checkpoints(checkpoint_dir, _fingerprint(params, model, train_file)) if is_main else True
     with tempfile.TemporaryDirectory(prefix="reranktune-prior-") as staging:
-        prior = stage_prior(params, prior_embedding, train_data, Path(staging))
+        prior = stage_prior(params, retrieval, train_data, Path(staging))
         if prior is not None:
             attach_prior(prior, [d for d in (train_data, val_data) if d is not None], train_file, params.seed,
                          params.prior.in_training, params.distillation_teacher == "prior")
         per_device, accumulation = batch_layout(params, world_size())
-        trainer, result = _train(params, model, tokenizer, train_data, val_data, checkpoint_dir, live_dir,
+        trainer, result = _train(params, classifier, tokenizer, train_data, val_data, checkpoint_dir, live_dir,
                                  callbacks, resume, per_device, accumulation)
-        summary = run_summary(params, trainer, result, head_was_new, train_data, val_data, per_device, accumulation)
+        summary = run_summary(params, model, trainer, result, head_was_new, train_data, val_data, per_device, accumulation)
         if fit:   # fit needs a weight above 0, so there is a prior
             prior = fitted_prior(prior, trainer, val_data, Path(val_file), params.seed)
         summary["prior_weights"] = {"dense": prior.recipe.dense_weight, "lexical": prior.recipe.lexical_weight
                                     } if prior is not None else None
         if is_main:
-            save_reranker(trainer, params, prior, Path(staging), output_dir, summary)
+            save_reranker(trainer, params, model, prior, Path(staging), output_dir, summary)
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return summary
 

@@ -10,7 +10,7 @@ import numpy as np
 from reranktune.embedding import Embedder
 from reranktune.io import atomic_dir, write_json
 from reranktune.lexical import load_bm25s, tokenize
-from reranktune.params import PrepParams
+from reranktune.params import PrepParams, RetrievalParams
 from reranktune.prep.mining import mine_hard_negatives
 from reranktune.prep.records import Query, load_sdg
 from reranktune.prep.split import split_documents, split_queries
@@ -40,7 +40,8 @@ def bm25_rows(queries: list[str], passages: list[str], k: int, language: str) ->
 
 
 def _mine_split(
-    queries: list[Query], pool: list[str], corpus: dict[str, str], embedder: Embedder, params: PrepParams
+    queries: list[Query], pool: list[str], corpus: dict[str, str], embedder: Embedder, params: PrepParams,
+    retrieval: RetrievalParams,
 ) -> tuple[list[dict], Counter, dict]:
     """Mine negatives for one split's queries from ``pool`` and unroll them into records."""
     if not queries:
@@ -54,7 +55,7 @@ def _mine_split(
     lexical_rows = None
     if params.mining_first_stage == "hybrid":
         lexical_rows = bm25_rows([q.text for q in queries], [corpus[c] for c in pool],
-                                 max(params.mining_candidates, params.hard_negatives_sample_from), params.bm25_language)
+                                 max(params.mining_candidates, params.hard_negatives_sample_from), retrieval.bm25_language)
     mined = mine_hard_negatives(
         query_vectors,
         [q.positives for q in queries],
@@ -69,6 +70,7 @@ def _mine_split(
         seed=params.seed,
         sample_from=params.hard_negatives_sample_from,
         lexical_rows=lexical_rows,
+        rrf_k=retrieval.rrf_k,
     )
     records: list[dict] = []
     counts = Counter(mined.counts)
@@ -87,11 +89,15 @@ def _mine_split(
 
 
 def run_prep(
-    params: PrepParams, sdg_path: str | Path, output_dir: str | Path, report_path: str | Path
+    params: PrepParams, sdg_path: str | Path, output_dir: str | Path, report_path: str | Path,
+    retrieval: RetrievalParams = RetrievalParams(),
 ) -> dict:
-    """Write ``output_dir`` (training files, corpus, BEIR test set) and the report metrics."""
+    """Write ``output_dir`` (training files, corpus, BEIR test set) and the report metrics.
+
+    ``retrieval`` is the first stage that mines the negatives and scores every pair.
+    """
     if is_training_file(sdg_path):
-        report = import_training_file(Path(sdg_path), Path(output_dir), params.embedding)
+        report = import_training_file(Path(sdg_path), Path(output_dir), retrieval.embedding)
         write_json(report_path, report)
         return report
     data = load_sdg(sdg_path, params.quality_threshold, params.max_pos_docs)
@@ -99,7 +105,7 @@ def run_prep(
     splits = split_queries(data.queries, assignment)
     test_chunks = {c for doc, split in assignment.items() if split == "test" for c in data.doc_chunks[doc]}
     pool = [c for c in data.corpus if c not in test_chunks]
-    embedder = Embedder(params.embedding)
+    embedder = Embedder(retrieval.embedding)
 
     report: dict = {"counts": dict(data.counts), "bad_lines": data.bad_lines[:50]}
     report["documents_per_split"] = dict(Counter(assignment.values()))
@@ -112,7 +118,8 @@ def run_prep(
         for split in ("train", "val"):
             if split == "val" and not splits["val"]:
                 continue
-            records, counts, histograms = _mine_split(splits[split], pool, data.corpus, embedder, params)
+            records, counts, histograms = _mine_split(splits[split], pool, data.corpus, embedder, params,
+                                                    retrieval)
             write_training_file(out / f"{split}.json", records)
             report[f"{split}_records"] = len(records)
             report[f"{split}_mining"] = dict(counts)

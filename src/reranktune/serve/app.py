@@ -21,7 +21,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -29,37 +28,20 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from reranktune.params import DeployParams
 from reranktune.serve.batching import BatcherStopped, DynamicBatcher, in_request_order, length_order
-from reranktune.serve.engines import Encoded, Engine, EngineKind, PairTooLong, load_engine
+from reranktune.serve.engines import Encoded, Engine, PairTooLong, load_engine
 from reranktune.serve.limits import BodySizeLimit, ClientGone, bound_texts, connection_limits, until_done
 from reranktune.serve.schema import Error, Health, ModelCard, ModelList, Ranking, RankingRequest, RankingResponse
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ServeSettings:
-    """What ``reranktune serve`` runs; defaults come from ``DeployParams``."""
+class ServeSettings(DeployParams):
+    """What ``reranktune serve`` runs: ``params.yaml``'s deploy section and two command-line choices."""
 
-    model_dir: str = "models/onnx"
-    engine: EngineKind = "onnx"
-    model_name: str = "reranktune"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    batching: bool = True
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    max_passages: int = 1000
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_tokens_per_request: int = 65536
-    request_timeout_s: float = 30.0
-    headers_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
-    keep_alive_timeout_s: float = 5.0
-    docs: bool = False
-    threads: int = 0
-    device: str | None = None
-    trust_remote_code: bool = False
+    device: str | None = None         # torch engine: cpu or cuda (None: cuda when available)
+    trust_remote_code: bool = False   # torch engine: run the model folder's own code
 
     def load(self) -> Engine:
         return load_engine(self.engine, self.model_dir, self.max_batch, self.threads, self.device,
