@@ -1,7 +1,8 @@
-"""DVC stage 'eval': see `reranktune eval --help` and src/reranktune/stages.py for its files."""
+"""DVC stage 'eval': runs reranktune.stages.eval (its files are there); `reranktune eval --help` for its options."""
 import sys
 
-from reranktune.cli import main
+from reranktune import stages
+from reranktune.stage_cli import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main(["eval", *sys.argv[1:]]))
+    sys.exit(run_stage(stages.eval, prog="stages/eval.py"))

@@ -1,7 +1,8 @@
-"""DVC stage 'export': see `reranktune export --help` and src/reranktune/stages.py for its files."""
+"""DVC stage 'export': runs reranktune.stages.export (its files are there); `reranktune export --help` for its options."""
 import sys
 
-from reranktune.cli import main
+from reranktune import stages
+from reranktune.stage_cli import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main(["export", *sys.argv[1:]]))
+    sys.exit(run_stage(stages.export, prog="stages/export.py"))

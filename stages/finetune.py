@@ -1,7 +1,8 @@
-"""DVC stage 'finetune': see `reranktune finetune --help` and src/reranktune/stages.py for its files."""
+"""DVC stage 'finetune': runs reranktune.stages.finetune (its files are there); `reranktune finetune --help` for its options."""
 import sys
 
-from reranktune.cli import main
+from reranktune import stages
+from reranktune.stage_cli import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main(["finetune", *sys.argv[1:]]))
+    sys.exit(run_stage(stages.finetune, prog="stages/finetune.py"))

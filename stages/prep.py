@@ -1,7 +1,8 @@
-"""DVC stage 'prep': see `reranktune prep --help` and src/reranktune/stages.py for its files."""
+"""DVC stage 'prep': runs reranktune.stages.prep (its files are there); `reranktune prep --help` for its options."""
 import sys
 
-from reranktune.cli import main
+from reranktune import stages
+from reranktune.stage_cli import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main(["prep", *sys.argv[1:]]))
+    sys.exit(run_stage(stages.prep, prog="stages/prep.py"))

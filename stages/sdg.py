@@ -1,7 +1,8 @@
-"""DVC stage 'sdg': see `reranktune sdg --help` and src/reranktune/stages.py for its files."""
+"""DVC stage 'sdg': runs reranktune.stages.sdg (its files are there); `reranktune sdg --help` for its options."""
 import sys
 
-from reranktune.cli import main
+from reranktune import stages
+from reranktune.stage_cli import run_stage
 
 if __name__ == "__main__":
-    sys.exit(main(["sdg", *sys.argv[1:]]))
+    sys.exit(run_stage(stages.sdg, prog="stages/sdg.py"))

@@ -336,6 +336,19 @@ def test_cli_overrides_reach_the_eval_params(monkeypatch):
     assert seen == {"endpoint_url": "http://127.0.0.1:9", "first_stage": "bm25"}
 
 
+def test_the_stage_script_takes_the_same_overrides():
+    """stages/eval.py (run_stage), which DVC runs, parses the options `reranktune eval` takes."""
+    from reranktune.stage_cli import run_stage
+
+    seen = {}
+
+    def eval(params_file, **overrides):  # noqa: A001 - run_stage reads the stage's name off the function
+        seen.update(overrides, params_file=params_file)
+
+    assert run_stage(eval, ["--params", "p.yaml", "--data-path", "d", "--questions-dir", "q"]) == 0
+    assert seen == {"params_file": "p.yaml", "data_path": "d", "questions_dir": "q"}
+
+
 def test_two_runs_compare_query_by_query_from_their_per_query_files(tmp_path):
     from reranktune.evaluation.compare import compare_files
     from reranktune.evaluation.run import write_per_query

@@ -12,7 +12,7 @@ from reranktune.evaluation.beir_data import BeirData
 from reranktune.evaluation.first_stage import FirstStageSettings
 from reranktune.export.gate import RankingSet, judge
 from reranktune.export.onnx_export import export_onnx
-from reranktune.export.parity import ParityProbe, check_parity, onnx_session
+from reranktune.export.parity import ParityProbe, onnx_session
 from reranktune.export.run import run_export
 from reranktune.export.tensorrt_engine import TensorRTSession, build_engine, tensorrt_missing
 from reranktune.export.variants import VARIANTS, build_variants
@@ -78,7 +78,8 @@ def test_parity_flags_a_corrupted_graph(tiny_bert_dir, tmp_path):
     session = onnx_session(str(tmp_path / "model.onnx"))
     with torch.no_grad():
         reranker.model.classifier.bias += 0.5     # the torch side now differs from the graph
-    parity = check_parity(session, reranker.model, reranker.tokenizer, TEXTS, 128, names)
+    # the probe run_export builds once and compares every variant with
+    parity = ParityProbe(reranker.model, reranker.tokenizer, TEXTS, 128, names).compare(session)
     assert parity.max_abs_diff == pytest.approx(0.5, abs=1e-3)
     assert np.isfinite(parity.spearman)
 

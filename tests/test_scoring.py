@@ -48,7 +48,6 @@ def test_the_recipe_adds_the_weighted_prior_to_the_logit():
     prior = recipe.prior(np.array([0.5, 0.1]), np.array([0.2, 0.8]))
     assert prior == pytest.approx([6.0, 5.0])
     assert ScoreRecipe.total(np.array([1.0, -1.0]), prior) == pytest.approx([7.0, 4.0])
-    assert not ScoreRecipe().has_prior and recipe.has_prior
 
 
 @pytest.fixture

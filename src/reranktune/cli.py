@@ -15,19 +15,14 @@ from pathlib import Path
 from collections.abc import Callable
 
 from reranktune.deploy.health import DeployError
-from reranktune.io import InputError
-from reranktune.logs import setup_logging
-
-STAGES = ("sdg", "prep", "finetune", "eval", "export")
-EVAL_OVERRIDES = ("endpoint_url", "data_path", "questions_dir", "first_stage")
+from reranktune.stage_cli import HELPS, STAGES, add_stage_arguments, call_stage, guarded
 
 
 def _stage_runner(name: str) -> Callable[[argparse.Namespace], object]:
     def run(args: argparse.Namespace) -> object:
         from reranktune import stages
 
-        overrides = {key: value for key in EVAL_OVERRIDES if (value := getattr(args, key, None)) is not None}
-        return getattr(stages, name)(args.params, **overrides)
+        return call_stage(getattr(stages, name), args)
 
     return run
 
@@ -40,26 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Under DVC, run `dvc repro` instead; it calls the same code.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    helps = {
-        "sdg": "documents (sdg.input_path: a folder of text files or a corpus.jsonl) -> synthetic Q&A in data/sdg/qa.jsonl",
-        "prep": "Q&A -> training file with hard negatives + BEIR test set in data/prep/",
-        "finetune": "train the cross-encoder (with finetune.prior weights > 0: as a correction to the first "
-        "stage's dense and BM25 scores, saved with it in prior/) -> models/reranker/",
-        "eval": "every first stage vs the reranker, on real questions (eval.questions_dir) and prep's synthetic "
-        "split (eval.data_path) -> metrics/eval.json, eval_details.json, eval_report.md",
-        "export": "ONNX variants (fp32, optimized, int8, fp16) behind an accuracy gate -> models/onnx/",
-    }
     for name in STAGES:
-        stage = sub.add_parser(name, help=helps[name], description=helps[name])
-        stage.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-        if name == "eval":
-            stage.add_argument("--endpoint-url", help="check a running /v1/ranking API against the "
-                               "checkpoint (overrides eval.endpoint_url)")
-            stage.add_argument("--data-path", help="BEIR folder of synthetic questions (overrides eval.data_path)")
-            stage.add_argument("--questions-dir", help="folder of BEIR folders of real questions over the same "
-                               "documents, one eval section each (overrides eval.questions_dir)")
-            stage.add_argument("--first-stage", choices=["dense", "bm25", "hybrid"],
-                               help="candidates to rerank (overrides retrieval.first_stage)")
+        stage = sub.add_parser(name, help=HELPS[name], description=HELPS[name])
+        add_stage_arguments(stage, name)
         stage.set_defaults(func=_stage_runner(name))
     from reranktune.deploy.cli import add_deploy_parser, add_serve_parser
 
@@ -110,15 +88,10 @@ def _run_preset(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        setup_logging()
-        args.func(args)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return guarded(lambda: args.func(args))   # bad input: one line, exit code 2, as stages/*.py
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

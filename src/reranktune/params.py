@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -35,7 +35,6 @@ class EmbeddingParams(Section):
     trust_remote_code: bool = False
 
 
-QUERY_TYPES = ("multi_hop", "structural", "contextual")
 REASONING_TYPES = ("factual", "relational", "inferential", "temporal", "procedural", "causal", "visual")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -91,10 +90,6 @@ class LlmParams(Section):
 
     def model_for(self, step: str) -> str:
         return self.step_models.get(step, self.model)
-
-    @property
-    def num_pairs(self) -> int:
-        return sum(self.query_types.values())
 
 
 class SdgParams(Section):
@@ -319,8 +314,6 @@ SECTIONS: dict[str, type[Section]] = {
     "export": ExportParams,
     "deploy": DeployParams,
 }
-
-S = TypeVar("S", bound=Section)
 
 
 # keys an older params.yaml may still have, and where their value went

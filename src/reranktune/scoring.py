@@ -25,10 +25,6 @@ class ScoreRecipe:
     dense_weight: float = 0.0
     lexical_weight: float = 0.0
 
-    @property
-    def has_prior(self) -> bool:
-        return bool(self.dense_weight or self.lexical_weight)
-
     def prior(self, cosine, lexical):
         """``dense_weight x cosine + lexical_weight x lexical``: NumPy arrays or torch tensors."""
         return self.dense_weight * cosine + self.lexical_weight * lexical

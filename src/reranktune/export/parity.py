@@ -62,10 +62,3 @@ class ParityProbe:
         shapes = [list(batch["input_ids"].shape) for batch in self.batches]
         return Parity(float(np.max(np.abs(a - b))), rho, len(a), shapes)
 
-
-def check_parity(
-    session: ort.InferenceSession, model, tokenizer, texts: list[str], max_length: int,
-    input_names: list[str], batch_sizes: tuple[int, ...] = (1, 7, 64),
-) -> Parity:
-    """Score ``texts`` in batches of several sizes through both engines."""
-    return ParityProbe(model, tokenizer, texts, max_length, input_names, batch_sizes).compare(session)

@@ -14,10 +14,11 @@ def launched_by_torchrun() -> bool:
 
 
 def relaunch_with_torchrun(nproc: int, cli_args: list[str]) -> None:
-    """Run ``reranktune <cli_args>`` in ``nproc`` processes (NCCL on GPUs, gloo on CPU)."""
+    """Run stage ``cli_args`` (e.g. ``finetune --params params.yaml``) in ``nproc`` processes (NCCL on GPUs,
+    gloo on CPU), through the stage entry that stages/*.py use, not the whole CLI."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "reranktune.cli", *cli_args,
+        "-m", "reranktune.stage_cli", *cli_args,
     ]
     log.info("launching %d training processes: %s", nproc, " ".join(command))
     subprocess.run(command, check=True)
