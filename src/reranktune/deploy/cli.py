@@ -44,7 +44,7 @@ Every flag defaults to the `deploy` section of --params, then to the value shown
 The server binds 127.0.0.1: only this machine can reach it. Use --host 0.0.0.0
 inside a container (the Dockerfile does) or behind a firewall; the API has no
 authentication (neither has NIM): for other machines, put a gateway that checks an
-API key in front (README, "Serving"). SIGINT/SIGTERM stop it after in-flight requests finish.
+API key in front (docs/serving.md). SIGINT/SIGTERM stop it after in-flight requests finish.
 
 Example:  reranktune serve                       # models/onnx on 127.0.0.1:8000
           reranktune serve --engine torch --model-dir models/reranker --port 8080

@@ -3,7 +3,7 @@
 Why hand-rolled on httpx + tenacity rather than data-designer: the stage needs per-call
 control that data-designer's engine does not expose (a requests-per-minute cap, retrying
 500 as well as 502-504, a stop on 401/403 with the count done, per-document resume and
-call accounting); see README "LLM generator".
+call accounting); see docs/llm-generator.md.
 
 - one ``httpx.Client`` to ``base_url`` only; proxies/netrc from the environment are off
   unless ``trust_env`` is set, so nothing but the configured endpoint is contacted;
