@@ -84,8 +84,8 @@ def small_corpus(tmp_path) -> Path:
 def tiny_bert_with_prior_dir(tmp_path_factory, tiny_bert_dir, minilm_path) -> Path:
     """tiny_bert_dir saved as a reranker with a first-stage prior: MiniLM cosine x 20 + BM25 x 10."""
     from reranktune.params import EmbeddingParams, PriorParams, RetrievalParams
-    from reranktune.prior import save_prior
-    from reranktune.reranker_config import RerankerConfig
+    from reranktune.reranker.prior import save_prior
+    from reranktune.reranker.config import RerankerConfig
 
     folder = tmp_path_factory.mktemp("tiny-bert-prior") / "model"
     shutil.copytree(tiny_bert_dir, folder)

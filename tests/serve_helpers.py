@@ -14,8 +14,8 @@ def export_folder(model_dir: Path, out: Path, max_length: int = 64) -> Path:
     import shutil
 
     from reranktune.export.onnx_export import export_onnx
-    from reranktune.reranker import Reranker
-    from reranktune.reranker_config import OnnxConfig
+    from reranktune.reranker.model import Reranker
+    from reranktune.reranker.config import OnnxConfig
 
     reranker = Reranker.from_pretrained(str(model_dir), device="cpu", max_length=max_length)
     out.mkdir(parents=True, exist_ok=True)

@@ -108,11 +108,11 @@ def rerank_depth(monkeypatch):
 
 def test_depth_sweep_matches_the_reranker_and_depth_one_is_the_first_stage(
         rerank_depth, beir_dir, tiny_bert_with_prior_dir, tmp_path):
-    from reranktune.evaluation.beir_data import load_beir
-    from reranktune.evaluation.first_stage import first_stage_runs
-    from reranktune.evaluation.metrics import per_query_scores
+    from reranktune.beir_data import load_beir
+    from reranktune.retrieval.first_stage import first_stage_runs
+    from reranktune.ir_metrics import per_query_scores
     from reranktune.evaluation.run import rerank
-    from reranktune.reranker import Reranker
+    from reranktune.reranker.model import Reranker
 
     result = rerank_depth.main([str(beir_dir), str(tiny_bert_with_prior_dir), "--depths", "1", "5",
                                 "--prior-scales", "0", "0.5", "--out", str(tmp_path / "depth.json")])

@@ -40,11 +40,11 @@ def test_the_stage_script_runs_its_own_stage_function(stage):
 def test_the_closure_follows_lazy_imports_and_only_the_stages_own_function():
     tool = load_tool()
     rel = {stage: {str(p.relative_to(REPO)) for p in tool.stage_closure(stage)} for stage in STAGES}
-    # export reaches eval's code through its gate (a function-level import in export/run.py)
-    assert "src/reranktune/evaluation/first_stage.py" in rel["export"]
-    assert "src/reranktune/retrieval.py" in rel["prep"] and "src/reranktune/retrieval.py" in rel["eval"]
+    # export's gate reranks the shared first stage (a function-level import in stages.export)
+    assert "src/reranktune/retrieval/first_stage.py" in rel["export"]
+    assert "src/reranktune/retrieval/index.py" in rel["prep"] and "src/reranktune/retrieval/index.py" in rel["eval"]
     # stages.py's other functions' lazy imports are not this stage's code
-    assert "src/reranktune/retrieval.py" not in rel["sdg"]
+    assert "src/reranktune/retrieval/index.py" not in rel["sdg"]
     assert not any(path.startswith("src/reranktune/prep/") for path in rel["finetune"] | rel["eval"])
     # the stages do not go through the CLI: its other commands (serve, deploy, compare) are no stage's code
     for paths in rel.values():

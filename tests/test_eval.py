@@ -9,15 +9,15 @@ import pytest
 import pytrec_eval
 
 from conftest import SAMPLE_CORPUS
-from reranktune.evaluation.beir_data import load_beir
+from reranktune.beir_data import load_beir
 from reranktune.evaluation.breakdown import breakdown
 from reranktune.evaluation.endpoint import EndpointMismatch, compare_metrics
-from reranktune.evaluation.first_stage import FirstStageSettings, bm25_retrieval, fuse_runs
-from reranktune.evaluation.metrics import per_query_scores, ranking_metrics
-from reranktune.evaluation.run import EvalOutputs, check_endpoint, evaluate, rerank, review_metrics, run_eval
+from reranktune.retrieval.first_stage import FirstStageSettings, bm25_retrieval, fuse_runs
+from reranktune.ir_metrics import per_query_scores, ranking_metrics
+from reranktune.evaluation.run import EvalOutputs, check_endpoint, evaluate, review_metrics, run_eval
 from reranktune.evaluation.significance import compare_systems, paired_randomization_test
 from reranktune.params import EmbeddingParams, EvalParams, ModelParams
-from reranktune.reranker import Reranker
+from reranktune.reranker.model import Reranker
 
 QRELS = {"q1": {"d1": 1, "d2": 0, "d3": 2}, "q2": {"d4": 1}, "q3": {"d7": 1}}
 # q3 has tied scores: pytrec_eval breaks ties by doc id, and so must MRR's cut-off
@@ -323,7 +323,7 @@ def test_run_eval_fails_with_a_table_when_the_endpoint_differs(beir_dir, tiny_be
 def test_rerank_only_reorders_the_candidates(beir_dir, tiny_bert_dir):
     data = load_beir(beir_dir)
     candidates = {q: dict.fromkeys(list(data.corpus)[:3], 0.0) for q in list(data.queries)[:2]}
-    run = rerank(data, candidates, Reranker.from_pretrained(str(tiny_bert_dir), device="cpu"), batch_size=2)
+    run = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu").rerank(data, candidates, batch_size=2)
     assert {q: set(d) for q, d in run.items()} == {q: set(d) for q, d in candidates.items()}
 
 

@@ -8,19 +8,20 @@ import torch
 from onnx import numpy_helper
 
 from conftest import SAMPLE_CORPUS
-from reranktune.evaluation.beir_data import BeirData
-from reranktune.evaluation.first_stage import FirstStageSettings
+from reranktune.beir_data import BeirData
+from reranktune.retrieval.first_stage import FirstStageSettings
 from reranktune.export.gate import RankingSet, judge
 from reranktune.export.onnx_export import export_onnx
-from reranktune.export.parity import ParityProbe, onnx_session
+from reranktune.export.parity import ParityProbe
+from reranktune.reranker.onnx import onnx_session
 from reranktune.export.run import run_export
 from reranktune.export.tensorrt_engine import TensorRTSession, build_engine, tensorrt_missing
 from reranktune.export.variants import VARIANTS, build_variants
 from reranktune.io import InputError, write_jsonl
 from reranktune.params import EmbeddingParams, ExportParams, load_section
-from reranktune.reranker import Reranker
-from reranktune.reranker_config import RerankerConfig
-from reranktune.scoring import SessionBackend, format_pair
+from reranktune.reranker.model import Reranker
+from reranktune.reranker.config import RerankerConfig
+from reranktune.reranker.scoring import SessionBackend, format_pair
 
 SHORT = "question:what is vacuum \n \n passage:VACUUM reclaims storage occupied by dead tuples."
 LONG = "question:lambda \n \n passage:" + "Lambda expressions create anonymous functions. " * 150
@@ -236,5 +237,5 @@ def test_a_reranker_with_a_prior_is_exported_and_served_with_it(tiny_bert_with_p
     assert max(abs(a - b) for a, b in zip(expected, logits_only)) > 1.0   # the prior is in
     for kind, folder in (("onnx", out), ("torch", tiny_bert_with_prior_dir)):
         engine = load_engine(kind, folder, batch_size=2)
-        assert type(engine.prior.encoder).__name__ == ("OnnxEncoder" if kind == "onnx" else "TorchEncoder")
+        assert type(engine.prior.encoder).__name__ == ("OnnxEncoder" if kind == "onnx" else "Embedder")
         assert engine.score(engine.encode(query, passages, truncate=True)) == pytest.approx(expected, abs=1e-3), kind

@@ -112,7 +112,7 @@ def test_distillation_needs_scores_and_names_the_record_without_one(tmp_path):
 def test_collator_carries_the_teacher_scores_of_each_group_in_passage_order(tiny_bert_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from reranktune.scoring import PairEncoder
+    from reranktune.reranker.scoring import PairEncoder
 
     train_file = write_training_set(tmp_path / "prep", n_queries=2, n_negatives=2)
     data = ListwiseDataset(train_file, 4, with_scores=True)   # 1 positive + 2 negatives cycled to 3
@@ -141,7 +141,7 @@ def test_distillation_teaches_the_teachers_order_of_the_negatives(tiny_bert_dir,
         distillation_weight=1.0, distillation_temperature=0.1, save_steps=1000,
     )
     run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(tiny_bert_dir)))
-    from reranktune.reranker import Reranker
+    from reranktune.reranker.model import Reranker
 
     reranker = Reranker.from_pretrained(tmp_path / "model")
     texts = dict(zip(corpus["id"], corpus["text"]))
@@ -153,7 +153,7 @@ def test_distillation_teaches_the_teachers_order_of_the_negatives(tiny_bert_dir,
 
 def _score_with_minilm(train_file, embedding):
     """The training file rescored with the embedding model's real cosines, as prep writes them."""
-    from reranktune.embedding import Embedder
+    from reranktune.retrieval.embedder import Embedder
 
     spec = json.loads(train_file.read_text())
     corpus = pd.read_parquet(train_file.parent / "corpus" / "train.parquet")
@@ -170,9 +170,9 @@ def _score_with_minilm(train_file, embedding):
 
 
 def test_prior_training_saves_the_prior_and_scores_logit_plus_weighted_evidence(tiny_bert_dir, minilm_path, tmp_path):
-    from reranktune.lexical import LexicalScorer
+    from reranktune.retrieval.bm25 import LexicalScorer
     from reranktune.params import EmbeddingParams, PriorParams
-    from reranktune.reranker import Reranker
+    from reranktune.reranker.model import Reranker
 
     train_file = write_training_set(tmp_path / "prep", n_queries=8)
     params = FinetuneParams(
@@ -248,7 +248,7 @@ def test_with_a_prior_the_cross_encoder_learns_to_overrule_it(tiny_bert_dir, tmp
 def test_a_reranker_whose_prior_folder_is_gone_fails_naming_it(tiny_bert_with_prior_dir, tmp_path):
     import shutil
 
-    from reranktune.reranker import Reranker
+    from reranktune.reranker.model import Reranker
 
     broken = tmp_path / "model"
     shutil.copytree(tiny_bert_with_prior_dir, broken)
@@ -260,7 +260,7 @@ def test_a_reranker_whose_prior_folder_is_gone_fails_naming_it(tiny_bert_with_pr
 def test_pretokenized_batches_equal_the_ones_tokenized_per_batch(tiny_bert_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from reranktune.scoring import PairEncoder
+    from reranktune.reranker.scoring import PairEncoder
 
     train_file = write_training_set(tmp_path / "prep", n_queries=6)
     encoder = PairEncoder(AutoTokenizer.from_pretrained(tiny_bert_dir), "question:{query} passage:{passage}", 16,
@@ -324,9 +324,9 @@ def test_inverse_cloze_takes_the_source_sentence_out_of_positives_only(tmp_path)
 
 
 def test_fit_scale_adds_as_much_prior_as_ranks_held_out_groups_best():
-    from reranktune.lexical import LexicalScorer
-    from reranktune.prior import Prior, fit_scale
-    from reranktune.reranker_config import LexicalPriorConfig, PriorConfig
+    from reranktune.retrieval.bm25 import LexicalScorer
+    from reranktune.reranker.prior import Prior, fit_scale
+    from reranktune.reranker.config import LexicalPriorConfig, PriorConfig
 
     logits = np.array([[1.0, 0.0, 0.5], [0.0, 0.2, -1.0], [2.0, 1.9, 0.0]])   # the logit misranks group 2
     prior = 10.0 * np.array([[0.5, 0.4, 0.5], [0.9, 0.1, 0.0], [0.5, 0.5, 0.5]])   # the prior ranks it right
@@ -380,9 +380,9 @@ def test_logit_loss_weight_keeps_a_gradient_where_the_prior_already_ranks_the_po
 
 def test_the_prior_can_be_the_distillation_teacher_without_entering_the_loss(tmp_path):
     from reranktune.finetune.run import attach_prior
-    from reranktune.lexical import LexicalScorer
-    from reranktune.prior import Prior
-    from reranktune.reranker_config import LexicalPriorConfig, PriorConfig
+    from reranktune.retrieval.bm25 import LexicalScorer
+    from reranktune.reranker.prior import Prior
+    from reranktune.reranker.config import LexicalPriorConfig, PriorConfig
 
     train_file = write_training_set(tmp_path / "prep", n_queries=4)
     data = ListwiseDataset(train_file, 3, with_scores=True)

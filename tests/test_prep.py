@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reranktune.evaluation.beir_data import load_beir
+from reranktune.beir_data import load_beir
 from reranktune.params import EmbeddingParams, PrepParams, RetrievalParams
 from reranktune.prep.mining import guard_threshold, mine_hard_negatives
 from reranktune.prep.records import Query, load_sdg
@@ -210,7 +210,7 @@ def test_a_training_file_with_unknown_ids_is_refused_by_record(tmp_path):
 
 
 def test_hybrid_mining_adds_the_passages_bm25_ranks_high_and_keeps_the_dense_guard():
-    from reranktune.retrieval import reciprocal_rank_fusion
+    from reranktune.retrieval.index import reciprocal_rank_fusion
 
     assert list(reciprocal_rank_fusion([[0, 1, 2], [2, 3]], k=60))[:2] == [2, 0]   # in both lists beats first in one
     # dense space: query [1, 0]; pool rows 0-1 close to it, row 2 far (BM25's favourite), row 3 the positive

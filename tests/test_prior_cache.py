@@ -1,7 +1,7 @@
 """The prior's embedding cache: the same vectors as the encoder, each text embedded once, bounded."""
 import numpy as np
 
-from reranktune.prior import CachedEncoder
+from reranktune.retrieval.embedder import CachedEncoder
 
 
 class CountingEncoder:

@@ -8,7 +8,7 @@ from reranktune.finetune.run import run_finetune
 from reranktune.params import FinetuneParams, ModelParams
 
 from test_finetune import NO_PRIOR
-from reranktune.reranker import Reranker
+from reranktune.reranker.model import Reranker
 
 from test_finetune import write_training_set
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from reranktune.io import InputError
-from reranktune.lexical import LexicalScorer, tokenize
-from reranktune.reranker_config import FORMAT_VERSION, RerankerConfig
-from reranktune.scoring import PairEncoder, PairTooLong, ScoreRecipe
+from reranktune.retrieval.bm25 import LexicalScorer, tokenize
+from reranktune.reranker.config import FORMAT_VERSION, RerankerConfig
+from reranktune.reranker.scoring import PairEncoder, PairTooLong, ScoreRecipe
 
 CORPUS = [
     "Vacuum reclaims storage occupied by dead tuples in PostgreSQL tables.",
@@ -52,7 +52,7 @@ def test_the_recipe_adds_the_weighted_prior_to_the_logit():
 
 @pytest.fixture
 def encoder(minilm_path):
-    from reranktune.reranker import load_tokenizer
+    from reranktune.reranker.model import load_tokenizer
 
     return PairEncoder(load_tokenizer(minilm_path), "question:{query} \n \n passage:{passage}", 32,
                        ["input_ids", "attention_mask"])
@@ -121,7 +121,7 @@ def test_score_gives_each_pair_its_own_logit_on_the_cpu_path_and_the_chunked_gpu
     """On a GPU Reranker.score pipelines tokenization over chunks; every pair still gets the logit it gets alone."""
     import torch
 
-    from reranktune.reranker import SCORE_CHUNK_BATCHES, Reranker
+    from reranktune.reranker.model import SCORE_CHUNK_BATCHES, Reranker
 
     reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=48)
     queries = [f"query {i} " + "about vacuum " * (i % 4) for i in range(23)]
@@ -141,8 +141,8 @@ def test_score_gives_each_pair_its_own_logit_on_the_cpu_path_and_the_chunked_gpu
 
 
 def test_torch_backend_scores_a_stream_of_batches_like_one_batch_at_a_time(tiny_bert_dir, encoder):
-    from reranktune.reranker import load_classifier
-    from reranktune.scoring import TorchBackend
+    from reranktune.reranker.model import load_classifier
+    from reranktune.reranker.scoring import TorchBackend
 
     backend = TorchBackend(load_classifier(str(tiny_bert_dir))[0], "cpu")
     batches = [encoder.pad(encoder.encode(["vacuum"] * n, CORPUS[:n])) for n in (1, 3, 4)]
@@ -154,7 +154,7 @@ def test_torch_backend_scores_a_stream_of_batches_like_one_batch_at_a_time(tiny_
 
 
 def test_with_the_model_on_a_gpu_the_prior_is_computed_alongside_with_the_same_scores(tiny_bert_with_prior_dir):
-    from reranktune.reranker import Reranker
+    from reranktune.reranker.model import Reranker
 
     reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu")
     queries = ["what does vacuum do"] * 3 + ["lambda functions"] * 2

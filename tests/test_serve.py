@@ -10,7 +10,7 @@ import threading
 import httpx
 import pytest
 
-from reranktune.reranker import Reranker
+from reranktune.reranker.model import Reranker
 from reranktune.serve.app import ServeSettings, create_app
 from serve_helpers import ServerThread, export_folder, wait_ready
 

@@ -101,7 +101,7 @@ def eval(params_file: str = "params.yaml", **overrides) -> dict:  # noqa: A001 -
 def export(params_file: str = "params.yaml") -> dict:
     from reranktune.export.run import run_export
 
-    from reranktune.evaluation.first_stage import FirstStageSettings
+    from reranktune.retrieval.first_stage import FirstStageSettings
 
     params: ExportParams = load_section("export", params_file)
     first_stage = FirstStageSettings.from_params(load_section("retrieval", params_file))   # what the gate reranks

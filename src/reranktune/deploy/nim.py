@@ -24,7 +24,7 @@ from typing import Any
 from reranktune.deploy.health import DeployError, client_host, probe_ready, wait_ready
 from reranktune.io import InputError
 from reranktune.params import DeployParams
-from reranktune.reranker_config import RerankerConfig
+from reranktune.reranker.config import RerankerConfig
 
 log = logging.getLogger(__name__)
 

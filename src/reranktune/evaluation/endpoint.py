@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import httpx
 from tqdm.auto import tqdm
 
-from reranktune.evaluation.beir_data import BeirData
-from reranktune.evaluation.metrics import Run
+from reranktune.beir_data import BeirData
+from reranktune.ir_metrics import Run
 from reranktune.io import InputError
 
 log = logging.getLogger(__name__)

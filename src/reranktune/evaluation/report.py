@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 from reranktune.evaluation.endpoint import format_table
-from reranktune.evaluation.first_stage import SYSTEMS
+from reranktune.retrieval.first_stage import FIRST_STAGES
 
 LABELS = {"prior": "prior alone (no cross-encoder)", "crossencoder": "cross-encoder alone (no prior)"}
+
+# every system eval reports, in table order. "prior": the reranker's prior alone over the same
+# candidates (first-stage evidence, no training); "crossencoder": its logit alone (what training
+# taught); "finetuned": their sum, the shipped score
+PARTS = ("prior", "crossencoder")
+SYSTEMS = (*FIRST_STAGES, "prior", "base", "crossencoder", "finetuned")
 
 
 def _systems(metrics: dict) -> list[str]:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reranktune.evaluation.beir_data import BeirData, load_beir
+from reranktune.beir_data import BeirData, load_beir
 from reranktune.evaluation.breakdown import breakdown
 from reranktune.evaluation.endpoint import (
     EndpointMismatch,
@@ -23,15 +23,14 @@ from reranktune.evaluation.endpoint import (
     format_table,
     rerank_with_endpoint,
 )
-from reranktune.evaluation.first_stage import FIRST_STAGES, PARTS, SYSTEMS, FirstStageSettings, first_stage_runs
-from reranktune.evaluation.metrics import Run, per_query_scores, ranking_metrics
-from reranktune.evaluation.report import markdown_report
+from reranktune.retrieval.first_stage import FIRST_STAGES, FirstStageSettings, first_stage_runs
+from reranktune.ir_metrics import Run, per_query_scores, ranking_metrics
+from reranktune.evaluation.report import PARTS, SYSTEMS, markdown_report
 from reranktune.evaluation.significance import compare_systems
 from reranktune.io import atomic_path, write_json, write_text
 from reranktune.models import bf16_enabled
 from reranktune.params import EvalParams, ModelParams, RetrievalParams
-from reranktune.reranker import Reranker
-from reranktune.scoring import ScoreRecipe
+from reranktune.reranker.model import Reranker
 
 log = logging.getLogger(__name__)
 
@@ -67,35 +66,6 @@ class TestSet:
     name: str          # a real-question folder's name, or "synthetic" (prep's split of generated queries)
     path: str
     description: str
-
-
-def rerank_parts(data: BeirData, candidates: Run, reranker: Reranker, batch_size: int) -> dict[str, Run]:
-    """Score every (query, candidate) pair: the reranker's run, and with a prior its two parts alone.
-
-    Keys: "finetuned" (logit + prior), and where the reranker has a prior "prior" and "crossencoder".
-    """
-    pairs = [(qid, did) for qid, docs in candidates.items() for did in docs]
-    logits, prior = reranker.score_parts(
-        [data.queries[q] for q, _ in pairs],
-        [data.passage_text(d) for _, d in pairs],
-        batch_size=batch_size,
-        progress=True,
-    )
-    parts = {"finetuned": ScoreRecipe.total(logits, prior)}
-    if reranker.prior is not None:
-        parts.update(prior=prior, crossencoder=logits)
-    runs: dict[str, Run] = {}
-    for name, scores in parts.items():
-        run: Run = {qid: {} for qid in candidates}
-        for (qid, did), score in zip(pairs, scores.tolist()):
-            run[qid][did] = score
-        runs[name] = run
-    return runs
-
-
-def rerank(data: BeirData, candidates: Run, reranker: Reranker, batch_size: int) -> Run:
-    """Every (query, candidate) pair scored as the reranker ships: logit + prior."""
-    return rerank_parts(data, candidates, reranker, batch_size)["finetuned"]
 
 
 def rerank_speed(run: Run, seconds: float, reranker: Reranker, batch_size: int) -> dict:
@@ -159,7 +129,7 @@ def evaluate(
         if reranker is not None:
             log.info("reranking the %s candidates with the %s model", reranked, name)
             start = time.perf_counter()
-            parts = rerank_parts(data, runs[reranked], reranker, params.batch_size)
+            parts = reranker.rerank_parts(data, runs[reranked], params.batch_size, progress=True)
             runs[name] = parts.pop("finetuned")
             if name == "finetuned":
                 runs.update(parts)

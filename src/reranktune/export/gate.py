@@ -13,13 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reranktune.evaluation.beir_data import BeirData, load_beir
-from reranktune.evaluation.first_stage import FirstStageSettings, first_stage_runs
-from reranktune.evaluation.metrics import Run, ranking_metrics
-from reranktune.evaluation.run import rerank
+from reranktune.beir_data import BeirData, load_beir
+from reranktune.retrieval.first_stage import FirstStageSettings, first_stage_runs
+from reranktune.ir_metrics import Run, ranking_metrics
 from reranktune.export.parity import Parity
 from reranktune.params import ExportParams
-from reranktune.reranker import Reranker
+from reranktune.reranker.model import Reranker
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class RankingSet:
     def ndcg(self, reranker: Reranker, batch_size: int) -> tuple[float, float]:
         """(NDCG@10 after reranking with ``reranker``, pairs scored per second)."""
         start = time.perf_counter()
-        run = rerank(self.data, self.candidates, reranker, batch_size)
+        run = reranker.rerank(self.data, self.candidates, batch_size)
         seconds = time.perf_counter() - start
         value = ranking_metrics(self.data.qrels, run, [10])["NDCG"][NDCG_KEY]
         return float(value), self.pairs / seconds

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from reranktune.reranker import model_input_names
+from reranktune.reranker.model import model_input_names
 
 
 class _LogitsOnly(torch.nn.Module):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnxruntime as ort
+
 import torch
 from scipy.stats import spearmanr
 
@@ -23,15 +23,6 @@ class Parity:
             "pairs": self.pairs,
             "shapes": self.shapes,
         }
-
-
-def onnx_session(path: str, device: str = "cpu") -> ort.InferenceSession:
-    """A session on ``device``; "cuda" falls back to the CPU where onnxruntime has no CUDA provider."""
-    available = ort.get_available_providers()
-    providers = ["CPUExecutionProvider"]
-    if device == "cuda" and "CUDAExecutionProvider" in available:
-        providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(path, providers=providers)
 
 
 class ParityProbe:
@@ -55,7 +46,7 @@ class ParityProbe:
                 for b in self.batches
             ])
 
-    def compare(self, session: ort.InferenceSession) -> Parity:
+    def compare(self, session) -> Parity:
         scores = np.concatenate([session.run(["logits"], b)[0][:, 0] for b in self.batches])
         a, b = self.torch_scores.astype(np.float64), scores.astype(np.float64)
         rho = float(spearmanr(a, b).statistic) if len(a) > 1 else 1.0

@@ -11,20 +11,21 @@ from pathlib import Path
 
 import numpy as np
 
-from reranktune.evaluation.beir_data import load_beir
-from reranktune.evaluation.first_stage import FirstStageSettings
+from reranktune.beir_data import load_beir
+from reranktune.retrieval.first_stage import FirstStageSettings
 from reranktune.export.gate import NDCG_KEY, RankingSet, judge, ranking_set
 from reranktune.export.onnx_export import export_onnx
-from reranktune.export.parity import ParityProbe, onnx_session
+from reranktune.export.parity import ParityProbe
+from reranktune.reranker.onnx import onnx_session
 from reranktune.export.tensorrt_engine import ENGINE_FILE, TensorRTSession, build_engine, tensorrt_missing
 from reranktune.export.variants import CPU_PREFERENCE, VARIANTS, Variant, build_variants
 from reranktune.io import InputError, atomic_dir, write_json
 from reranktune.models import on_cpu
 from reranktune.params import ExportParams
-from reranktune.prior import PRIOR_ONNX, Prior, export_prior_onnx
-from reranktune.reranker import Reranker
-from reranktune.reranker_config import OnnxConfig, PriorConfig, VariantConfig
-from reranktune.scoring import SessionBackend, format_pair
+from reranktune.reranker.prior import PRIOR_ONNX, Prior, export_prior_onnx
+from reranktune.reranker.model import Reranker
+from reranktune.reranker.config import OnnxConfig, PriorConfig, VariantConfig
+from reranktune.reranker.scoring import SessionBackend, format_pair
 
 log = logging.getLogger(__name__)
 

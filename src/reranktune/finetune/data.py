@@ -6,21 +6,12 @@ from itertools import cycle, islice
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from reranktune.documents import without_source_sentence
-from reranktune.io import InputError, read_json
-from reranktune.scoring import PairEncoder
-
-
-def load_corpus(training_file: Path, corpus_path: str) -> dict[str, str]:
-    folder = (training_file.parent / corpus_path).resolve()
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        raise InputError(f"{training_file}: corpus folder {folder} has no .parquet files")
-    frame = pd.concat([pd.read_parquet(f, columns=["id", "text"]) for f in files])
-    return dict(zip(frame["id"].astype(str), frame["text"].astype(str)))
+from reranktune.io import InputError
+from reranktune.reranker.scoring import PairEncoder
+from reranktune.training_file import read_training_file
 
 
 class ListwiseDataset(torch.utils.data.Dataset):
@@ -35,13 +26,8 @@ class ListwiseDataset(torch.utils.data.Dataset):
 
     def __init__(self, training_file: str | Path, n_passages: int, with_scores: bool = False,
                  cloze_rate: float = 0.0, seed: int = 0) -> None:
-        training_file = Path(training_file)
-        spec = read_json(training_file)
-        try:
-            corpus = load_corpus(training_file, spec["corpus"]["path"])
-            records = spec["data"]
-        except KeyError as exc:
-            raise InputError(f"{training_file}: missing key {exc}") from None
+        training = read_training_file(training_file)
+        training_file, corpus, records = training.path, training.corpus, training.records
         self.items: list[dict] = []
         draw = random.Random(seed)
         for n, record in enumerate(records):

@@ -22,10 +22,10 @@ from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
 from reranktune.io import InputError, atomic_dir, write_json
 from reranktune.models import resolve_model
 from reranktune.params import FinetuneParams, ModelParams, RetrievalParams
-from reranktune.prior import PRIOR_FOLDER, Prior, fit_scale, save_prior
-from reranktune.reranker import load_classifier, load_tokenizer, model_input_names
-from reranktune.reranker_config import PriorConfig, RerankerConfig
-from reranktune.scoring import PairEncoder
+from reranktune.reranker.prior import PRIOR_FOLDER, Prior, fit_scale, save_prior
+from reranktune.reranker.model import load_classifier, load_tokenizer, model_input_names
+from reranktune.reranker.config import PriorConfig, RerankerConfig
+from reranktune.reranker.scoring import PairEncoder
 
 log = logging.getLogger(__name__)
 

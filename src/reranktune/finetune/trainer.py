@@ -10,7 +10,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
 
 from reranktune.finetune.data import LengthGroupedSampler
-from reranktune.scoring import ScoreRecipe, positive_ranks
+from reranktune.reranker.scoring import ScoreRecipe, positive_ranks
 
 
 def listwise_loss(logits: torch.Tensor, n_passages: int, temperature: float) -> torch.Tensor:

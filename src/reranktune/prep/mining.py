@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reranktune.retrieval import DenseIndex, reciprocal_rank_fusion
+from reranktune.retrieval.index import DenseIndex, reciprocal_rank_fusion
 
 
 @dataclass

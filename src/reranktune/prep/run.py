@@ -7,15 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from reranktune.embedding import Embedder
+from reranktune.retrieval.embedder import Embedder
 from reranktune.io import atomic_dir, write_json
-from reranktune.lexical import load_bm25s, tokenize
+from reranktune.retrieval.bm25 import bm25_search
 from reranktune.params import PrepParams, RetrievalParams
 from reranktune.prep.mining import mine_hard_negatives
 from reranktune.prep.records import Query, load_sdg
 from reranktune.prep.split import split_documents, split_queries
-from reranktune.prep.training_file import import_training_file, is_training_file
-from reranktune.prep.writers import unroll, write_beir, write_corpus_parquet, write_training_file
+from reranktune.prep.import_file import import_training_file
+from reranktune.prep.writers import unroll, write_beir
+from reranktune.training_file import is_training_file, write_corpus, write_records
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,7 @@ def _histogram(values: list[float], bins: int = 10) -> dict:
 
 def bm25_rows(queries: list[str], passages: list[str], k: int, language: str) -> list[list[int]]:
     """Per query, the best ``k`` passage rows by BM25 (the eval stage's tokenizer and scoring)."""
-    retriever = load_bm25s().BM25()
-    retriever.index(tokenize(passages, language), show_progress=False)
-    rows, scores = retriever.retrieve(tokenize(queries, language), k=min(k, len(passages)), show_progress=False,
-                                      backend_selection="numpy")
+    rows, scores = bm25_search(queries, passages, k, language)
     return [[int(r) for r, s in zip(row, score) if s > 0] for row, score in zip(rows, scores)]
 
 
@@ -120,13 +118,13 @@ def run_prep(
                 continue
             records, counts, histograms = _mine_split(splits[split], pool, data.corpus, embedder, params,
                                                     retrieval)
-            write_training_file(out / f"{split}.json", records)
+            write_records(out / f"{split}.json", records)
             report[f"{split}_records"] = len(records)
             report[f"{split}_mining"] = dict(counts)
             report[f"{split}_score_histograms"] = histograms
         # a train positive whose exact text also sits in a test document is kept as a positive
         trained_on = set(pool) | {c for split in ("train", "val") for q in splits[split] for c in q.positives}
-        write_corpus_parquet(out / "corpus" / "train.parquet", {c: data.corpus[c] for c in data.corpus if c in trained_on})
+        write_corpus(out, {c: data.corpus[c] for c in data.corpus if c in trained_on})
         write_beir(out / "eval_beir", data.corpus, splits["test"])
     write_json(report_path, report)
     if len(splits["test"]) < MIN_TEST_QUERIES:

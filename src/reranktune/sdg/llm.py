@@ -175,7 +175,7 @@ class LlmGenerator:
                 raise StepFailed("dedup", str(exc)) from None
         with self._embedder_lock:
             if self._embedder is None:
-                from reranktune.embedding import Embedder
+                from reranktune.retrieval.embedder import Embedder
 
                 self._embedder = Embedder(self.params.embedding)
             return self._embedder.encode_queries(questions)

@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from reranktune.params import DeployParams
+from reranktune.reranker.model import ranked
 from reranktune.serve.batching import BatcherStopped, DynamicBatcher, in_request_order, length_order
 from reranktune.serve.engines import Encoded, Engine, PairTooLong, load_engine
 from reranktune.serve.limits import BodySizeLimit, ClientGone, bound_texts, connection_limits, until_done
@@ -175,8 +176,7 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
             log.info("client went away after %.1f s: its %d passages were dropped", time.monotonic() - started,
                      len(body.passages))
             raise
-        order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
-        return RankingResponse(rankings=[Ranking(index=i, logit=scores[i]) for i in order])
+        return RankingResponse(rankings=[Ranking(index=r.index, logit=r.score) for r in ranked(scores)])
 
     async def score(engine: Engine, body: RankingRequest) -> list[float]:
         """Bound the texts, count the tokens (413 over the budget), encode ``max_batch`` passages at a time, score."""

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 from reranktune.io import InputError
-from reranktune.reranker import Reranker
-from reranktune.reranker_config import CONFIG_FILE, RerankerConfig
-from reranktune.scoring import Encoded, PairTooLong
+from reranktune.reranker.model import Reranker
+from reranktune.reranker.config import CONFIG_FILE, RerankerConfig
+from reranktune.reranker.scoring import Encoded, PairTooLong
 
 __all__ = ["Engine", "EngineKind", "PairTooLong", "check_model_folder", "load_engine"]
 

@@ -1,28 +1,17 @@
 """A ready training file in the reference trainer's format: checked and copied, not rebuilt."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from reranktune.embedding import Embedder
-from reranktune.finetune.data import load_corpus
-from reranktune.io import InputError, atomic_dir, read_json, write_json
+from reranktune.retrieval.embedder import Embedder
+from reranktune.io import InputError, atomic_dir
 from reranktune.params import EmbeddingParams
-from reranktune.prep.writers import write_corpus_parquet
+from reranktune.training_file import read_training_file, write_corpus, write_records
 
 log = logging.getLogger(__name__)
-
-
-def is_training_file(path: str | Path) -> bool:
-    path = Path(path)
-    if not (path.is_file() and path.suffix == ".json"):
-        return False
-    with open(path, "rb") as fh:   # bytes: a file that is not UTF-8 is reported by the reader, by line
-        head = fh.read(4096)
-    return b'"corpus"' in head or b'"data"' in head
 
 
 def _has_score(doc: dict) -> bool:
@@ -50,24 +39,22 @@ def fill_missing_scores(records: list[dict], corpus: dict[str, str], embedding: 
 
 def import_training_file(path: Path, output_dir: Path, embedding: EmbeddingParams) -> dict:
     """Validate every referenced id against the corpus, then write ``output_dir`` like prep does."""
-    spec = read_json(path)
-    if not isinstance(spec, dict) or "data" not in spec or "corpus" not in spec:
-        raise InputError(f"{path}: not a training file (expected keys 'corpus' and 'data')")
-    corpus = load_corpus(path, spec["corpus"].get("path", "./corpus/"))
-    for n, record in enumerate(spec["data"]):
+    training = read_training_file(path)
+    corpus = training.corpus
+    for n, record in enumerate(training.records):
         for key in ("question", "pos_doc", "neg_doc"):
             if key not in record:
                 raise InputError(f"{path}: data[{n}]: missing key {key!r}")
         missing = [d["id"] for d in record["pos_doc"] + record["neg_doc"] if d["id"] not in corpus]
         if missing:
             raise InputError(f"{path}: data[{n}] ({record.get('question_id')}): ids not in the corpus: {missing[:5]}")
-    scored = fill_missing_scores(spec["data"], corpus, embedding)
+    scored = fill_missing_scores(training.records, corpus, embedding)
     if scored:
         log.info("%s: %d records had documents without a score; scored them with %s", path, scored, embedding.model)
     with atomic_dir(output_dir) as out:
-        write_json(out / "train.json", {"corpus": {"path": "./corpus/"}, "data": spec["data"]}, indent=None)
-        write_corpus_parquet(out / "corpus" / "train.parquet", corpus)
+        write_records(out / "train.json", training.records)
+        write_corpus(out, corpus)
     log.warning("%s: ready training file imported as is; it carries no test set, so point eval.data_path "
                 "at a labelled BEIR folder", path)
-    return {"input": "training_file", "train_records": len(spec["data"]), "corpus_chunks": len(corpus),
+    return {"input": "training_file", "train_records": len(training.records), "corpus_chunks": len(corpus),
             "records_scored_on_import": scored}

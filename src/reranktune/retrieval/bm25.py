@@ -58,6 +58,19 @@ def tokenize(texts: list[str], language: str = "english") -> list[list[str]]:
                           return_ids=False)
 
 
+def bm25_search(queries: list[str], passages: list[str], k: int,
+                language: str = "english") -> tuple[np.ndarray, np.ndarray]:
+    """Okapi BM25 (bm25s, Lucene variant) over ``passages``: per query the best ``min(k, len)`` (rows, scores).
+
+    Zero-scored passages fill a query's list when fewer match; bm25s's numpy backend ranks
+    ties alike on every machine.
+    """
+    retriever = load_bm25s().BM25()
+    retriever.index(tokenize(passages, language), show_progress=False)
+    return retriever.retrieve(tokenize(queries, language), k=min(k, len(passages)), show_progress=False,
+                              backend_selection="numpy")
+
+
 class LexicalScorer:
     """Normalised BM25 of a pair: ``sum idf(t) x tf / (tf + k1 (1 - b + b dl / avgdl)) / sum idf(t)``."""
 

@@ -5,21 +5,16 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from reranktune.embedding import Embedder
-from reranktune.evaluation.beir_data import BeirData
-from reranktune.evaluation.metrics import Run
-from reranktune.lexical import load_bm25s, tokenize
+from reranktune.retrieval.embedder import Embedder
+from reranktune.beir_data import BeirData
+from reranktune.ir_metrics import Run
+from reranktune.retrieval.bm25 import bm25_search
 from reranktune.params import EmbeddingParams, FirstStage, RetrievalParams
-from reranktune.retrieval import DenseIndex, reciprocal_rank_fusion
+from reranktune.retrieval.index import DenseIndex, reciprocal_rank_fusion
 
 log = logging.getLogger(__name__)
 
 FIRST_STAGES = ("dense", "bm25", "hybrid")
-# every system eval reports, in table order. "prior": the reranker's prior alone over the same
-# candidates (first-stage evidence, no training); "crossencoder": its logit alone (what training
-# taught); "finetuned": their sum, the shipped score
-PARTS = ("prior", "crossencoder")
-SYSTEMS = (*FIRST_STAGES, "prior", "base", "crossencoder", "finetuned")
 
 
 @dataclass(frozen=True)
@@ -55,19 +50,15 @@ def dense_retrieval(data: BeirData, embedding: EmbeddingParams, top_k: int) -> R
 
 
 def bm25_retrieval(data: BeirData, top_k: int, language: str = "english") -> Run:
-    """Okapi BM25 (bm25s, Lucene variant); stemming and stopwords when ``language`` is set.
+    """BM25 with stemming and stopwords when ``language`` is set.
 
     Every query gets ``top_k`` documents, zero-scored ones included, so that no query
     drops out of the means (pytrec_eval averages over the queries a run contains).
     """
     doc_ids = list(data.corpus)
     qids = list(data.queries)
-    retriever = load_bm25s().BM25()
-    retriever.index(tokenize([data.passage_text(d) for d in doc_ids], language), show_progress=False)
-    rows, scores = retriever.retrieve(
-        tokenize([data.queries[q] for q in qids], language), k=min(top_k, len(doc_ids)), show_progress=False,
-        backend_selection="numpy",
-    )
+    rows, scores = bm25_search([data.queries[q] for q in qids], [data.passage_text(d) for d in doc_ids], top_k,
+                               language)
     return {
         qid: {doc_ids[int(r)]: float(s) for r, s in zip(rows[i], scores[i])}
         for i, qid in enumerate(qids)

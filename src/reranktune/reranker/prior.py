@@ -17,39 +17,25 @@ How the two are weighed and added to the logit is ``scoring.ScoreRecipe``'s busi
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-from reranktune.embedding import model_prefixes
+from reranktune.retrieval.embedder import CachedEncoder, Embedder, load_sentence_transformer, model_prefixes
 from reranktune.io import InputError
-from reranktune.lexical import LexicalScorer
-from reranktune.models import best_device, loading, on_cpu, resolve_model, warn_remote_code
-from reranktune.params import PriorParams, RetrievalParams
-from reranktune.reranker_config import DensePriorConfig, LexicalPriorConfig, PriorConfig
-from reranktune.scoring import ScoreRecipe, positive_ranks
+from reranktune.retrieval.bm25 import LexicalScorer
+from reranktune.models import on_cpu
+from reranktune.params import EmbeddingParams, PriorParams, RetrievalParams
+from reranktune.reranker.onnx import onnx_session
+from reranktune.reranker.config import DensePriorConfig, LexicalPriorConfig, PriorConfig
+from reranktune.reranker.scoring import ScoreRecipe, positive_ranks
 
 log = logging.getLogger(__name__)
 
 PRIOR_FOLDER = "prior"
-EMBEDDING_CACHE_TEXTS = 10_000   # about 15 MB at MiniLM's 384 dimensions
 PRIOR_ONNX = "model.onnx"
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class TorchEncoder:
-    """L2-normalised sentence embeddings from a sentence-transformers model."""
-
-    def __init__(self, model, batch_size: int = 64) -> None:
-        self.model = model
-        self.batch_size = batch_size
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
 
 class OnnxEncoder:
@@ -75,38 +61,6 @@ class OnnxEncoder:
             for i, vector in zip(rows, out):
                 vectors[i] = vector
         return np.stack(vectors).astype(np.float32)
-
-
-class CachedEncoder:
-    """An encoder that remembers the embeddings of the last ``max_texts`` texts it saw.
-
-    Serving a prior means embedding every passage of every request, which costs more than the
-    cross-encoder (the embedder reads 256 tokens, the cross-encoder 128). A reranker sees the
-    same passages again and again (its corpus is finite), so those are embedded once.
-    """
-
-    def __init__(self, encoder, max_texts: int = EMBEDDING_CACHE_TEXTS) -> None:
-        self.encoder = encoder
-        self.max_texts = max_texts
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()   # serve scores from more than one thread
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            found = {t: self._vectors[t] for t in dict.fromkeys(texts) if t in self._vectors}
-            for text in found:
-                self._vectors.move_to_end(text)
-        missing = [t for t in dict.fromkeys(texts) if t not in found]
-        if missing:
-            fresh = dict(zip(missing, self.encoder(missing)))
-            found.update(fresh)
-            with self._lock:
-                self._vectors.update(fresh)
-                while len(self._vectors) > self.max_texts:
-                    self._vectors.popitem(last=False)
-        if not texts:
-            return np.zeros((0, 1), dtype=np.float32)
-        return np.stack([found[t] for t in texts])
 
 
 class Prior:
@@ -180,24 +134,18 @@ class Prior:
 def _load_encoder(folder: Path, dense: DensePriorConfig, device: str | None, trust_remote_code: bool,
                   onnx: bool, threads: int):
     if onnx and dense.onnx_file and (folder / dense.onnx_file).is_file():
-        import onnxruntime as ort
         from transformers import AutoTokenizer
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        providers = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
-        session = ort.InferenceSession(str(folder / dense.onnx_file), options, providers=providers)
+        session = onnx_session(folder / dense.onnx_file, threads=threads)
         return OnnxEncoder(session, AutoTokenizer.from_pretrained(str(folder)), dense.max_length)
     import torch
-    from sentence_transformers import SentenceTransformer
 
     if threads:
         torch.set_num_threads(threads)
-    with loading(str(folder), "prior embedding model"):
-        model = SentenceTransformer(str(folder), device=device or best_device(), trust_remote_code=trust_remote_code)
-    model.max_seq_length = dense.max_length
-    return TorchEncoder(model)
+    # the prefixes are added per text by Prior.cosines; the embedder adds none
+    params = EmbeddingParams(model=str(folder), query_prefix="", passage_prefix="", max_length=dense.max_length,
+                             trust_remote_code=trust_remote_code)
+    return Embedder(params, device, "prior embedding model")
 
 
 def save_prior(params: PriorParams, retrieval: RetrievalParams, corpus: list[str], reranker_dir: Path) -> PriorConfig:
@@ -211,12 +159,7 @@ def save_prior(params: PriorParams, retrieval: RetrievalParams, corpus: list[str
     folder.mkdir(parents=True, exist_ok=True)
     dense = lexical = None
     if params.dense_weight:
-        from sentence_transformers import SentenceTransformer
-
-        warn_remote_code(embedding.model, embedding.trust_remote_code)
-        with loading(embedding.model, "embedding model"):
-            model = SentenceTransformer(resolve_model(embedding.model), device="cpu",
-                                        trust_remote_code=embedding.trust_remote_code)
+        model = load_sentence_transformer(embedding.model, "cpu", embedding.trust_remote_code)
         model.save(str(folder))
         query_prefix, passage_prefix = model_prefixes(model, embedding)
         dense = DensePriorConfig(weight=params.dense_weight, source_model=embedding.model,

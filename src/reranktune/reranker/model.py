@@ -13,16 +13,20 @@ import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from reranktune.beir_data import BeirData
+from reranktune.ir_metrics import Run
 from reranktune.models import best_device, check_tokenizer, loads, resolve_model, warn_remote_code
-from reranktune.prior import Prior
-from reranktune.reranker_config import RerankerConfig
-from reranktune.scoring import Encoded, LogitBackend, PairEncoder, ScoreRecipe, SessionBackend, TorchBackend
+from reranktune.reranker.prior import Prior
+from reranktune.reranker.onnx import onnx_session
+from reranktune.reranker.config import RerankerConfig
+from reranktune.reranker.scoring import Encoded, LogitBackend, PairEncoder, ScoreRecipe, SessionBackend, TorchBackend
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,20 @@ def load_classifier(
     if head_was_new:
         log.info("%s: new classification head (%s)", name, ", ".join(sorted(info["missing_keys"]))[:200])
     return model, head_was_new
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """One passage in a ranking: where it was in the request, and its score (logit + prior)."""
+
+    index: int
+    score: float
+
+
+def ranked(scores: list[float], top_n: int | None = None) -> list[RankResult]:
+    """Best first; equal scores keep the request's order."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return [RankResult(i, float(scores[i])) for i in order[:top_n]]
 
 
 class Reranker:
@@ -162,6 +180,32 @@ class Reranker:
     @property
     def input_names(self) -> list[str]:
         return self.encoder.input_names
+
+    def rank(self, query: str, passages: list[str], top_n: int | None = None,
+             batch_size: int = 64) -> list[RankResult]:
+        """``passages`` best first for ``query`` (the ``top_n`` best when given)."""
+        return ranked(self.score([query] * len(passages), passages, batch_size), top_n)
+
+    def rerank(self, data: BeirData, candidates: Run, batch_size: int = 64, progress: bool = False) -> Run:
+        """A first-stage run rescored as the reranker ships: logit + prior for every (query, candidate)."""
+        return self.rerank_parts(data, candidates, batch_size, progress)["finetuned"]
+
+    def rerank_parts(self, data: BeirData, candidates: Run, batch_size: int = 64,
+                     progress: bool = False) -> dict[str, Run]:
+        """``rerank``'s run ("finetuned"), and with a prior its two parts alone ("prior", "crossencoder")."""
+        pairs = [(qid, did) for qid, docs in candidates.items() for did in docs]
+        logits, prior = self.score_parts([data.queries[q] for q, _ in pairs], [data.passage_text(d) for _, d in pairs],
+                                         batch_size, progress)
+        parts = {"finetuned": ScoreRecipe.total(logits, prior)}
+        if self.prior is not None:
+            parts.update(prior=prior, crossencoder=logits)
+        runs: dict[str, Run] = {}
+        for name, scores in parts.items():
+            run: Run = {qid: {} for qid in candidates}
+            for (qid, did), score in zip(pairs, scores.tolist()):
+                run[qid][did] = score
+            runs[name] = run
+        return runs
 
     def encode(self, query: str, passages: list[str], truncate: bool = True) -> list[Encoded]:
         """One request's pairs, tokenized, each with its prior score (serve runs this per request)."""
@@ -253,8 +297,6 @@ class Reranker:
 
 
 def _onnx_backend(folder: Path, config: RerankerConfig, onnx_file: str | None, threads: int) -> SessionBackend:
-    import onnxruntime as ort
-
     from reranktune.io import InputError
 
     if config.onnx is None:
@@ -263,10 +305,4 @@ def _onnx_backend(folder: Path, config: RerankerConfig, onnx_file: str | None, t
     path = folder / (onnx_file or config.onnx.file)
     if not path.is_file():
         raise InputError(f"{path}: ONNX graph not found (run `reranktune export` first)")
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    # CUDA first where installed; Azure's provider calls remote endpoints and has no place here
-    providers = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
-    session = ort.InferenceSession(str(path), options, providers=providers)
-    return SessionBackend(session, config.onnx.output)
+    return SessionBackend(onnx_session(path, threads=threads), config.onnx.output)
