@@ -1,6 +1,7 @@
-"""Shared bench helpers: machine description and result files."""
+"""Shared bench helpers: the machine a result was measured on, and where results go."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -10,23 +11,43 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def machine() -> dict:
-    import torch
+def version(module: str) -> str | None:
+    """``module.__version__``, or None where it is not installed."""
+    try:
+        return importlib.import_module(module).__version__
+    except ImportError:
+        return None
 
-    cpu = "unknown"
+
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict:
+    """The machine, the library versions and the load when a result is written.
+
+    Timings only compare between results with like machines and loads, so every result file
+    carries this; call it when the work is done, so the load average covers the run.
+    """
+    import torch
+
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_end": list(os.getloadavg()),
         "python": platform.python_version(),
+        "platform": platform.platform(),
         "torch": torch.__version__,
+        "transformers": version("transformers"),
+        "onnxruntime": version("onnxruntime"),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +38,9 @@ from reranktune.params import EvalParams, FinetuneParams, PrepParams, SdgParams
 from reranktune.prep.run import run_prep
 from reranktune.reranker import Reranker
 from reranktune.sdg.offline import OfflineGenerator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # the bench's helpers, also when a test loads this file
+from common import machine  # noqa: E402
 
 log = logging.getLogger("domain_adaptation")
 
@@ -137,16 +139,6 @@ def subsample(records: list[dict], max_queries: int, threshold: float, seed: int
         out.append({**record, "deduplicated_qa_pairs": [pairs[i] for i in idx],
                     "qa_evaluations": {"evaluations": [evals[i] for i in idx]}})
     return out
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    import transformers
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "load_average_at_end": os.getloadavg(), "torch_threads": torch.get_num_threads()}
 
 
 class Timer:

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from domain_adaptation import REPO, load_config, machine
+from common import machine
+from domain_adaptation import REPO, load_config
 
 from reranktune.evaluation.beir_data import load_beir
 from reranktune.evaluation.first_stage import FIRST_STAGES, FirstStageSettings, first_stage_runs
