@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -58,3 +59,28 @@ def save(name: str, result: dict) -> Path:
     path.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+RUNS = RESULTS / "domain_adaptation_runs.json"
+
+
+def read_runs(path: Path = RUNS) -> list[dict]:
+    """The domain-adaptation run record (bench/results_table.py describes its fields), oldest run first."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+
+
+def save_run(run: dict, path: Path = RUNS) -> None:
+    """Put ``run`` in the record in place of the run with its id, or last: a rerun replaces its numbers."""
+    runs = read_runs(path)
+    at = next((i for i, r in enumerate(runs) if r["id"] == run["id"]), len(runs))
+    runs[at:at + 1] = [run]
+    path.write_text(json.dumps(runs, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def checkout_commit() -> str | None:
+    """The checkout's commit, ``-dirty`` with uncommitted changes: the code a recorded run ran."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=RESULTS, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
