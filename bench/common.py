@@ -1,32 +1,54 @@
-"""Shared bench helpers: machine description and result files."""
+"""Shared bench helpers: the machine a result was measured on, and where results go."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def machine() -> dict:
-    import torch
+def version(module: str) -> str | None:
+    """``module.__version__``, or None where it is not installed."""
+    try:
+        return importlib.import_module(module).__version__
+    except ImportError:
+        return None
 
-    cpu = "unknown"
+
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict:
+    """The machine, the library versions and the load when a result is written.
+
+    Timings only compare between results with like machines and loads, so every result file
+    carries this; call it when the work is done, so the load average covers the run.
+    """
+    import torch
+
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_end": list(os.getloadavg()),
         "python": platform.python_version(),
+        "platform": platform.platform(),
         "torch": torch.__version__,
+        "transformers": version("transformers"),
+        "onnxruntime": version("onnxruntime"),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -37,3 +59,28 @@ def save(name: str, result: dict) -> Path:
     path.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+RUNS = RESULTS / "domain_adaptation_runs.json"
+
+
+def read_runs(path: Path = RUNS) -> list[dict]:
+    """The domain-adaptation run record (bench/results_table.py describes its fields), oldest run first."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+
+
+def save_run(run: dict, path: Path = RUNS) -> None:
+    """Put ``run`` in the record in place of the run with its id, or last: a rerun replaces its numbers."""
+    runs = read_runs(path)
+    at = next((i for i, r in enumerate(runs) if r["id"] == run["id"]), len(runs))
+    runs[at:at + 1] = [run]
+    path.write_text(json.dumps(runs, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def checkout_commit() -> str | None:
+    """The checkout's commit, ``-dirty`` with uncommitted changes: the code a recorded run ran."""
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=RESULTS, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None

@@ -7,9 +7,13 @@ alone (dense, BM25, hybrid), the fine-tuned reranker on ``eval.first_stage``'s c
 and the paired test against the best untrained system (a first stage or the prior alone).
 The real queries and labels are read only by the evaluation step.
 
-    python bench/domain_adaptation.py /path/to/beir_folder \
-        [--out bench/results/domain_adaptation_<name>.json] [--params-file params.yaml] \
-        [--params finetune.learning_rate=5e-5 bench.max_queries=4000 sdg.generator=llm ...] [--run NAME]
+    python bench/domain_adaptation.py /path/to/beir_folder [--params-file params.yaml] \
+        [--params finetune.learning_rate=5e-5 bench.max_queries=4000 sdg.generator=llm ...] \
+        [--run-id nq-utd/my-change --change "what it tries"] [--out report.json]
+
+With ``--run-id`` the run goes into the run record, bench/results/domain_adaptation_runs.json
+(a rerun under the same id replaces it), whose tables bench/results_table.py regenerates;
+without it the report goes to bench/results/domain_adaptation_<folder name>.json.
 
 The recipe is params.yaml's (see CORPUS_OVERRIDES for the data-volume keys that differ).
 ``sdg.generator=llm`` generates the pseudo-queries with the endpoint in ``sdg.llm`` (its key
@@ -19,9 +23,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +42,9 @@ from reranktune.params import EvalParams, FinetuneParams, PrepParams, SdgParams
 from reranktune.prep.run import run_prep
 from reranktune.reranker import Reranker
 from reranktune.sdg.offline import OfflineGenerator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # the bench's helpers, also when a test loads this file
+from common import RESULTS, RUNS, checkout_commit, machine, save_run  # noqa: E402
 
 log = logging.getLogger("domain_adaptation")
 
@@ -76,20 +82,30 @@ def load_config(params_file: Path) -> dict:
     return config
 
 
-def apply_overrides(config: dict, overrides: list[str]) -> dict:
-    """``section.key=value`` pairs (value parsed as YAML) onto ``config``; keys may nest
-    (``finetune.prior.dense_weight=20``), as in ``dvc exp run -S``."""
+def parse_overrides(overrides: list[str]) -> dict:
+    """``section.key=value`` pairs as ``{section.key: value parsed as YAML}``: what ``--params``
+    changes, and what the run record keeps as the run's ``settings``."""
+    settings = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
+        if not sep or "." not in key:
+            raise InputError(f"--params {item!r}: expected section.key=value")
+        settings[key] = yaml.safe_load(raw)
+    return settings
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    """``--params`` onto ``config``; keys may nest (``finetune.prior.dense_weight=20``), as in ``dvc exp run -S``."""
+    for key, value in parse_overrides(overrides).items():
         section, *path = key.split(".")
-        if not sep or not path or section not in config:
-            raise InputError(f"--params {item!r}: expected section.key=value with section in {sorted(config)}")
-        if section == "bench" and key.partition(".")[2] not in BENCH_DEFAULTS:
-            raise InputError(f"--params {item!r}: unknown bench key (known: {sorted(BENCH_DEFAULTS)})")
+        if section not in config:
+            raise InputError(f"--params {key}: expected a section in {sorted(config)}")
+        if section == "bench" and path[0] not in BENCH_DEFAULTS:
+            raise InputError(f"--params {key}: unknown bench key (known: {sorted(BENCH_DEFAULTS)})")
         parent = config[section]
         for name in path[:-1]:
             parent = parent.setdefault(name, {})
-        parent[path[-1]] = yaml.safe_load(raw)
+        parent[path[-1]] = value
     return config
 
 
@@ -137,16 +153,6 @@ def subsample(records: list[dict], max_queries: int, threshold: float, seed: int
         out.append({**record, "deduplicated_qa_pairs": [pairs[i] for i in idx],
                     "qa_evaluations": {"evaluations": [evals[i] for i in idx]}})
     return out
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    import transformers
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "load_average_at_end": os.getloadavg(), "torch_threads": torch.get_num_threads()}
 
 
 class Timer:
@@ -203,8 +209,12 @@ def evaluate_real(config: dict, beir_dir: Path, model_dir: Path, prep_params: Pr
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("beir_dir", type=Path)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--run", default="", help="the run's name in the results table (e.g. R)")
+    parser.add_argument("--out", type=Path, help="the report (default without --run-id: "
+                        "bench/results/domain_adaptation_<folder name>.json)")
+    parser.add_argument("--run-id", help="add the run to the run record under this id, e.g. nq-utd/my-change, "
+                        "in place of a run with the same id")
+    parser.add_argument("--change", default="", help="what the run tries, for the record's tables")
+    parser.add_argument("--record", type=Path, default=RUNS, help="the run record (default: %(default)s)")
     parser.add_argument("--params-file", type=Path, default=REPO / "params.yaml",
                         help="the recipe: its sdg, prep, finetune and eval sections")
     parser.add_argument("--params", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
@@ -217,7 +227,9 @@ def main(argv: list[str] | None = None) -> dict:
     if config["bench"]["torch_threads"]:
         torch.set_num_threads(config["bench"]["torch_threads"])
     name = args.beir_dir.resolve().name
-    out = args.out or Path(__file__).parent / "results" / f"domain_adaptation_{name}.json"
+    if args.run_id and not args.run_id.startswith(f"{name}/"):
+        raise InputError(f"--run-id {args.run_id}: expected {name}/<what the run tries>")
+    out = args.out or (None if args.run_id else RESULTS / f"domain_adaptation_{name}.json")
     timer = Timer()
     with tempfile.TemporaryDirectory(prefix="da_") as tmp:
         work = args.work or Path(tmp)
@@ -228,7 +240,6 @@ def main(argv: list[str] | None = None) -> dict:
     eval_params = EvalParams(**config["eval"])
     report = {
         "dataset": name,
-        "run": args.run,
         "queries": len(result.per_query["finetuned"]),
         "systems": review_metrics(result.metrics, eval_params),
         "verdict": result.verdict,
@@ -243,8 +254,14 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_time_s": timer.total(),
         "machine": machine(),
     }
-    write_json(out, report)
-    log.info("%s: %s; wrote %s", name, result.verdict["line"], out)
+    log.info("%s: %s", name, result.verdict["line"])
+    if out:
+        write_json(out, report)
+        log.info("wrote %s", out)
+    if args.run_id:
+        save_run({"id": args.run_id, "dataset": name, "change": args.change, "settings": parse_overrides(args.params),
+                  "commit": checkout_commit(), "date": time.strftime("%Y-%m-%d"), "result": report}, args.record)
+        log.info("recorded %s in %s", args.run_id, args.record)
     return report
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,18 +33,10 @@ from reranktune.params import load_section
 from reranktune.reranker import Reranker
 from reranktune.scoring import LogitBackend, SessionBackend, TorchBackend, format_pair
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # the bench's helpers, also when a test loads this file
+from common import machine  # noqa: E402
+
 TARGET_RATIO, TARGET_DROP = 1.8, 0.01
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    import onnxruntime
-    import transformers
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "transformers": transformers.__version__}
 
 
 def bench_batch(reranker: Reranker, beir_dir: Path, batch: int, length: int) -> dict[str, np.ndarray]:
@@ -128,7 +119,7 @@ def main() -> int:
     onnx_ok = {n: r for n, r in results.items() if n.startswith("onnx") and r["ndcg_drop_vs_torch_fp32"] <= TARGET_DROP}
     best = max(onnx_ok, key=lambda n: onnx_ok[n]["ratio_vs_torch_fp32"]) if onnx_ok else None
     report = {
-        "machine": {**machine(), "load_average_at_start": load_at_start, "load_average_at_end": list(os.getloadavg())},
+        "machine": {**machine(), "load_average_at_start": load_at_start},
         "setup": {"model": str(args.model), "test_set": str(args.beir), "batch": args.batch, "length": args.length,
                   "rounds": args.rounds, "queries": len(ranking.data.queries), "top_k": args.top_k,
                   "ndcg_max_length": reranker.max_length},

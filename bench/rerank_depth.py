@@ -1,7 +1,10 @@
 """How deep to rerank, and how strong a prior: one trained reranker, many settings, real queries.
 
     python bench/rerank_depth.py /path/to/beir_folder /path/to/reranker \\
-        [--depths 20 50 100] [--prior-scales 0.5 1.5] [--out bench/results/rerank_depth_<name>.json]
+        [--depths 20 50 100] [--prior-scales 0.5 1.5] [--run-id nq-utd/my-change] [--out FILE]
+
+With ``--run-id`` the sweep joins that run in the run record (bench/results/domain_adaptation_runs.json),
+as the sweep of the model the run trained; without it it goes to bench/results/rerank_depth_<name>.json.
 
 The first stage is eval's (params.yaml: eval.first_stage over prep.embedding, as the eval
 stage and bench/domain_adaptation.py retrieve) and returns the top max(depths) candidates.
@@ -21,7 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from domain_adaptation import REPO, load_config, machine
+from common import RESULTS, RUNS, checkout_commit, machine, read_runs, save_run
+from domain_adaptation import REPO, load_config
 
 from reranktune.evaluation.beir_data import load_beir
 from reranktune.evaluation.first_stage import FIRST_STAGES, FirstStageSettings, first_stage_runs
@@ -100,10 +104,15 @@ def main(argv: list[str] | None = None) -> dict:
                         help="its eval section and prep.embedding are the first stage")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--run-id", help="the run in the run record that trained this reranker: the sweep joins it")
+    parser.add_argument("--record", type=Path, default=RUNS, help="the run record (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if min(args.depths) < 1:
         raise InputError(f"--depths {args.depths}: every depth must be >= 1")
+    record = {run["id"]: run for run in read_runs(args.record)}
+    if args.run_id and args.run_id not in record:
+        raise InputError(f"--run-id {args.run_id}: no such run in {args.record}")
 
     start = time.perf_counter()
     params, settings = first_stage_settings(args.params_file)
@@ -130,14 +139,19 @@ def main(argv: list[str] | None = None) -> dict:
                  test["mean_setting"])
 
     name = args.beir_dir.resolve().name
-    out = args.out or Path(__file__).parent / "results" / f"rerank_depth_{name}.json"
+    out = args.out or (None if args.run_id else RESULTS / f"rerank_depth_{name}.json")
     report = {"dataset": name, "reranker": str(args.reranker), "reranked_first_stage": settings.name,
               "first_stages": {n: round(float(np.mean([s[KEY] for s in per_query[n].values()])), 5)
                                for n in FIRST_STAGES},
               "best_first_stage": best, "settings": results,
               "wall_time_s": round(time.perf_counter() - start, 1), "machine": machine()}
-    write_json(out, report)
-    log.info("wrote %s", out)
+    if out:
+        write_json(out, report)
+        log.info("wrote %s", out)
+    if args.run_id:
+        recorded = {"commit": checkout_commit(), "date": time.strftime("%Y-%m-%d"), "result": report}
+        save_run({**record[args.run_id], "rerank_depth": recorded}, args.record)
+        log.info("recorded the sweep with %s in %s", args.run_id, args.record)
     return report
 
 

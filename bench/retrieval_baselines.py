@@ -12,30 +12,18 @@ first stage measured in the same run. Writes bench/results/retrieval_baselines.j
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+sys.path[:0] = [str(REPO / "src"), str(REPO / "bench")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-def machine(threads: int) -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": threads, "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform()}
+from common import machine  # noqa: E402
 
 
 class Timer:
@@ -134,10 +122,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         # a fresh cache times real embedding; --cache-dir reuses embeddings across runs
         os.environ["RERANKTUNE_CACHE_DIR"] = str(args.cache_dir or tmp)
-        results = {"machine": machine(args.threads), "datasets": {}}
+        datasets = {}
         for folder in args.folders:
             result = bench_folder(folder, args)
-            results["datasets"][folder.name] = result
+            datasets[folder.name] = result
             print(f"\n== {folder.name}: {result['queries']} queries, {result['passages']} passages")
             for name, m in result["retrieval"].items():
                 print(f"{name:>7}: nDCG@10 {m['NDCG']['NDCG@10']:.4f} ({result['ndcg10_vs_dense'][name]:.2f}x dense)  "
@@ -149,7 +137,7 @@ def main() -> int:
                       f"-> all {result['queries']} queries extrapolated: {t['all_queries_wall_s_extrapolated']} s wall, "
                       f"{t['all_queries_cpu_s_over_threads_extrapolated']} s on {args.threads} idle cores "
                       f"({t['vs_dense_first_stage_cpu']}x the dense first stage's CPU time)")
-    write_json(args.out, results)
+    write_json(args.out, {"machine": machine(), "datasets": datasets})
     print(f"\nwrote {args.out}")
     return 0
 

@@ -7,7 +7,8 @@ Each benchmark prints ratios against a baseline measured in its own run and writ
 runs first, in a fresh clone, and the inference and serving benchmarks then use the models
 it trained and exported, so nothing needs to be built beforehand. ``--beir-dir`` names a
 BEIR folder (e.g. nfcorpus) for the mining benchmark; without it the mining benchmark runs
-on the clone's own held-out test set (small, so its ratio says less).
+on the clone's own held-out test set (small, so its ratio says less). The GPU harness runs
+apart, on a GPU machine (bench/gpu/README.md).
 """
 from __future__ import annotations
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import random
 import shutil
 import socket
@@ -37,8 +36,9 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+sys.path[:0] = [str(REPO / "src"), str(REPO / "bench")]
 
+from common import machine  # noqa: E402
 from reranktune.io import write_json  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "serve.json"
@@ -46,15 +46,9 @@ BIG_QUERY_RESULTS = REPO / "bench" / "results" / "serve_big_queries.json"
 BIG_QUERY_CHARS = 5_000_000
 
 
-def machine() -> dict:
-    import onnxruntime
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "platform": platform.platform(),
-            "load_average_1m_at_end": round(os.getloadavg()[0], 2)}   # other work on the box skews ratios
+def machine_and_load() -> dict:
+    m = machine()
+    return {**m, "load_average_1m_at_end": round(m["load_average_at_end"][0], 2)}   # other work skews ratios
 
 
 def model_folder(model_dir: str | None, work: Path) -> tuple[Path, str]:
@@ -220,7 +214,7 @@ def run_big_queries(model_dir: str | None = None, duration: float = 8.0, concurr
                        "p99_ratio_with_vs_without": round(with_big["latency_ms"]["p99"]
                                                           / alone["latency_ms"]["p99"], 2)},
         "big_queries": {"characters": BIG_QUERY_CHARS, **big},
-        "machine": machine(),
+        "machine": machine_and_load(),
     }
     if out is not None:
         write_json(out, report)
@@ -253,7 +247,7 @@ def run(model_dir: str | None = None, duration: float = 15.0, small_duration: fl
                          "p95_ratio_batching_vs_off": round(results[name]["batching"]["latency_ms"]["p95"]
                                                             / results[name]["no_batching"]["latency_ms"]["p95"], 2)}
                   for name in loads},
-        "machine": machine(),
+        "machine": machine_and_load(),
     }
     if "batching_without_prior" in results["large"]:
         large = report["loads"]["large"]

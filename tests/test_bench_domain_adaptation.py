@@ -47,7 +47,9 @@ def bench_args(tmp_path, tiny_bert_dir, *extra: str) -> list[str]:
 
 def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(beir_dir, tiny_bert_dir, tmp_path):
     bench = load_bench()
-    result = bench.main([str(beir_dir), *bench_args(tmp_path, tiny_bert_dir)])
+    record = tmp_path / "runs.json"
+    result = bench.main([str(beir_dir), *bench_args(tmp_path, tiny_bert_dir), "--run-id", "tiny_beir/smoke",
+                         "--change", "a smoke test", "--record", str(record)])
 
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     used = result["params"]
@@ -72,6 +74,17 @@ def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(beir_di
     assert json.loads((tmp_path / "result.json").read_text())["dataset"] == "tiny_beir"
     for name in ("sdg.jsonl", "prep/train.json"):
         assert SECRET_WORD not in (tmp_path / "work" / name).read_text(), name
+
+    [run] = json.loads(record.read_text())   # the run record: the report under its id, its --params as settings
+    assert run["id"] == "tiny_beir/smoke" and run["dataset"] == "tiny_beir" and run["change"] == "a smoke test"
+    assert run["result"] == result and run["settings"]["eval.k_values"] == [1, 5, 10]
+
+
+def test_a_run_id_names_its_dataset(beir_dir, tmp_path):
+    from reranktune.io import InputError
+
+    with pytest.raises(InputError, match="expected tiny_beir/"):
+        load_bench().main([str(beir_dir), "--run-id", "R", "--record", str(tmp_path / "runs.json")])
 
 
 def test_bench_can_generate_with_the_llm_endpoint(beir_dir, tiny_bert_dir, tmp_path):
@@ -114,8 +127,13 @@ def test_depth_sweep_matches_the_reranker_and_depth_one_is_the_first_stage(
     from reranktune.evaluation.run import rerank
     from reranktune.reranker.model import Reranker
 
+    record = tmp_path / "runs.json"
+    record.write_text(json.dumps([{"id": "tiny_beir/trained", "dataset": "tiny_beir"}]))
     result = rerank_depth.main([str(beir_dir), str(tiny_bert_with_prior_dir), "--depths", "1", "5",
-                                "--prior-scales", "0", "0.5", "--out", str(tmp_path / "depth.json")])
+                                "--prior-scales", "0", "0.5", "--out", str(tmp_path / "depth.json"),
+                                "--run-id", "tiny_beir/trained", "--record", str(record)])
+    [run] = json.loads(record.read_text())   # the sweep joins the run that trained the model
+    assert run["id"] == "tiny_beir/trained" and run["rerank_depth"]["result"] == result
 
     settings = {(s["depth"], s["prior_scale"]): s for s in result["settings"]}
     assert set(settings) == {(d, w) for d in (1, 5) for w in (0.0, 0.5, 1.0, None)}
@@ -141,16 +159,3 @@ def test_depth_sweep_refuses_prior_scales_for_a_reranker_without_a_prior(rerank_
 
     with pytest.raises(InputError, match="has no prior"):
         rerank_depth.main([str(beir_dir), str(tiny_bert_dir), "--prior-scales", "2"])
-
-
-def test_the_results_table_rows_come_from_the_result_files():
-    spec = importlib.util.spec_from_file_location("results_table", REPO / "bench" / "results_table.py")
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
-    result = json.loads((REPO / "bench" / "results" / "domain_adaptation_cranfield_before.json").read_text())
-    cells = [c.strip() for c in table.row(result, "change").strip("|").split("|")]
-    systems = result["systems"]
-    assert cells[:3] == ["before", "cranfield", "change"]
-    assert cells[3:9] == [f"{systems[s]['NDCG@10']:.4f}"
-                          for s in ("dense", "bm25", "hybrid", "prior", "crossencoder", "finetuned")]
-    assert cells[9] == f"{result['verdict']['gain'] * 100:+.1f} vs {result['verdict']['best_baseline']}"

