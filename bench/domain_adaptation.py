@@ -33,14 +33,15 @@ import torch
 import yaml
 
 from reranktune.documents import Document, read_corpus_jsonl
-from reranktune.evaluation.beir_data import load_beir
+from reranktune.beir_data import load_beir
 from reranktune.evaluation.run import EvalResult, evaluate, review_metrics
 from reranktune.finetune.run import run_finetune
 from reranktune.io import InputError, iter_jsonl, write_json, write_jsonl
 from reranktune.models import bf16_enabled
-from reranktune.params import EvalParams, FinetuneParams, PrepParams, SdgParams
+from reranktune.params import EvalParams, FinetuneParams, ModelParams, PrepParams, RetrievalParams, SdgParams
+from reranktune.retrieval.first_stage import FirstStageSettings
 from reranktune.prep.run import run_prep
-from reranktune.reranker import Reranker
+from reranktune.reranker.model import Reranker
 from reranktune.sdg.offline import OfflineGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the bench's helpers, also when a test loads this file
@@ -66,12 +67,12 @@ CORPUS_OVERRIDES: dict = {
     "prep": {"quality_threshold": 7.0},
     "finetune": {"save_steps": 200, "logging_steps": 25},
 }
-SECTIONS = ("sdg", "prep", "finetune", "eval")
+SECTIONS = ("retrieval", "model", "sdg", "prep", "finetune", "eval")
 PATH_KEYS = ("input_path", "questions_dir", "data_path")   # the bench's folder replaces these
 
 
 def load_config(params_file: Path) -> dict:
-    """params.yaml's sdg/prep/finetune/eval sections, with the corpus overrides on top."""
+    """params.yaml's shared and sdg/prep/finetune/eval sections, with the corpus overrides on top."""
     if not params_file.exists():
         raise InputError(f"{params_file}: not found (--params-file)")
     params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
@@ -172,6 +173,7 @@ class Timer:
 
 def train(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[PrepParams, dict, dict]:
     """sdg -> prep -> finetune on the corpus alone; returns (prep params, prep report, finetune summary)."""
+    retrieval = RetrievalParams(**config["retrieval"])
     bench = config["bench"]
     sdg_params = SdgParams(**{**config["sdg"], "input_path": str(beir_dir / "corpus.jsonl"),
                               "sentences_per_chunk": bench["sentences_per_chunk"]})
@@ -188,22 +190,24 @@ def train(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[PrepP
     # every document trains or validates; one (the prep validator keeps a test split) is held out
     val_ratio = config["prep"].get("val_ratio", 0.0)
     prep_params = PrepParams(**{**config["prep"], "train_ratio": 1.0 - val_ratio - 1.0 / len(documents)})
-    prep_report = run_prep(prep_params, work / "sdg.jsonl", work / "prep", work / "prep_report.json")
+    prep_report = run_prep(prep_params, work / "sdg.jsonl", work / "prep", work / "prep_report.json", retrieval)
     prep_report["pseudo_queries_generated"] = generated
     timer.lap("prep")
 
     ft_params = FinetuneParams(**config["finetune"])
     ft_summary = run_finetune(ft_params, work / "prep" / "train.json", work / "model", work / "checkpoints",
-                              work / "live", val_file=work / "prep" / "val.json", prior_embedding=prep_params.embedding)
+                              work / "live", val_file=work / "prep" / "val.json", model=ModelParams(**config["model"]),
+                              retrieval=retrieval)
     timer.lap("finetune")
     return prep_params, prep_report, ft_summary
 
 
-def evaluate_real(config: dict, beir_dir: Path, model_dir: Path, prep_params: PrepParams) -> EvalResult:
+def evaluate_real(config: dict, beir_dir: Path, model_dir: Path) -> EvalResult:
     """The eval stage's figures on the folder's real queries and qrels."""
     eval_params = EvalParams(**config["eval"])
+    first_stage = FirstStageSettings.from_params(RetrievalParams(**config["retrieval"]), eval_params.top_k)
     reranker = Reranker.from_pretrained(str(model_dir), bf16=bf16_enabled(eval_params.mixed_precision))
-    return evaluate(load_beir(beir_dir), eval_params, prep_params.embedding, reranker)
+    return evaluate(load_beir(beir_dir), eval_params, first_stage, reranker)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         prep_params, prep_report, ft_summary = train(config, args.beir_dir, work, timer)
-        result = evaluate_real(config, args.beir_dir, work / "model", prep_params)
+        result = evaluate_real(config, args.beir_dir, work / "model")
         timer.lap("eval")
     eval_params = EvalParams(**config["eval"])
     report = {
@@ -245,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
         "verdict": result.verdict,
         "significance": result.metrics["significance"],
         "overrides": args.params,
-        "params": {"bench": config["bench"], "sdg": SdgParams(**config["sdg"]).model_dump(),
+        "params": {"bench": config["bench"], "retrieval": RetrievalParams(**config["retrieval"]).model_dump(),
+                   "model": ModelParams(**config["model"]).model_dump(), "sdg": SdgParams(**config["sdg"]).model_dump(),
                    "prep": prep_params.model_dump(), "finetune": FinetuneParams(**config["finetune"]).model_dump(),
                    "eval": eval_params.model_dump()},
         "prep": {k: prep_report.get(k) for k in ("pseudo_queries_generated", "counts", "queries_per_split",

@@ -22,16 +22,16 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from reranktune.evaluation.beir_data import load_beir
-from reranktune.evaluation.first_stage import FirstStageSettings
+from reranktune.beir_data import load_beir
+from reranktune.retrieval.first_stage import FirstStageSettings
 from reranktune.export.gate import RankingSet, ranking_set
 from reranktune.export.onnx_export import export_onnx
 from reranktune.export.variants import VARIANTS, build_variants
 from reranktune.io import write_json
 from reranktune.logs import setup_logging
 from reranktune.params import load_section
-from reranktune.reranker import Reranker
-from reranktune.scoring import LogitBackend, SessionBackend, TorchBackend, format_pair
+from reranktune.reranker.model import Reranker
+from reranktune.reranker.scoring import LogitBackend, SessionBackend, TorchBackend, format_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the bench's helpers, also when a test loads this file
 from common import machine  # noqa: E402
@@ -104,8 +104,7 @@ def main() -> int:
         speed = throughput(engines, feed, args.rounds)
         reference = engines["torch fp32"].logits(feed)
         diffs = {name: float(np.abs(b.logits(feed) - reference).max()) for name, b in engines.items()}
-        first_stage = FirstStageSettings.from_params(load_section("eval", args.params),
-                                                     load_section("prep", args.params).embedding)
+        first_stage = FirstStageSettings.from_params(load_section("retrieval", args.params))
         ranking: RankingSet = ranking_set(args.beir, first_stage, 0, args.top_k)
         ndcg = {name: ranking.ndcg(reranker.with_backend(b), args.batch)[0] for name, b in engines.items()}
 

@@ -20,10 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from reranktune.embedding import Embedder  # noqa: E402
-from reranktune.evaluation.beir_data import load_beir  # noqa: E402
+from reranktune.retrieval.embedder import Embedder  # noqa: E402
+from reranktune.beir_data import load_beir  # noqa: E402
 from reranktune.logs import setup_logging  # noqa: E402
-from reranktune.params import PrepParams  # noqa: E402
+from reranktune.params import PrepParams, RetrievalParams  # noqa: E402
 from reranktune.prep.run import run_prep  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def main() -> dict:
     args = parser.parse_args()
     setup_logging()
     hits = CacheHits()
-    logging.getLogger("reranktune.embedding").addHandler(hits)
+    logging.getLogger("reranktune.retrieval.embedder").addHandler(hits)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         import os
@@ -71,11 +71,10 @@ def main() -> dict:
         n_docs, n_queries = beir_as_sdg(args.beir_dir, tmp / "qa.jsonl")
         params = PrepParams(quality_threshold=0, train_ratio=0.9)
 
-        embedder = Embedder(params.embedding)   # encoding alone, timed apart from mining
+        embedder = Embedder(RetrievalParams().embedding)   # encoding alone, timed apart from mining
         texts = [json.loads(line)["chunks"][0]["text"] for line in open(tmp / "qa.jsonl", encoding="utf-8")]
         start = time.perf_counter()
-        embedder.model.encode([params.embedding.passage_prefix + t for t in texts],
-                              batch_size=params.embedding.batch_size, show_progress_bar=True)
+        embedder([embedder.passage_prefix + t for t in texts], progress=True)
         encode_s = time.perf_counter() - start
 
         start = time.perf_counter()

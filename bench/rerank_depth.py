@@ -6,7 +6,7 @@
 With ``--run-id`` the sweep joins that run in the run record (bench/results/domain_adaptation_runs.json),
 as the sweep of the model the run trained; without it it goes to bench/results/rerank_depth_<name>.json.
 
-The first stage is eval's (params.yaml: eval.first_stage over prep.embedding, as the eval
+The first stage is the recipe's (params.yaml: retrieval, as the eval
 stage and bench/domain_adaptation.py retrieve) and returns the top max(depths) candidates.
 Each pair is scored once, the cross-encoder's logit and the prior apart, so every
 (depth, prior scale) setting costs no more model time; scores combine through the same
@@ -27,15 +27,15 @@ import numpy as np
 from common import RESULTS, RUNS, checkout_commit, machine, read_runs, save_run
 from domain_adaptation import REPO, load_config
 
-from reranktune.evaluation.beir_data import load_beir
-from reranktune.evaluation.first_stage import FIRST_STAGES, FirstStageSettings, first_stage_runs
-from reranktune.evaluation.metrics import Run, per_query_scores
+from reranktune.beir_data import load_beir
+from reranktune.retrieval.first_stage import FIRST_STAGES, FirstStageSettings, first_stage_runs
+from reranktune.ir_metrics import Run, per_query_scores
 from reranktune.evaluation.significance import compare_systems
 from reranktune.io import InputError, write_json
 from reranktune.models import bf16_enabled
-from reranktune.params import EmbeddingParams, EvalParams
-from reranktune.reranker import Reranker
-from reranktune.scoring import ScoreRecipe
+from reranktune.params import EvalParams, RetrievalParams
+from reranktune.reranker.model import Reranker
+from reranktune.reranker.scoring import ScoreRecipe
 
 log = logging.getLogger("rerank_depth")
 KEY = "NDCG@10"
@@ -45,7 +45,7 @@ def first_stage_settings(params_file: Path) -> tuple[EvalParams, FirstStageSetti
     """The recipe's eval section and first stage: what the eval stage retrieves with."""
     config = load_config(params_file)
     eval_params = EvalParams(**config["eval"])
-    return eval_params, FirstStageSettings.from_params(eval_params, EmbeddingParams(**config["prep"]["embedding"]))
+    return eval_params, FirstStageSettings.from_params(RetrievalParams(**config["retrieval"]), eval_params.top_k)
 
 
 def head_of(candidates: Run, top: int) -> Run:
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prior-scales", type=float, nargs="*", default=[],
                         help="multiples of the trained prior to try besides 1 (needs a reranker with a prior)")
     parser.add_argument("--params-file", type=Path, default=REPO / "params.yaml",
-                        help="its eval section and prep.embedding are the first stage")
+                        help="its retrieval section is the first stage")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--run-id", help="the run in the run record that trained this reranker: the sweep joins it")

@@ -3,7 +3,7 @@
     python bench/retrieval_baselines.py /path/to/nfcorpus /path/to/nq-utd [--queries 20]
 
 For each folder: nDCG/MAP/Recall/P/MRR of dense retrieval (all-MiniLM-L6-v2 with the
-prep.embedding prefixes), BM25 and their RRF hybrid over every judged query; then the wall
+retrieval.embedding prefixes), BM25 and their RRF hybrid over every judged query; then the wall
 time of reranking the dense top ``--top-k`` with the MiniLM cross-encoder (an untrained
 head: the scores are meaningless, the cost is real) on the first ``--queries`` queries,
 extrapolated linearly to all queries and labelled as such. Ratios are against the dense
@@ -43,15 +43,14 @@ class Timer:
 
 
 def bench_folder(folder: Path, args: argparse.Namespace) -> dict:
-    from reranktune.evaluation.beir_data import load_beir
-    from reranktune.evaluation.first_stage import bm25_retrieval, dense_retrieval, fuse_runs
-    from reranktune.evaluation.metrics import ranking_metrics
-    from reranktune.evaluation.run import rerank
+    from reranktune.beir_data import load_beir
+    from reranktune.retrieval.first_stage import bm25_retrieval, dense_retrieval, fuse_runs
+    from reranktune.ir_metrics import ranking_metrics
     from reranktune.params import EmbeddingParams, load_section
-    from reranktune.reranker import Reranker
+    from reranktune.reranker.model import Reranker
 
     data = load_beir(folder, args.split)
-    embedding: EmbeddingParams = load_section("prep", args.params).embedding
+    embedding: EmbeddingParams = load_section("retrieval", args.params).embedding
     timings = {}
     with Timer() as t:
         dense = dense_retrieval(data, embedding, args.top_k)  # embeds corpus + queries unless cached
@@ -69,7 +68,7 @@ def bench_folder(folder: Path, args: argparse.Namespace) -> dict:
     for max_length in args.max_lengths:
         reranker = Reranker.from_pretrained("all-MiniLM-L6-v2", max_length=max_length, device="cpu")
         with Timer() as t:
-            rerank(data, subset, reranker, args.batch_size)
+            reranker.rerank(data, subset, args.batch_size)
         pairs = sum(len(d) for d in subset.values())
         per_query_wall = t.wall / len(subset)
         # CPU seconds / threads: what the work takes on 2 cores that nobody else uses
@@ -109,7 +108,7 @@ def main() -> int:
     parser.add_argument("--max-lengths", type=int, nargs="+", default=[512, 128])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--params", default=str(REPO / "params.yaml"), help="prep.embedding comes from here")
+    parser.add_argument("--params", default=str(REPO / "params.yaml"), help="retrieval.embedding comes from here")
     parser.add_argument("--cache-dir", type=Path, help="keep embeddings here (default: a fresh temp dir)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "retrieval_baselines.json")
     args = parser.parse_args()

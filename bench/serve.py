@@ -60,8 +60,8 @@ def model_folder(model_dir: str | None, work: Path) -> tuple[Path, str]:
         return target, f"copy of {source}"
     from reranktune.export.onnx_export import export_onnx
     from reranktune.models import resolve_model
-    from reranktune.reranker import Reranker
-    from reranktune.reranker_config import OnnxConfig
+    from reranktune.reranker.model import Reranker
+    from reranktune.reranker.config import OnnxConfig
 
     reranker = Reranker.from_pretrained(resolve_model("all-MiniLM-L6-v2"), device="cpu", max_length=128)
     target.mkdir()
@@ -75,7 +75,7 @@ def model_folder(model_dir: str | None, work: Path) -> tuple[Path, str]:
 
 def without_prior(folder: Path, work: Path) -> Path | None:
     """A copy of ``folder`` whose reranktune.json has no prior (the cross-encoder alone); None if it has none."""
-    from reranktune.reranker_config import RerankerConfig
+    from reranktune.reranker.config import RerankerConfig
 
     config = RerankerConfig.load(folder)
     if config.prior is None:

@@ -25,7 +25,7 @@ from common import save  # noqa: E402
 from reranktune.documents import read_documents  # noqa: E402
 from reranktune.finetune.run import run_finetune  # noqa: E402
 from reranktune.models import resolve_model  # noqa: E402
-from reranktune.params import FinetuneParams  # noqa: E402
+from reranktune.params import FinetuneParams, ModelParams, PriorParams  # noqa: E402
 from reranktune.documents import content_words  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def run_sentence_transformers(groups, work: Path, params: FinetuneParams) -> flo
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import ListNetLoss
 
-    model = CrossEncoder(resolve_model(params.base_model), num_labels=1, max_length=params.rerank_max_length,
+    model = CrossEncoder(resolve_model(ModelParams().base_model), num_labels=1, max_length=params.rerank_max_length,
                          device="cpu")
     dataset = Dataset.from_dict({
         "query": [q for q, _ in groups],
@@ -88,7 +88,7 @@ def main() -> dict:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     args = parser.parse_args()
-    params = FinetuneParams(base_model="all-MiniLM-L6-v2", per_device_batch_size=4, global_batch_size=4,
+    params = FinetuneParams(prior=PriorParams(dense_weight=0.0, lexical_weight=0.0), per_device_batch_size=4, global_batch_size=4,
                             learning_rate=5e-5, lr_warmup_steps=0, num_epochs=1, rerank_max_length=args.max_length,
                             mixed_precision=args.precision, save_steps=10_000, logging_steps=1000)
     groups = make_groups(args.groups)

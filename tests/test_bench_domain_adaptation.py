@@ -41,7 +41,7 @@ def beir_dir(tmp_path):
 
 def bench_args(tmp_path, tiny_bert_dir, *extra: str) -> list[str]:
     return ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "result.json"), "--params",
-            f"finetune.base_model={tiny_bert_dir}", "finetune.mixed_precision=fp32", "eval.top_k=5",
+            f"model.base_model={tiny_bert_dir}", "finetune.mixed_precision=fp32", "eval.top_k=5",
             "eval.k_values=[1,5,10]", "eval.significance_resamples=200", "eval.mixed_precision=fp32", *extra]
 
 
@@ -58,8 +58,10 @@ def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(beir_di
         assert used["finetune"][key] == shipped["finetune"][key], key
     for key in ("hard_negatives_to_mine", "hard_negatives_sample_from", "hard_neg_margin"):
         assert used["prep"][key] == shipped["prep"][key], key
-    for key in ("first_stage", "rrf_k", "bm25_language", "significance_k"):
-        assert used["eval"][key] == shipped["eval"][key], key
+    assert used["eval"]["significance_k"] == shipped["eval"]["significance_k"]
+    for key in ("first_stage", "rrf_k", "bm25_language"):
+        assert used["retrieval"][key] == shipped["retrieval"][key], key
+    assert used["retrieval"]["embedding"]["model"] == shipped["retrieval"]["embedding"]["model"]
     assert used["sdg"]["queries_per_chunk"] == bench.CORPUS_OVERRIDES["sdg"]["queries_per_chunk"]
 
     systems = result["systems"]   # the eval stage's review numbers: every first stage, then the reranker
@@ -124,7 +126,6 @@ def test_depth_sweep_matches_the_reranker_and_depth_one_is_the_first_stage(
     from reranktune.beir_data import load_beir
     from reranktune.retrieval.first_stage import first_stage_runs
     from reranktune.ir_metrics import per_query_scores
-    from reranktune.evaluation.run import rerank
     from reranktune.reranker.model import Reranker
 
     record = tmp_path / "runs.json"
@@ -148,7 +149,7 @@ def test_depth_sweep_matches_the_reranker_and_depth_one_is_the_first_stage(
     _, first_stage = rerank_depth.first_stage_settings(REPO / "params.yaml")
     candidates = first_stage_runs(data, [first_stage.name], first_stage.with_top_k(5))[first_stage.name]
     reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), bf16=False)
-    direct = per_query_scores(data.qrels, rerank(data, candidates, reranker, 64), 10, 5, 10)
+    direct = per_query_scores(data.qrels, reranker.rerank(data, candidates), 10, 5, 10)
     assert settings[5, 1.0]["NDCG@10"] == pytest.approx(sum(s["NDCG@10"] for s in direct.values()) / len(direct),
                                                         abs=1e-5)
     assert json.loads((tmp_path / "depth.json").read_text())["best_first_stage"] in ("dense", "bm25", "hybrid")

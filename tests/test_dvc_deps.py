@@ -59,9 +59,9 @@ def test_a_missing_dep_is_reported(tmp_path):
 
     tool = load_tool()
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    spec["stages"]["finetune"]["deps"].remove("src/reranktune/lexical.py")
+    spec["stages"]["finetune"]["deps"].remove("src/reranktune/retrieval/bm25.py")
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    assert [p.name for p in tool.uncovered("finetune", tmp_path / "dvc.yaml")] == ["lexical.py"]
+    assert [p.name for p in tool.uncovered("finetune", tmp_path / "dvc.yaml")] == ["bm25.py"]
 
 
 def test_a_dep_the_stage_does_not_run_is_reported(tmp_path):

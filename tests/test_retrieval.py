@@ -1,6 +1,6 @@
 import numpy as np
 
-from reranktune import retrieval
+from reranktune.retrieval import index as retrieval
 
 
 def test_faiss_and_torch_fallback_return_the_same_neighbours(monkeypatch):

@@ -100,8 +100,8 @@ if mode == "cpu":  # 40 passages and a few steps; their real questions are not a
     params["eval"]["top_k"] = 10
     params["export"].update(variants=["fp32"], gate_queries=8)   # the other variants have their own tests
 params["sdg"]["input_path"] = str(corpus)
-params["prep"]["embedding"]["model"] = minilm
-params["finetune"]["base_model"] = minilm
+params["retrieval"]["embedding"]["model"] = minilm
+params["model"]["base_model"] = minilm
 (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 PY
 

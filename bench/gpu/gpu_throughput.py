@@ -54,9 +54,9 @@ from reranktune.finetune.run import make_trainer
 from reranktune.finetune.trainer import listwise_loss
 from reranktune.models import resolve_model
 from reranktune.params import DEFAULT_PROMPT_TEMPLATE, FinetuneParams
-from reranktune.reranker import Reranker, load_tokenizer, model_input_names
-from reranktune.reranker_config import RerankerConfig
-from reranktune.scoring import PairEncoder, TorchBackend
+from reranktune.reranker.model import Reranker, load_tokenizer, model_input_names
+from reranktune.reranker.config import RerankerConfig
+from reranktune.reranker.scoring import PairEncoder, TorchBackend
 from reranktune.serve.batching import DynamicBatcher
 from reranktune.serve.engines import Engine
 

@@ -69,7 +69,7 @@ class TestSet:
 
 
 def rerank_speed(run: Run, seconds: float, reranker: Reranker, batch_size: int) -> dict:
-    """How fast a reranker scored a run, prior included: on a GPU, what to hold against bench/gpu_throughput.py."""
+    """How fast a reranker scored a run, prior included: on a GPU, what to hold against bench/gpu/gpu_throughput.py."""
     pairs = sum(len(docs) for docs in run.values())
     return {"pairs": pairs, "seconds": round(seconds, 3), "pairs_per_s": round(pairs / max(seconds, 1e-9), 1),
             "device": getattr(reranker.backend, "device", None), "bf16": getattr(reranker.backend, "bf16", None),

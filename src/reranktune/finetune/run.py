@@ -274,7 +274,7 @@ def run_finetune(
 def make_trainer(params: FinetuneParams, model, tokenizer, train_data: ListwiseDataset,
                  val_data: ListwiseDataset | None, checkpoint_dir: Path, per_device: int, accumulation: int,
                  callbacks: list | None = None) -> ListwiseTrainer:
-    """The stage's Trainer: collator, loss, schedule, and the data options (bench/gpu_throughput.py times it too)."""
+    """The stage's Trainer: collator, loss, schedule, and the data options (bench/gpu/gpu_throughput.py times it too)."""
     encoder = PairEncoder(tokenizer, params.prompt_template, params.rerank_max_length,
                           model_input_names(model, tokenizer))
     if params.pretokenize:
