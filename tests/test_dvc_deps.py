@@ -83,7 +83,7 @@ def test_write_keeps_everything_but_the_code_deps(tmp_path):
     tool = load_tool()
     text = (REPO / "dvc.yaml").read_text()
     spec = yaml.safe_load(text)
-    scrambled = text.replace("      - src/reranktune/lexical.py\n", "", 1).replace(
+    scrambled = text.replace("      - src/reranktune/retrieval/bm25.py\n", "", 1).replace(
         "      - stages/prep.py\n", "      - stages/prep.py\n      - src/reranktune/cli.py\n", 1)
     rewritten = scrambled
     for stage in STAGES:
