@@ -171,7 +171,7 @@ def _score_with_minilm(train_file, embedding):
 
 def test_prior_training_saves_the_prior_and_scores_logit_plus_weighted_evidence(tiny_bert_dir, minilm_path, tmp_path):
     from reranktune.retrieval.bm25 import LexicalScorer
-    from reranktune.params import EmbeddingParams, PriorParams
+    from reranktune.params import PriorParams
     from reranktune.reranker.model import Reranker
 
     train_file = write_training_set(tmp_path / "prep", n_queries=8)
@@ -208,7 +208,7 @@ def test_prior_training_saves_the_prior_and_scores_logit_plus_weighted_evidence(
 
 
 def test_a_training_file_scored_by_another_model_stops_training(tiny_bert_dir, minilm_path, tmp_path):
-    from reranktune.params import EmbeddingParams, PriorParams
+    from reranktune.params import PriorParams
 
     train_file = write_training_set(tmp_path / "prep", n_queries=4)   # scores 0.9 / 0.5: not MiniLM's cosines
     params = FinetuneParams(global_batch_size=4, per_device_batch_size=4,

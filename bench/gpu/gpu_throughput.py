@@ -387,7 +387,7 @@ def model_rows(name: str, shape: Shape, lengths: list[int], tokenizer, device: s
         row("infer", "bare", length, batch, bare)
         row("infer", "project", length, batch, project, bare)
         row("infer", "serve", length, batch, serve, bare)
-    del model
+    model = None   # its memory goes back before the next model loads
     free(device)
     return rows
 

@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,8 +29,6 @@ from reranktune.reranker.scoring import PairEncoder
 log = logging.getLogger(__name__)
 
 FINGERPRINT = "run_fingerprint.json"
-PRIOR_CHECK_PAIRS = 32
-PRIOR_CHECK_TOLERANCE = 0.02   # cosine units; bf16 vs fp32 and batch padding stay far below this
 
 
 def world_size() -> int:
@@ -78,37 +75,11 @@ def _prepare_checkpoints(folder: Path, fingerprint: str) -> bool:
     return last_complete(folder) is not None
 
 
-def check_training_scores(prior: Prior, data: ListwiseDataset, source: Path, seed: int) -> None:
-    """Stop when the training file's scores are not the saved prior's cosines (another model scored it)."""
-    queries, passages = data.pairs()
-    scores = data.file_scores()
-    clozed = set(data.clozed_rows())   # the file scored these passages whole
-    rows = [i for i in range(len(queries)) if i not in clozed]
-    rows = random.Random(seed).sample(rows, min(PRIOR_CHECK_PAIRS, len(rows)))
-    own = prior.cosines([queries[i] for i in rows], [passages[i] for i in rows])
-    diff = float(np.max(np.abs(own - np.array([scores[i] for i in rows])))) if rows else 0.0
-    if diff > PRIOR_CHECK_TOLERANCE:
-        raise InputError(
-            f"{source}: its documents' 'score' values are not {prior.config.dense.source_model}'s cosines "
-            f"(max difference {diff:.3f} over {len(rows)} sampled pairs, tolerance {PRIOR_CHECK_TOLERANCE}): "
-            "the file was scored by another model or other prefixes than retrieval.embedding. Rescore it with "
-            "`reranktune prep`, set retrieval.embedding to the model that scored it, or set "
-            "finetune.prior.dense_weight to 0"
-        )
-
-
 def prior_evidence(prior: Prior, data: ListwiseDataset, source: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair of ``data``, the prior's (cosine, normalised BM25): the file's cosines (checked) where
-    the passage is the one the file scored, the embedder's own where inverse cloze changed it."""
+    """Per pair of ``data``, the prior's (cosine, normalised BM25), the file's cosines reused (checked)."""
     queries, passages = data.pairs()
-    cosine = np.zeros(len(queries))
-    if prior.encoder is not None:
-        check_training_scores(prior, data, source, seed)
-        cosine = np.array(data.file_scores())
-        clozed = data.clozed_rows()
-        if clozed:
-            cosine[clozed] = prior.cosines([queries[i] for i in clozed], [passages[i] for i in clozed])
-    return cosine, prior.lexical_scores(queries, passages)
+    scores = data.file_scores() if prior.encoder is not None else None
+    return prior.training_evidence(queries, passages, scores, data.clozed_rows(), source, seed)
 
 
 def attach_prior(prior: Prior, datasets: list[ListwiseDataset], source: Path, seed: int, in_loss: bool = True,

@@ -13,10 +13,15 @@ correction is to the strongest first stage rather than to one of its halves:
   request with no corpus (NIM's ``/v1/ranking``) still gets it.
 
 How the two are weighed and added to the logit is ``scoring.ScoreRecipe``'s business.
+
+Its whole life is here: ``save_prior`` (finetune saves it from the first stage's settings),
+``Prior.training_evidence`` (the training file's scores, checked), ``fit_scale``,
+``Prior.load`` and ``Prior.scores`` (eval, the gate, serve), ``export_prior_onnx`` (export).
 """
 from __future__ import annotations
 
 import logging
+import random
 import warnings
 from pathlib import Path
 
@@ -35,6 +40,8 @@ log = logging.getLogger(__name__)
 
 PRIOR_FOLDER = "prior"
 PRIOR_ONNX = "model.onnx"
+CHECK_PAIRS = 32          # training pairs whose file score is checked against the prior's cosine
+CHECK_TOLERANCE = 0.02    # cosine units; bf16 vs fp32 and batch padding stay far below this
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -129,6 +136,38 @@ class Prior:
     def scores(self, queries: list[str], passages: list[str]) -> np.ndarray:
         """The weighted prior per pair, as the model was trained with it."""
         return self.recipe.prior(self.cosines(queries, passages), self.lexical_scores(queries, passages))
+
+    def training_evidence(self, queries: list[str], passages: list[str], file_scores: list[float] | None,
+                          clozed: list[int], source: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per training pair, (cosine, normalised BM25) unweighted.
+
+        The cosines are the training file's ``score`` values (prep's embedder computed them; a
+        sample is checked against this prior's own) except at the ``clozed`` rows, whose passage
+        lost a sentence after scoring, where the embedder recomputes them.
+        """
+        cosine = np.zeros(len(queries))
+        if self.encoder is not None:
+            self.check_file_scores(queries, passages, file_scores, set(clozed), source, seed)
+            cosine = np.array(file_scores, dtype=np.float64)
+            if clozed:
+                cosine[clozed] = self.cosines([queries[i] for i in clozed], [passages[i] for i in clozed])
+        return cosine, self.lexical_scores(queries, passages)
+
+    def check_file_scores(self, queries: list[str], passages: list[str], file_scores: list[float],
+                          skip: set[int], source: Path, seed: int) -> None:
+        """Stop when a training file's scores are not this prior's cosines (another model scored it)."""
+        rows = [i for i in range(len(queries)) if i not in skip]
+        rows = random.Random(seed).sample(rows, min(CHECK_PAIRS, len(rows)))
+        own = self.cosines([queries[i] for i in rows], [passages[i] for i in rows])
+        diff = float(np.max(np.abs(own - np.array([file_scores[i] for i in rows])))) if rows else 0.0
+        if diff > CHECK_TOLERANCE:
+            raise InputError(
+                f"{source}: its documents' 'score' values are not {self.config.dense.source_model}'s cosines "
+                f"(max difference {diff:.3f} over {len(rows)} sampled pairs, tolerance {CHECK_TOLERANCE}): "
+                "the file was scored by another model or other prefixes than retrieval.embedding. Rescore it "
+                "with `reranktune prep`, set retrieval.embedding to the model that scored it, or set "
+                "finetune.prior.dense_weight to 0"
+            )
 
 
 def _load_encoder(folder: Path, dense: DensePriorConfig, device: str | None, trust_remote_code: bool,
