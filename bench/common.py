@@ -1,4 +1,5 @@
 """Shared bench helpers: the machine a result was measured on, and where results go."""
+
 from __future__ import annotations
 
 import importlib
@@ -73,14 +74,19 @@ def save_run(run: dict, path: Path = RUNS) -> None:
     """Put ``run`` in the record in place of the run with its id, or last: a rerun replaces its numbers."""
     runs = read_runs(path)
     at = next((i for i, r in enumerate(runs) if r["id"] == run["id"]), len(runs))
-    runs[at:at + 1] = [run]
+    runs[at : at + 1] = [run]
     path.write_text(json.dumps(runs, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def checkout_commit() -> str | None:
     """The checkout's commit, ``-dirty`` with uncommitted changes: the code a recorded run ran."""
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=RESULTS, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=RESULTS,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None

@@ -19,6 +19,7 @@ The recipe is params.yaml's (see CORPUS_OVERRIDES for the data-volume keys that 
 ``sdg.generator=llm`` generates the pseudo-queries with the endpoint in ``sdg.llm`` (its key
 from the environment variable ``sdg.llm.api_key_env`` names), to compare generators.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,19 +33,28 @@ from pathlib import Path
 import torch
 import yaml
 
-from reranktune.documents import Document, read_corpus_jsonl
 from reranktune.beir_data import load_beir
+from reranktune.documents import Document, read_corpus_jsonl
 from reranktune.evaluation.run import EvalResult, evaluate, review_metrics
 from reranktune.finetune.run import run_finetune
 from reranktune.io import InputError, iter_jsonl, write_json, write_jsonl
 from reranktune.models import bf16_enabled
-from reranktune.params import EvalParams, FinetuneParams, ModelParams, PrepParams, RetrievalParams, SdgParams
-from reranktune.retrieval.first_stage import FirstStageSettings
+from reranktune.params import (
+    EvalParams,
+    FinetuneParams,
+    ModelParams,
+    PrepParams,
+    RetrievalParams,
+    SdgParams,
+)
 from reranktune.prep.run import run_prep
 from reranktune.reranker.model import Reranker
+from reranktune.retrieval.first_stage import FirstStageSettings
 from reranktune.sdg.offline import OfflineGenerator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # the bench's helpers, also when a test loads this file
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent)
+)  # the bench's helpers, also when a test loads this file
 from common import RESULTS, RUNS, checkout_commit, machine, save_run  # noqa: E402
 
 log = logging.getLogger("domain_adaptation")
@@ -54,9 +64,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Bench-only settings. The recipe itself (sdg, prep, finetune, eval) comes from params.yaml,
 # so the recorded numbers are those of the shipped defaults.
 BENCH_DEFAULTS: dict = {
-    "sentences_per_chunk": 64,   # more than any passage has: one chunk == one BEIR passage
-    "max_queries": 0,            # 0 = every pseudo-query; else a sample spread over documents
-    "torch_threads": 0,          # 0 = torch's default
+    "sentences_per_chunk": 64,  # more than any passage has: one chunk == one BEIR passage
+    "max_queries": 0,  # 0 = every pseudo-query; else a sample spread over documents
+    "torch_threads": 0,  # 0 = torch's default
 }
 
 # Where a BEIR corpus deliberately differs from params.yaml: data volume only. The default
@@ -68,7 +78,7 @@ CORPUS_OVERRIDES: dict = {
     "finetune": {"save_steps": 200, "logging_steps": 25},
 }
 SECTIONS = ("retrieval", "model", "sdg", "prep", "finetune", "eval")
-PATH_KEYS = ("input_path", "questions_dir", "data_path")   # the bench's folder replaces these
+PATH_KEYS = ("input_path", "questions_dir", "data_path")  # the bench's folder replaces these
 
 
 def load_config(params_file: Path) -> dict:
@@ -78,7 +88,9 @@ def load_config(params_file: Path) -> dict:
     params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
     config: dict = {"bench": dict(BENCH_DEFAULTS)}
     for section in SECTIONS:
-        config[section] = {k: v for k, v in (params.get(section) or {}).items() if k not in PATH_KEYS}
+        config[section] = {
+            k: v for k, v in (params.get(section) or {}).items() if k not in PATH_KEYS
+        }
         config[section].update(CORPUS_OVERRIDES.get(section, {}))
     return config
 
@@ -121,11 +133,22 @@ def generate(params: SdgParams, documents: list[Document], work: Path) -> list[d
         from reranktune.sdg.llm_run import run_llm_sdg
 
         raw = work / "sdg_llm.jsonl"
-        run_llm_sdg(params.llm, documents, ReadReport(read=len(documents)), raw, work / "sdg_llm_summary.json")
+        run_llm_sdg(
+            params.llm,
+            documents,
+            ReadReport(read=len(documents)),
+            raw,
+            work / "sdg_llm_summary.json",
+        )
         return [record for _, record in iter_jsonl(raw)]
-    generator = OfflineGenerator(documents, seed=params.seed, queries_per_chunk=params.queries_per_chunk,
-                                 multi_hop_per_document=params.multi_hop_per_document,
-                                 min_query_words=params.min_query_words, max_query_words=params.max_query_words)
+    generator = OfflineGenerator(
+        documents,
+        seed=params.seed,
+        queries_per_chunk=params.queries_per_chunk,
+        multi_hop_per_document=params.multi_hop_per_document,
+        min_query_words=params.min_query_words,
+        max_query_words=params.max_query_words,
+    )
     return list(generator.records())
 
 
@@ -151,8 +174,13 @@ def subsample(records: list[dict], max_queries: int, threshold: float, seed: int
     for d, record in enumerate(records):
         idx = sorted(keep.get(d, ()))
         pairs, evals = record["deduplicated_qa_pairs"], record["qa_evaluations"]["evaluations"]
-        out.append({**record, "deduplicated_qa_pairs": [pairs[i] for i in idx],
-                    "qa_evaluations": {"evaluations": [evals[i] for i in idx]}})
+        out.append(
+            {
+                **record,
+                "deduplicated_qa_pairs": [pairs[i] for i in idx],
+                "qa_evaluations": {"evaluations": [evals[i] for i in idx]},
+            }
+        )
     return out
 
 
@@ -175,29 +203,51 @@ def train(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[PrepP
     """sdg -> prep -> finetune on the corpus alone; returns (prep params, prep report, finetune summary)."""
     retrieval = RetrievalParams(**config["retrieval"])
     bench = config["bench"]
-    sdg_params = SdgParams(**{**config["sdg"], "input_path": str(beir_dir / "corpus.jsonl"),
-                              "sentences_per_chunk": bench["sentences_per_chunk"]})
-    documents, _ = read_corpus_jsonl(beir_dir / "corpus.jsonl", sdg_params.min_text_length,
-                                     sdg_params.sentences_per_chunk)
+    sdg_params = SdgParams(
+        **{
+            **config["sdg"],
+            "input_path": str(beir_dir / "corpus.jsonl"),
+            "sentences_per_chunk": bench["sentences_per_chunk"],
+        }
+    )
+    documents, _ = read_corpus_jsonl(
+        beir_dir / "corpus.jsonl", sdg_params.min_text_length, sdg_params.sentences_per_chunk
+    )
     records = generate(sdg_params, documents, work)
     generated = sum(len(r["deduplicated_qa_pairs"]) for r in records)
-    records = subsample(records, bench["max_queries"], config["prep"]["quality_threshold"], sdg_params.seed)
+    records = subsample(
+        records, bench["max_queries"], config["prep"]["quality_threshold"], sdg_params.seed
+    )
     write_jsonl(work / "sdg.jsonl", records)
-    log.info("sdg: %d pseudo-queries generated, %d kept", generated,
-             sum(len(r["deduplicated_qa_pairs"]) for r in records))
+    log.info(
+        "sdg: %d pseudo-queries generated, %d kept",
+        generated,
+        sum(len(r["deduplicated_qa_pairs"]) for r in records),
+    )
     timer.lap("sdg")
 
     # every document trains or validates; one (the prep validator keeps a test split) is held out
     val_ratio = config["prep"].get("val_ratio", 0.0)
-    prep_params = PrepParams(**{**config["prep"], "train_ratio": 1.0 - val_ratio - 1.0 / len(documents)})
-    prep_report = run_prep(prep_params, work / "sdg.jsonl", work / "prep", work / "prep_report.json", retrieval)
+    prep_params = PrepParams(
+        **{**config["prep"], "train_ratio": 1.0 - val_ratio - 1.0 / len(documents)}
+    )
+    prep_report = run_prep(
+        prep_params, work / "sdg.jsonl", work / "prep", work / "prep_report.json", retrieval
+    )
     prep_report["pseudo_queries_generated"] = generated
     timer.lap("prep")
 
     ft_params = FinetuneParams(**config["finetune"])
-    ft_summary = run_finetune(ft_params, work / "prep" / "train.json", work / "model", work / "checkpoints",
-                              work / "live", val_file=work / "prep" / "val.json", model=ModelParams(**config["model"]),
-                              retrieval=retrieval)
+    ft_summary = run_finetune(
+        ft_params,
+        work / "prep" / "train.json",
+        work / "model",
+        work / "checkpoints",
+        work / "live",
+        val_file=work / "prep" / "val.json",
+        model=ModelParams(**config["model"]),
+        retrieval=retrieval,
+    )
     timer.lap("finetune")
     return prep_params, prep_report, ft_summary
 
@@ -205,25 +255,49 @@ def train(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[PrepP
 def evaluate_real(config: dict, beir_dir: Path, model_dir: Path) -> EvalResult:
     """The eval stage's figures on the folder's real queries and qrels."""
     eval_params = EvalParams(**config["eval"])
-    first_stage = FirstStageSettings.from_params(RetrievalParams(**config["retrieval"]), eval_params.top_k)
-    reranker = Reranker.from_pretrained(str(model_dir), bf16=bf16_enabled(eval_params.mixed_precision))
+    first_stage = FirstStageSettings.from_params(
+        RetrievalParams(**config["retrieval"]), eval_params.top_k
+    )
+    reranker = Reranker.from_pretrained(
+        str(model_dir), bf16=bf16_enabled(eval_params.mixed_precision)
+    )
     return evaluate(load_beir(beir_dir), eval_params, first_stage, reranker)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("beir_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="the report (default without --run-id: "
-                        "bench/results/domain_adaptation_<folder name>.json)")
-    parser.add_argument("--run-id", help="add the run to the run record under this id, e.g. nq-utd/my-change, "
-                        "in place of a run with the same id")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the report (default without --run-id: "
+        "bench/results/domain_adaptation_<folder name>.json)",
+    )
+    parser.add_argument(
+        "--run-id",
+        help="add the run to the run record under this id, e.g. nq-utd/my-change, "
+        "in place of a run with the same id",
+    )
     parser.add_argument("--change", default="", help="what the run tries, for the record's tables")
-    parser.add_argument("--record", type=Path, default=RUNS, help="the run record (default: %(default)s)")
-    parser.add_argument("--params-file", type=Path, default=REPO / "params.yaml",
-                        help="the recipe: its sdg, prep, finetune and eval sections")
-    parser.add_argument("--params", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                        help="overrides on top, e.g. finetune.learning_rate=5e-5 bench.max_queries=4000")
-    parser.add_argument("--work", type=Path, help="keep intermediate files here (default: a temp folder)")
+    parser.add_argument(
+        "--record", type=Path, default=RUNS, help="the run record (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--params-file",
+        type=Path,
+        default=REPO / "params.yaml",
+        help="the recipe: its sdg, prep, finetune and eval sections",
+    )
+    parser.add_argument(
+        "--params",
+        nargs="*",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="overrides on top, e.g. finetune.learning_rate=5e-5 bench.max_queries=4000",
+    )
+    parser.add_argument(
+        "--work", type=Path, help="keep intermediate files here (default: a temp folder)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -249,12 +323,25 @@ def main(argv: list[str] | None = None) -> dict:
         "verdict": result.verdict,
         "significance": result.metrics["significance"],
         "overrides": args.params,
-        "params": {"bench": config["bench"], "retrieval": RetrievalParams(**config["retrieval"]).model_dump(),
-                   "model": ModelParams(**config["model"]).model_dump(), "sdg": SdgParams(**config["sdg"]).model_dump(),
-                   "prep": prep_params.model_dump(), "finetune": FinetuneParams(**config["finetune"]).model_dump(),
-                   "eval": eval_params.model_dump()},
-        "prep": {k: prep_report.get(k) for k in ("pseudo_queries_generated", "counts", "queries_per_split",
-                                                   "train_records", "train_mining")},
+        "params": {
+            "bench": config["bench"],
+            "retrieval": RetrievalParams(**config["retrieval"]).model_dump(),
+            "model": ModelParams(**config["model"]).model_dump(),
+            "sdg": SdgParams(**config["sdg"]).model_dump(),
+            "prep": prep_params.model_dump(),
+            "finetune": FinetuneParams(**config["finetune"]).model_dump(),
+            "eval": eval_params.model_dump(),
+        },
+        "prep": {
+            k: prep_report.get(k)
+            for k in (
+                "pseudo_queries_generated",
+                "counts",
+                "queries_per_split",
+                "train_records",
+                "train_mining",
+            )
+        },
         "finetune": ft_summary,
         "wall_time_s": timer.total(),
         "machine": machine(),
@@ -264,8 +351,18 @@ def main(argv: list[str] | None = None) -> dict:
         write_json(out, report)
         log.info("wrote %s", out)
     if args.run_id:
-        save_run({"id": args.run_id, "dataset": name, "change": args.change, "settings": parse_overrides(args.params),
-                  "commit": checkout_commit(), "date": time.strftime("%Y-%m-%d"), "result": report}, args.record)
+        save_run(
+            {
+                "id": args.run_id,
+                "dataset": name,
+                "change": args.change,
+                "settings": parse_overrides(args.params),
+                "commit": checkout_commit(),
+                "date": time.strftime("%Y-%m-%d"),
+                "result": report,
+            },
+            args.record,
+        )
         log.info("recorded %s in %s", args.run_id, args.record)
     return report
 

@@ -8,6 +8,7 @@ no-op ratio shows what the pipeline adds on top of starting DVC.
 ``--keep DIR`` leaves the clone, with its trained and exported models, in DIR, so
 ``run_all.py`` can benchmark inference and serving on them without a second ``dvc repro``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,22 +29,30 @@ REPO = Path(__file__).resolve().parents[1]
 
 def timed(cmd: list[str], cwd: Path, env: dict) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
 def main() -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--noop-runs", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="clone into this (new) folder and keep it")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+    }
     dvc = shutil.which("dvc", path=env["PATH"])
     with tempfile.TemporaryDirectory() as tmp:
         clone = args.keep or Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-        env["RERANKTUNE_CACHE_DIR"] = str(clone / ".cache")    # a cold embedding cache
+        env["RERANKTUNE_CACHE_DIR"] = str(clone / ".cache")  # a cold embedding cache
         full = timed([dvc, "repro"], clone, env)
         noop = [timed([dvc, "repro"], clone, env) for _ in range(args.noop_runs)]
         startup = [timed([dvc, "version"], clone, env) for _ in range(args.noop_runs)]

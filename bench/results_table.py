@@ -23,6 +23,7 @@ in the markdown sits between ``<!-- table KIND: RUN_ID ... -->`` (``*``: every r
 ``<!-- /table -->``; KIND is ``depth`` or a key of ``ROWS``. Runs made before eval measured a system show
 "—" for it; before the hybrid first stage existed the reranker was tested against dense.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # the bench's helpers, also when a test loads this file
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent)
+)  # the bench's helpers, also when a test loads this file
 from common import RESULTS, read_runs  # noqa: E402
 
 MARKDOWN = RESULTS / "domain_adaptation.md"
@@ -51,9 +54,17 @@ def paired(result: dict, system: str, baseline: str) -> dict | None:
     """The paired test of ``system`` against ``baseline`` (``delta``, ``p_value``), if the run made it."""
     if "significance" in result:
         return result["significance"].get(f"{system}_vs_{baseline}")
-    old = systems(result).get(system, {}).get("vs_first_stage_ndcg@10") if baseline == "dense" else None
-    return old and {"delta": old["mean_difference"], "p_value": old["p_value"], "wins": old["wins"],
-                    "losses": old["losses"]}
+    old = (
+        systems(result).get(system, {}).get("vs_first_stage_ndcg@10")
+        if baseline == "dense"
+        else None
+    )
+    return old and {
+        "delta": old["mean_difference"],
+        "p_value": old["p_value"],
+        "wins": old["wins"],
+        "losses": old["losses"],
+    }
 
 
 def ndcg(result: dict, system: str) -> str:
@@ -79,7 +90,10 @@ def params_value(value) -> str:
 
 
 def settings(run: dict) -> str:
-    return " ".join(f"`{key}={params_value(value)}`" for key, value in run["settings"].items()) or "params.yaml"
+    return (
+        " ".join(f"`{key}={params_value(value)}`" for key, value in run["settings"].items())
+        or "params.yaml"
+    )
 
 
 def change(run: dict) -> str:
@@ -103,50 +117,97 @@ def prior_weights(result: dict) -> str:
 
 def summary(run: dict) -> list[str]:
     r = run["result"]
-    return [run["id"], str(r["queries"]), *(ndcg(r, s) for s in ("dense", "bm25", "hybrid", "finetuned")),
-            *delta_and_p(r, "finetuned", "hybrid"), f"{systems(r)['finetuned']['Recall@100']:.4f}", minutes(r)]
+    return [
+        run["id"],
+        str(r["queries"]),
+        *(ndcg(r, s) for s in ("dense", "bm25", "hybrid", "finetuned")),
+        *delta_and_p(r, "finetuned", "hybrid"),
+        f"{systems(r)['finetuned']['Recall@100']:.4f}",
+        minutes(r),
+    ]
 
 
 def parts(run: dict) -> list[str]:
     r = run["result"]
     verdict, alone = r["verdict"], paired(r, "crossencoder", "dense")
-    return [run["id"], settings(run),
-            *(ndcg(r, s) for s in ("dense", "bm25", "hybrid", "prior", "crossencoder", "finetuned")),
-            f"{points(verdict['gain'])} vs {verdict['best_baseline']}", f"{verdict['p_value']:.4f}",
-            f"{points(alone['delta'])} ({alone['p_value']:.4f})" if alone else NONE, minutes(r)]
+    return [
+        run["id"],
+        settings(run),
+        *(ndcg(r, s) for s in ("dense", "bm25", "hybrid", "prior", "crossencoder", "finetuned")),
+        f"{points(verdict['gain'])} vs {verdict['best_baseline']}",
+        f"{verdict['p_value']:.4f}",
+        f"{points(alone['delta'])} ({alone['p_value']:.4f})" if alone else NONE,
+        minutes(r),
+    ]
 
 
 def versus_hybrid(run: dict) -> list[str]:
     r = run["result"]
-    return [run["id"], change(run), ndcg(r, "hybrid"), ndcg(r, "finetuned"), *delta_and_p(r, "finetuned", "hybrid"),
-            minutes(r)]
+    return [
+        run["id"],
+        change(run),
+        ndcg(r, "hybrid"),
+        ndcg(r, "finetuned"),
+        *delta_and_p(r, "finetuned", "hybrid"),
+        minutes(r),
+    ]
 
 
 def versus_dense(run: dict) -> list[str]:
     r = run["result"]
     test, fused = paired(r, "finetuned", "dense"), paired(r, "fused", "dense")
-    has_prior = bool(r["params"]["finetune"].get("prior_weight"))   # then fused counts the first stage twice
-    return [run["id"], change(run), f"{r['finetune']['train_records']:,} ({r['finetune']['steps']:,})", str(depth(r)),
-            ndcg(r, "dense"), ndcg(r, "finetuned"), *delta_and_p(r, "finetuned", "dense"),
-            f"{test['wins']} / {test['losses']}" if test and "wins" in test else NONE,
-            f"{points(fused['delta'])} ({fused['p_value']:.4f})" if fused and not has_prior else NONE, minutes(r)]
+    has_prior = bool(
+        r["params"]["finetune"].get("prior_weight")
+    )  # then fused counts the first stage twice
+    return [
+        run["id"],
+        change(run),
+        f"{r['finetune']['train_records']:,} ({r['finetune']['steps']:,})",
+        str(depth(r)),
+        ndcg(r, "dense"),
+        ndcg(r, "finetuned"),
+        *delta_and_p(r, "finetuned", "dense"),
+        f"{test['wins']} / {test['losses']}" if test and "wins" in test else NONE,
+        f"{points(fused['delta'])} ({fused['p_value']:.4f})" if fused and not has_prior else NONE,
+        minutes(r),
+    ]
 
 
 def training(run: dict) -> list[str]:
     r = run["result"]
     ft, wall = r["finetune"], r["wall_time_s"]
-    stages = [wall["sdg"], wall["prep"], wall["finetune"], wall["total"] - wall["sdg"] - wall["prep"] - wall["finetune"]]
+    stages = [
+        wall["sdg"],
+        wall["prep"],
+        wall["finetune"],
+        wall["total"] - wall["sdg"] - wall["prep"] - wall["finetune"],
+    ]
     mrr = ft.get("best_val_mrr")
-    return [run["id"], f"{ft['train_records']:,}", f"{ft['steps']:,}", f"{ft['train_loss']:.4f}",
-            f"{mrr:.3f}" if mrr is not None else NONE, prior_weights(r), " / ".join(f"{s:.0f}" for s in stages)]
+    return [
+        run["id"],
+        f"{ft['train_records']:,}",
+        f"{ft['steps']:,}",
+        f"{ft['train_loss']:.4f}",
+        f"{mrr:.3f}" if mrr is not None else NONE,
+        prior_weights(r),
+        " / ".join(f"{s:.0f}" for s in stages),
+    ]
 
 
 def provenance(run: dict) -> list[str]:
     r = run["result"]
     m = r["machine"]
     notes = "; ".join(n for n in (run.get("note"), m.get("note"), r.get("note")) if n)
-    return [run["id"], run["date"], f"`{run['commit']}`", m["cpu"], str(m["cores"]), str(m["torch_threads"]),
-            f"{m['load_average_at_end'][0]:.1f}", notes]
+    return [
+        run["id"],
+        run["date"],
+        f"`{run['commit']}`",
+        m["cpu"],
+        str(m["cores"]),
+        str(m["torch_threads"]),
+        f"{m['load_average_at_end'][0]:.1f}",
+        notes,
+    ]
 
 
 def depth_cells(sweep: dict) -> tuple[str, dict[tuple[int, float | None], dict]]:
@@ -158,12 +219,19 @@ def depth_cells(sweep: dict) -> tuple[str, dict[tuple[int, float | None], dict]]
     if "trained_prior_weight" in sweep:
         trained = sweep["trained_prior_weight"]
         base = f"dense {sweep['first_stage']['NDCG@10']:.4f}"
-        return base, {(s["depth"], s["prior_weight"] / trained): {
-            "NDCG@10": s["NDCG@10"], "delta": s["vs_first_stage_ndcg@10"]["mean_difference"],
-            "p_value": s["vs_first_stage_ndcg@10"]["p_value"]} for s in sweep["settings"]}
+        return base, {
+            (s["depth"], s["prior_weight"] / trained): {
+                "NDCG@10": s["NDCG@10"],
+                "delta": s["vs_first_stage_ndcg@10"]["mean_difference"],
+                "p_value": s["vs_first_stage_ndcg@10"]["p_value"],
+            }
+            for s in sweep["settings"]
+        }
     best = sweep["best_first_stage"]
     return f"{best} {sweep['first_stages'][best]:.4f}", {
-        (s["depth"], s["prior_scale"]): {"NDCG@10": s["NDCG@10"], **s["vs_best_first_stage"]} for s in sweep["settings"]}
+        (s["depth"], s["prior_scale"]): {"NDCG@10": s["NDCG@10"], **s["vs_best_first_stage"]}
+        for s in sweep["settings"]
+    }
 
 
 def scale_name(scale: float | None) -> str:
@@ -186,23 +254,82 @@ def depth_table(runs: list[dict]) -> list[str]:
                 p = f", p {cell['p_value']:.2f}" if cell and cell["p_value"] >= 0.05 else ""
                 row.append(f"{cell['NDCG@10']:.4f} ({points(cell['delta'])}{p})" if cell else NONE)
             rows.append(row)
-    legend = ("Cells: nDCG@10 (Δ against the baseline first stage in points; p where it is 0.05 or more). "
-              "× s: the trained prior times s at ranking time only; logit alone: × 0.")
+    legend = (
+        "Cells: nDCG@10 (Δ against the baseline first stage in points; p where it is 0.05 or more). "
+        "× s: the trained prior times s at ranking time only; logit alone: × 0."
+    )
     return markdown_table(header, rows) + ["", legend]
 
 
-ROWS = {   # KIND: (header, one row per run)
-    "summary": (["run", "queries", "dense", "BM25", "hybrid", "fine-tuned", "Δ vs hybrid", "p", "Recall@100",
-                 "wall"], summary),
-    "parts": (["run", "settings", "dense", "BM25", "hybrid", "prior alone", "CE alone", "trained",
-               "Δ vs best untrained", "p", "CE vs dense (p)", "wall"], parts),
-    "versus-hybrid": (["run", "change", "hybrid", "fine-tuned", "Δ vs hybrid", "p", "wall"], versus_hybrid),
-    "versus-dense": (["run", "change", "training queries (steps)", "depth", "dense", "fine-tuned", "Δ vs dense", "p",
-                      "wins / losses", "fused Δ (p)", "wall"], versus_dense),
-    "training": (["run", "training queries", "steps", "train loss", "best val MRR", "prior weights (dense / BM25)",
-                  "sdg / prep / finetune / eval (s)"], training),
-    "provenance": (["run", "date", "commit", "CPU", "cores", "torch threads", "load (1 min) at end", "note"],
-                   provenance),
+ROWS = {  # KIND: (header, one row per run)
+    "summary": (
+        [
+            "run",
+            "queries",
+            "dense",
+            "BM25",
+            "hybrid",
+            "fine-tuned",
+            "Δ vs hybrid",
+            "p",
+            "Recall@100",
+            "wall",
+        ],
+        summary,
+    ),
+    "parts": (
+        [
+            "run",
+            "settings",
+            "dense",
+            "BM25",
+            "hybrid",
+            "prior alone",
+            "CE alone",
+            "trained",
+            "Δ vs best untrained",
+            "p",
+            "CE vs dense (p)",
+            "wall",
+        ],
+        parts,
+    ),
+    "versus-hybrid": (
+        ["run", "change", "hybrid", "fine-tuned", "Δ vs hybrid", "p", "wall"],
+        versus_hybrid,
+    ),
+    "versus-dense": (
+        [
+            "run",
+            "change",
+            "training queries (steps)",
+            "depth",
+            "dense",
+            "fine-tuned",
+            "Δ vs dense",
+            "p",
+            "wins / losses",
+            "fused Δ (p)",
+            "wall",
+        ],
+        versus_dense,
+    ),
+    "training": (
+        [
+            "run",
+            "training queries",
+            "steps",
+            "train loss",
+            "best val MRR",
+            "prior weights (dense / BM25)",
+            "sdg / prep / finetune / eval (s)",
+        ],
+        training,
+    ),
+    "provenance": (
+        ["run", "date", "commit", "CPU", "cores", "torch threads", "load (1 min) at end", "note"],
+        provenance,
+    ),
 }
 
 
@@ -227,14 +354,18 @@ def table(kind: str, selection: str, runs: list[dict]) -> str:
 
 def render(markdown: str, runs: list[dict]) -> str:
     """``markdown`` with every table block regenerated from ``runs``."""
-    return BLOCK.sub(lambda m: f"<!-- table {m[1]}: {m[2]} -->\n{table(m[1], m[2], runs)}\n<!-- /table -->",
-                     markdown)
+    return BLOCK.sub(
+        lambda m: f"<!-- table {m[1]}: {m[2]} -->\n{table(m[1], m[2], runs)}\n<!-- /table -->",
+        markdown,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="rewrite the tables in the markdown")
-    parser.add_argument("--check", action="store_true", help="exit 1 if the markdown's tables are not the record's")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if the markdown's tables are not the record's"
+    )
     parser.add_argument("--markdown", type=Path, default=MARKDOWN, help="default: %(default)s")
     args = parser.parse_args(argv)
     text, runs = args.markdown.read_text(encoding="utf-8"), read_runs()
@@ -243,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         args.markdown.write_text(fresh, encoding="utf-8")
     elif args.check:
         if fresh != text:
-            print(f"{args.markdown}: tables differ from the record; run python bench/results_table.py --write")
+            print(
+                f"{args.markdown}: tables differ from the record; run python bench/results_table.py --write"
+            )
             return 1
     else:
         for block in BLOCK.finditer(fresh):

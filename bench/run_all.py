@@ -10,6 +10,7 @@ BEIR folder (e.g. nfcorpus) for the mining benchmark; without it the mining benc
 on the clone's own held-out test set (small, so its ratio says less). The GPU harness runs
 apart, on a GPU machine (bench/gpu/README.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,14 +31,23 @@ def benchmarks(beir_dir: Path | None, clone: Path) -> dict[str, list[str]]:
         "pipeline": ["pipeline.py", "--keep", str(clone)],
         "mining": ["mining.py", str(beir_dir or test_set)],
         "train_throughput": ["train_throughput.py"],
-        "inference": ["inference.py", "--model", str(clone / "models" / "reranker"), "--beir", str(test_set),
-                      "--params", str(clone / "params.yaml")],
+        "inference": [
+            "inference.py",
+            "--model",
+            str(clone / "models" / "reranker"),
+            "--beir",
+            str(test_set),
+            "--params",
+            str(clone / "params.yaml"),
+        ],
         "serve": ["serve.py", "--model-dir", str(clone / "models" / "onnx")],
     }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--beir-dir", type=Path, help="BEIR folder for the mining benchmark")
     parser.add_argument("--only", nargs="+", help="run only these benchmarks")
     args = parser.parse_args()
@@ -45,7 +55,11 @@ def main() -> int:
     start_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="reranktune_bench_") as tmp:
         clone = Path(tmp) / "clone"
-        selected = {n: a for n, a in benchmarks(args.beir_dir, clone).items() if not args.only or n in args.only}
+        selected = {
+            n: a
+            for n, a in benchmarks(args.beir_dir, clone).items()
+            if not args.only or n in args.only
+        }
         needs_clone = {"inference", "serve"} | (set() if args.beir_dir else {"mining"})
         if needs_clone & set(selected) and "pipeline" not in selected:
             selected = {"pipeline": benchmarks(args.beir_dir, clone)["pipeline"], **selected}

@@ -10,6 +10,7 @@ module's functions it calls (not the other stages'); from then on every ``rerank
 import is followed, top-level or inside a function (lazy imports run too).
 tests/test_dvc_deps.py fails when dvc.yaml misses a file or names one the stage does not run.
 """
+
 from __future__ import annotations
 
 import ast
@@ -39,7 +40,11 @@ def _imported(node: ast.AST, current: str) -> list[str]:
     elif isinstance(node, ast.ImportFrom):
         base = node.module or ""
         if node.level:
-            parent = current.split(".")[: -node.level] if not current.endswith("__init__") else current.split(".")
+            parent = (
+                current.split(".")[: -node.level]
+                if not current.endswith("__init__")
+                else current.split(".")
+            )
             base = ".".join([*parent, base]) if base else ".".join(parent)
         names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
     found = []
@@ -57,7 +62,9 @@ def imports(tree: ast.AST, module: str, top_level_only: bool = False) -> set[str
     # importing a.b.c runs a/__init__.py and a/b/__init__.py too
     for name in list(found):
         parts = name.split(".")
-        found.update(".".join(parts[:i]) for i in range(1, len(parts)) if module_file(".".join(parts[:i])))
+        found.update(
+            ".".join(parts[:i]) for i in range(1, len(parts)) if module_file(".".join(parts[:i]))
+        )
     return found
 
 
@@ -66,7 +73,7 @@ def parse(path: Path) -> ast.Module:
 
 
 STAGES_MODULE = f"{PACKAGE}.stages"
-CODE_ROOTS = ("stages/", "src/")   # a dep under these is code; the others are data
+CODE_ROOTS = ("stages/", "src/")  # a dep under these is code; the others are data
 
 
 def script_path(stage: str) -> Path:
@@ -77,7 +84,11 @@ def entry_functions(script: ast.Module) -> set[str]:
     """The functions of reranktune.stages a stage script names: ``stages.<name>`` or ``from reranktune.stages import <name>``."""
     names = set()
     for node in ast.walk(script):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "stages":
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "stages"
+        ):
             names.add(node.attr)
         elif isinstance(node, ast.ImportFrom) and node.module == STAGES_MODULE:
             names.update(alias.name for alias in node.names)
@@ -93,7 +104,9 @@ def _functions_reached(tree: ast.Module, entries: set[str]) -> list[ast.Function
         if name in reached:
             continue
         reached[name] = defined[name]
-        todo += [n.id for n in ast.walk(defined[name]) if isinstance(n, ast.Name) and n.id in defined]
+        todo += [
+            n.id for n in ast.walk(defined[name]) if isinstance(n, ast.Name) and n.id in defined
+        ]
     return list(reached.values())
 
 
@@ -116,7 +129,7 @@ def stage_closure(stage: str) -> set[Path]:
         seen.add(module)
         path = module_file(module)
         files.add(path)
-        if module != STAGES_MODULE:   # its stage functions were followed above, only the stage's own
+        if module != STAGES_MODULE:  # its stage functions were followed above, only the stage's own
             todo |= imports(parse(path), module)
     return files
 
@@ -124,10 +137,14 @@ def stage_closure(stage: str) -> set[Path]:
 def code_deps(stage: str) -> list[str]:
     """The deps that name exactly the stage's closure: a package folder when it runs every file in it, else files."""
     closure = stage_closure(stage)
-    folders = sorted({f.parent for f in closure if f.is_relative_to(SRC / PACKAGE) and f.parent != SRC / PACKAGE})
+    folders = sorted(
+        {f.parent for f in closure if f.is_relative_to(SRC / PACKAGE) and f.parent != SRC / PACKAGE}
+    )
     whole = [d for d in folders if all(f in closure for f in d.rglob("*.py"))]
     whole = [d for d in whole if not any(o in d.parents for o in whole)]
-    rest = [f for f in closure if f != script_path(stage) and not any(d in f.parents for d in whole)]
+    rest = [
+        f for f in closure if f != script_path(stage) and not any(d in f.parents for d in whole)
+    ]
     return [str(p.relative_to(REPO)) for p in [script_path(stage), *sorted([*rest, *whole])]]
 
 
@@ -140,16 +157,24 @@ def declared_deps(stage: str, dvc_file: Path = REPO / "dvc.yaml") -> list[Path]:
 def uncovered(stage: str, dvc_file: Path = REPO / "dvc.yaml") -> list[Path]:
     """Files the stage runs that no dep of its (a file, or a folder above it) names."""
     deps = declared_deps(stage, dvc_file)
-    return sorted(f for f in stage_closure(stage) if not any(f == d or d in f.parents for d in deps))
+    return sorted(
+        f for f in stage_closure(stage) if not any(f == d or d in f.parents for d in deps)
+    )
 
 
 def unused(stage: str, dvc_file: Path = REPO / "dvc.yaml") -> list[Path]:
     """Code deps (under stages/ or src/) the stage does not run: a file outside its closure, or a folder
     with a Python file outside it (editing that file would rerun the stage for nothing)."""
     closure = stage_closure(stage)
-    code = [d for d in declared_deps(stage, dvc_file) if str(d.relative_to(REPO)).startswith(CODE_ROOTS)]
-    return sorted(d for d in code
-                  if (d not in closure) if not d.is_dir() or any(f not in closure for f in d.rglob("*.py")))
+    code = [
+        d for d in declared_deps(stage, dvc_file) if str(d.relative_to(REPO)).startswith(CODE_ROOTS)
+    ]
+    return sorted(
+        d
+        for d in code
+        if (d not in closure)
+        if not d.is_dir() or any(f not in closure for f in d.rglob("*.py"))
+    )
 
 
 def rewrite(text: str, stage: str, deps: list[str]) -> str:
@@ -158,7 +183,7 @@ def rewrite(text: str, stage: str, deps: list[str]) -> str:
     start = lines.index(f"  {stage}:\n")
     at = next(i for i in range(start, len(lines)) if lines[i].strip() == "deps:")
     end = next(i for i in range(at + 1, len(lines)) if not lines[i].lstrip().startswith("- "))
-    items = lines[at + 1:end]
+    items = lines[at + 1 : end]
     indent = items[0][: len(items[0]) - len(items[0].lstrip())]
     code = [i for i, line in enumerate(items) if line.strip()[2:].startswith(CODE_ROOTS)]
     first = code[0] if code else 0
@@ -182,8 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(p.relative_to(REPO)) for p in uncovered(stage)]
         extra = [str(p.relative_to(REPO)) for p in unused(stage)]
         wrong |= bool(missing or extra)
-        print(f"{stage}: {len(files)} files" + (f"; NOT in dvc.yaml: {', '.join(missing)}" if missing else "")
-              + (f"; in dvc.yaml but not run: {', '.join(extra)}" if extra else ""))
+        print(
+            f"{stage}: {len(files)} files"
+            + (f"; NOT in dvc.yaml: {', '.join(missing)}" if missing else "")
+            + (f"; in dvc.yaml but not run: {', '.join(extra)}" if extra else "")
+        )
         for name in files:
             print(f"    {name}")
         print("  code deps:\n" + "".join(f"    - {dep}\n" for dep in code_deps(stage)), end="")

@@ -4,6 +4,7 @@ Replies are a pure function of the prompt (so a resumed run equals an uninterrup
 faults are scripted per step (``server.script.append(("qa", "429"))``) and consumed once.
 Every request is logged in ``server.calls`` with its step and the documents it names.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 _CHUNK = re.compile(r"^\[chunk (\d+)\] (.*)$", re.MULTILINE)
 _DOC = re.compile(r'<document name="([^"]+)">')
 _WORD = re.compile(r"[a-z]{4,}")
-STEPS = {"artifact extraction step": "artifacts", "question generation step": "qa", "quality judge step": "judge"}
+STEPS = {
+    "artifact extraction step": "artifacts",
+    "question generation step": "qa",
+    "quality judge step": "judge",
+}
 
 
 def _text(content) -> str:
@@ -43,47 +48,73 @@ def embedding(text: str, dims: int = 64) -> list[float]:
 
 def qa_reply(user: str) -> dict:
     chunks = [(int(cid), text) for cid, text in _CHUNK.findall(user)]
-    counts = dict((k, int(n)) for n, k in re.findall(r"(\d+) (multi_hop|structural|contextual)", user.split("\n")[0]))
+    counts = dict(
+        (k, int(n))
+        for n, k in re.findall(r"(\d+) (multi_hop|structural|contextual)", user.split("\n")[0])
+    )
     kinds = [k for k, n in counts.items() for _ in range(n)]
     pairs = []
     for i, kind in enumerate(kinds):
         a = chunks[i % len(chunks)]
         b = chunks[(i + 1) % len(chunks)]
         cited = sorted({a[0], b[0]}) if kind == "multi_hop" else [a[0]]
-        words = _words(a[1])[(i // len(chunks)) * 3:][:3] + (_words(b[1])[:2] if kind == "multi_hop" else [])
+        words = _words(a[1])[(i // len(chunks)) * 3 :][:3] + (
+            _words(b[1])[:2] if kind == "multi_hop" else []
+        )
         question = f"how does {' '.join(words) or 'it'} work in case {i}"
-        pairs.append({
-            "question": question, "answer": a[1][:120], "query_type": kind,
-            "reasoning_type": ["factual", "relational", "causal"][i % 3], "question_complexity": 1 + i % 5,
-            "segment_ids": cited, "hop_count": len(cited),
-            "hop_contexts": [{"hop_number": h + 1, "segment_ids": [c], "summary": f"chunk {c}"}
-                             for h, c in enumerate(cited)],
-        })
-    if pairs:   # a near-duplicate of the first question, for the dedup step
+        pairs.append(
+            {
+                "question": question,
+                "answer": a[1][:120],
+                "query_type": kind,
+                "reasoning_type": ["factual", "relational", "causal"][i % 3],
+                "question_complexity": 1 + i % 5,
+                "segment_ids": cited,
+                "hop_count": len(cited),
+                "hop_contexts": [
+                    {"hop_number": h + 1, "segment_ids": [c], "summary": f"chunk {c}"}
+                    for h, c in enumerate(cited)
+                ],
+            }
+        )
+    if pairs:  # a near-duplicate of the first question, for the dedup step
         pairs.append({**pairs[0], "question": pairs[0]["question"] + " exactly"})
     return {"pairs": pairs}
 
 
 def judge_reply(user: str) -> dict:
-    listed = json.loads(user.split("\nPairs:\n", 1)[1].split("\n\nReturn only one JSON object", 1)[0])
+    listed = json.loads(
+        user.split("\nPairs:\n", 1)[1].split("\n\nReturn only one JSON object", 1)[0]
+    )
     evaluations = []
     for pair in listed:
         score = 5.0 if pair["index"] % 4 == 3 else 9.0
         crit = {"score": score, "justification": "scripted"}
-        evaluations.append({"index": pair["index"], "relevance": crit, "accuracy": crit,
-                            "context_support": crit, "clarity": crit,
-                            "overall": {"score": score, "assessment": "scripted judge"}})
+        evaluations.append(
+            {
+                "index": pair["index"],
+                "relevance": crit,
+                "accuracy": crit,
+                "context_support": crit,
+                "clarity": crit,
+                "overall": {"score": score, "assessment": "scripted judge"},
+            }
+        )
     return {"evaluations": evaluations}
 
 
 def artifacts_reply(user: str) -> dict:
     words = _words(" ".join(text for _, text in _CHUNK.findall(user)))
-    return {"key_concepts": [{"text": w, "description": "scripted"} for w in words[:3]],
-            "entities": [{"text": w} for w in words[3:5]]}
+    return {
+        "key_concepts": [{"text": w, "description": "scripted"} for w in words[:3]],
+        "entities": [{"text": w} for w in words[3:5]],
+    }
 
 
 class FakeLLM:
-    def __init__(self, expected_key: str | None = None, delay: float = 0.0, timeout_sleep: float = 1.0) -> None:
+    def __init__(
+        self, expected_key: str | None = None, delay: float = 0.0, timeout_sleep: float = 1.0
+    ) -> None:
         self.expected_key = expected_key
         self.delay = delay
         self.timeout_sleep = timeout_sleep
@@ -97,7 +128,7 @@ class FakeLLM:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeLLM":
+    def __enter__(self) -> FakeLLM:
         self.thread.start()
         return self
 
@@ -143,11 +174,21 @@ class FakeLLM:
                     step, user = "embeddings", ""
                 else:
                     messages = body["messages"]
-                    system = _text(messages[0]["content"]) if messages[0]["role"] == "system" else ""
+                    system = (
+                        _text(messages[0]["content"]) if messages[0]["role"] == "system" else ""
+                    )
                     user = _text(messages[-1]["content"])
                     step = next((s for marker, s in STEPS.items() if marker in system), "preflight")
-                call = {"step": step, "docs": _DOC.findall(user), "model": body.get("model"), "user": user,
-                        "messages": [{"role": m["role"], "content": _text(m["content"])} for m in body.get("messages", [])]}
+                call = {
+                    "step": step,
+                    "docs": _DOC.findall(user),
+                    "model": body.get("model"),
+                    "user": user,
+                    "messages": [
+                        {"role": m["role"], "content": _text(m["content"])}
+                        for m in body.get("messages", [])
+                    ],
+                }
                 with server.lock:
                     server.calls.append(call)
                 if server.expected_key and auth != f"Bearer {server.expected_key}":
@@ -163,18 +204,41 @@ class FakeLLM:
                 if fault == "timeout":
                     time.sleep(server.timeout_sleep)
                 if step == "embeddings":
-                    data = [{"index": i, "embedding": embedding(t)} for i, t in enumerate(body["input"])]
+                    data = [
+                        {"index": i, "embedding": embedding(t)} for i, t in enumerate(body["input"])
+                    ]
                     return self._send(200, {"object": "list", "data": data})
-                reply = {"artifacts": artifacts_reply, "qa": qa_reply, "judge": judge_reply}.get(step)
+                reply = {"artifacts": artifacts_reply, "qa": qa_reply, "judge": judge_reply}.get(
+                    step
+                )
                 obj = reply(user) if reply else None
-                content = "OK" if obj is None else f"<think>scripted</think>\n```json\n{json.dumps(obj)}\n```"
+                content = (
+                    "OK"
+                    if obj is None
+                    else f"<think>scripted</think>\n```json\n{json.dumps(obj)}\n```"
+                )
                 if fault == "broken_json":
                     content = '```json\n{"pairs": [{"question": "unterminated\n```'
                 if fault == "bad_schema":
                     content = '```json\n{"pairs": [{"question": "no answer or types"}]}\n```'
-                self._send(200, {"id": "x", "object": "chat.completion", "model": body.get("model"),
-                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                              "finish_reason": "stop"}],
-                                 "usage": {"prompt_tokens": len(user) // 4, "completion_tokens": len(content) // 4}})
+                self._send(
+                    200,
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "model": body.get("model"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": content},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": len(user) // 4,
+                            "completion_tokens": len(content) // 4,
+                        },
+                    },
+                )
 
         return Handler

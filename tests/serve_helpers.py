@@ -1,4 +1,5 @@
 """Helpers for the serving tests: a real export folder and a real uvicorn server on a free port."""
+
 from __future__ import annotations
 
 import socket
@@ -14,8 +15,8 @@ def export_folder(model_dir: Path, out: Path, max_length: int = 64) -> Path:
     import shutil
 
     from reranktune.export.onnx_export import export_onnx
-    from reranktune.reranker.model import Reranker
     from reranktune.reranker.config import OnnxConfig
+    from reranktune.reranker.model import Reranker
 
     reranker = Reranker.from_pretrained(str(model_dir), device="cpu", max_length=max_length)
     out.mkdir(parents=True, exist_ok=True)
@@ -24,7 +25,9 @@ def export_folder(model_dir: Path, out: Path, max_length: int = 64) -> Path:
     reranker.tokenizer.save_pretrained(out)
     (out / "config.json").write_text((Path(model_dir) / "config.json").read_text())
     if reranker.config.prior:
-        shutil.copytree(Path(model_dir) / reranker.config.prior.folder, out / reranker.config.prior.folder)
+        shutil.copytree(
+            Path(model_dir) / reranker.config.prior.folder, out / reranker.config.prior.folder
+        )
     onnx = OnnxConfig(inputs=names, file="model.onnx", source_model=str(model_dir))
     reranker.config.model_copy(update={"onnx": onnx}).save(out)
     return out
@@ -44,10 +47,12 @@ class ServerThread:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, **options))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, **options)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         self.thread.start()
         wait_for(lambda: self.server.started, 30, "server did not start")
         return self

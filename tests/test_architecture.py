@@ -1,20 +1,24 @@
 """The layering: stage packages import the shared core downward, never each other."""
+
 import ast
 
 import pytest
-
 from conftest import REPO
 
 PACKAGE = REPO / "src" / "reranktune"
 STAGE_PACKAGES = ("sdg", "prep", "finetune", "evaluation", "export", "serve", "deploy")
-ALLOWED = {("deploy", "serve")}   # deploy starts the server
+ALLOWED = {("deploy", "serve")}  # deploy starts the server
 
 
 def imported_modules(path) -> set[str]:
     """Every reranktune module a file imports, at the top or inside a function."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("reranktune"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("reranktune")
+        ):
             names.add(node.module)
         elif isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names if alias.name.startswith("reranktune")}
@@ -33,8 +37,16 @@ def test_no_stage_package_imports_another(package):
 
 
 def test_the_core_imports_no_stage_package():
-    core = [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in STAGE_PACKAGES
-            and p.name not in ("cli.py", "stages.py", "stage_cli.py")]
-    crossings = [f"{p.relative_to(REPO)} imports {m}" for p in core for m in imported_modules(p)
-                 if "." in m and m.split(".")[1] in STAGE_PACKAGES]
+    core = [
+        p
+        for p in PACKAGE.rglob("*.py")
+        if p.relative_to(PACKAGE).parts[0] not in STAGE_PACKAGES
+        and p.name not in ("cli.py", "stages.py", "stage_cli.py")
+    ]
+    crossings = [
+        f"{p.relative_to(REPO)} imports {m}"
+        for p in core
+        for m in imported_modules(p)
+        if "." in m and m.split(".")[1] in STAGE_PACKAGES
+    ]
     assert not crossings

@@ -5,6 +5,7 @@ reads), runs the stage in this process through ``reranktune.cli.main`` and throu
 ``reranktune.stage_cli.run_stage`` (what ``stages/<name>.py``, the script DVC runs, calls),
 and checks that nothing was written. One case also runs ``stages/prep.py`` in a subprocess. Nothing here downloads: HF_HUB_OFFLINE is set (conftest).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from reranktune import stages
 from reranktune.cli import main
 from reranktune.stage_cli import STAGES, run_stage
@@ -31,11 +32,20 @@ QRELS_HEADER = "query-id\tcorpus-id\tscore\n"
 def sdg_record(n: int) -> dict:
     """One document in the SDG output's shape: two chunks, one good Q&A pair."""
     return {
-        "file_name": [f"doc{n}.txt"], "source_id": f"doc{n}",
-        "chunks": [{"chunk_id": 1, "text": f"Document {n} explains vacuum and storage, part one."},
-                   {"chunk_id": 2, "text": f"Document {n} explains indexes and planners, part two."}],
-        "deduplicated_qa_pairs": [{"question": f"what does document {n} say about vacuum?", "answer": "it reclaims",
-                                   "segment_ids": [1], "hop_count": 1}],
+        "file_name": [f"doc{n}.txt"],
+        "source_id": f"doc{n}",
+        "chunks": [
+            {"chunk_id": 1, "text": f"Document {n} explains vacuum and storage, part one."},
+            {"chunk_id": 2, "text": f"Document {n} explains indexes and planners, part two."},
+        ],
+        "deduplicated_qa_pairs": [
+            {
+                "question": f"what does document {n} say about vacuum?",
+                "answer": "it reclaims",
+                "segment_ids": [1],
+                "hop_count": 1,
+            }
+        ],
         "qa_evaluations": {"evaluations": [{"overall": {"score": 9}}]},
     }
 
@@ -47,17 +57,31 @@ def write_sdg(root: Path, lines: list[bytes] | None = None) -> None:
     path.write_bytes(b"\n".join(lines) + b"\n")
 
 
-def write_beir(root: Path, corpus: bytes | None = None, queries: bytes | None = None,
-               qrels: bytes | None = None) -> None:
+def write_beir(
+    root: Path,
+    corpus: bytes | None = None,
+    queries: bytes | None = None,
+    qrels: bytes | None = None,
+) -> None:
     folder = root / "data" / "prep" / "eval_beir"
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    (folder / "corpus.jsonl").write_bytes(corpus if corpus is not None else b"".join(
-        json.dumps({"_id": f"d{i}", "title": "", "text": f"passage {i} about vacuum"}).encode() + b"\n"
-        for i in range(3)))
-    (folder / "queries.jsonl").write_bytes(queries if queries is not None else
-                                           json.dumps({"_id": "q0", "text": "what is vacuum"}).encode() + b"\n")
-    (folder / "qrels" / "test.tsv").write_bytes(qrels if qrels is not None else
-                                                (QRELS_HEADER + "q0\td1\t1\n").encode())
+    (folder / "corpus.jsonl").write_bytes(
+        corpus
+        if corpus is not None
+        else b"".join(
+            json.dumps({"_id": f"d{i}", "title": "", "text": f"passage {i} about vacuum"}).encode()
+            + b"\n"
+            for i in range(3)
+        )
+    )
+    (folder / "queries.jsonl").write_bytes(
+        queries
+        if queries is not None
+        else json.dumps({"_id": "q0", "text": "what is vacuum"}).encode() + b"\n"
+    )
+    (folder / "qrels" / "test.tsv").write_bytes(
+        qrels if qrels is not None else (QRELS_HEADER + "q0\td1\t1\n").encode()
+    )
 
 
 def model_without_tokenizer(root: Path, tiny_bert_dir: Path) -> None:
@@ -71,8 +95,17 @@ def model_of_wrong_architecture(root: Path, tiny_bert_dir: Path) -> None:
     """An image model's config (no sequence-classification head exists for it) beside a working tokenizer."""
     folder = root / "vision-model"
     shutil.copytree(tiny_bert_dir, folder)
-    (folder / "config.json").write_text(json.dumps({"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 1,
-                                                    "num_attention_heads": 2, "intermediate_size": 32}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "vit",
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 32,
+            }
+        )
+    )
 
 
 def model_with_its_own_code(root: Path, tiny_bert_dir: Path) -> None:
@@ -80,8 +113,13 @@ def model_with_its_own_code(root: Path, tiny_bert_dir: Path) -> None:
     folder = root / "custom-code-model"
     shutil.copytree(tiny_bert_dir, folder)
     config = json.loads((folder / "config.json").read_text())
-    config.update(model_type="tiny-custom", auto_map={"AutoConfig": "configuration_tiny.TinyConfig",
-                                                      "AutoModelForSequenceClassification": "modeling_tiny.TinyModel"})
+    config.update(
+        model_type="tiny-custom",
+        auto_map={
+            "AutoConfig": "configuration_tiny.TinyConfig",
+            "AutoModelForSequenceClassification": "modeling_tiny.TinyModel",
+        },
+    )
     (folder / "config.json").write_text(json.dumps(config))
 
 
@@ -90,10 +128,18 @@ def training_file_missing_a_question(root: Path, tiny_bert_dir: Path) -> None:
 
     prep = root / "data" / "prep"
     (prep / "corpus").mkdir(parents=True)
-    pd.DataFrame({"id": ["a", "b"], "text": ["pos", "neg"]}).to_parquet(prep / "corpus" / "train.parquet")
-    record = {"question_id": "q0", "corpus_id": "a", "pos_doc": [{"id": "a", "score": 0.9}],
-              "neg_doc": [{"id": "b", "score": 0.1}]}
-    (prep / "train.json").write_text(json.dumps({"corpus": {"path": "./corpus/"}, "data": [record]}))
+    pd.DataFrame({"id": ["a", "b"], "text": ["pos", "neg"]}).to_parquet(
+        prep / "corpus" / "train.parquet"
+    )
+    record = {
+        "question_id": "q0",
+        "corpus_id": "a",
+        "pos_doc": [{"id": "a", "score": 0.9}],
+        "neg_doc": [{"id": "b", "score": 0.1}],
+    }
+    (prep / "train.json").write_text(
+        json.dumps({"corpus": {"path": "./corpus/"}, "data": [record]})
+    )
 
 
 def damaged_model(root: Path, tiny_bert_dir: Path, folder: str) -> None:
@@ -132,93 +178,198 @@ LATIN1_LINE = '{"source_id": "café", "chunks": []}'.encode("latin-1")
 class Case:
     argv: list[str]
     params: dict
-    culprit: list[str]                        # each must appear in the error line
-    setup: Callable[[Path, Path], None] | None = None   # (project folder, tiny_bert_dir)
+    culprit: list[str]  # each must appear in the error line
+    setup: Callable[[Path, Path], None] | None = None  # (project folder, tiny_bert_dir)
     env: dict = field(default_factory=dict)
 
 
 CASES = {
     # already one line before this issue
-    "unknown params key": Case(["prep"], {"prep": {"quality_treshold": 7}}, ["params.yaml", "prep.quality_treshold"]),
-    "bad params value": Case(["finetune"], {"finetune": {"learning_rate": -1}}, ["finetune.learning_rate"]),
+    "unknown params key": Case(
+        ["prep"], {"prep": {"quality_treshold": 7}}, ["params.yaml", "prep.quality_treshold"]
+    ),
+    "bad params value": Case(
+        ["finetune"], {"finetune": {"learning_rate": -1}}, ["finetune.learning_rate"]
+    ),
     "missing SDG folder": Case(["sdg"], {"sdg": {"input_path": "no/such/docs"}}, ["no/such/docs"]),
     "missing prep input": Case(["prep"], {}, ["data/sdg/qa.jsonl", "not found"]),
-    "prep input with no usable record": Case(["prep"], {}, ["qa.jsonl", "no usable Q&A pairs"],
-                                             lambda root, _: write_sdg(root, [b'{"chunks": "oops"}', b"{not json"])),
+    "prep input with no usable record": Case(
+        ["prep"],
+        {},
+        ["qa.jsonl", "no usable Q&A pairs"],
+        lambda root, _: write_sdg(root, [b'{"chunks": "oops"}', b"{not json"]),
+    ),
     "training file record without a question": Case(
-        ["finetune"], {"model": {"base_model": "{tiny}"}}, ["train.json", "data[0]", "question"],
-        training_file_missing_a_question),
-    "serve without an export": Case(["serve", "--model-dir", "models/none"], {}, ["models/none", "not found"]),
+        ["finetune"],
+        {"model": {"base_model": "{tiny}"}},
+        ["train.json", "data[0]", "question"],
+        training_file_missing_a_question,
+    ),
+    "serve without an export": Case(
+        ["serve", "--model-dir", "models/none"], {}, ["models/none", "not found"]
+    ),
     # model loading
     "base_model: a path that does not exist": Case(
-        ["finetune"], {"model": {"base_model": "/no/such/model"}}, ["model '/no/such/model'", "no such folder"]),
+        ["finetune"],
+        {"model": {"base_model": "/no/such/model"}},
+        ["model '/no/such/model'", "no such folder"],
+    ),
     "base_model: unknown hub id, offline": Case(
-        ["finetune"], {"model": {"base_model": "nosuchorg/nosuchmodel"}},
-        ["'nosuchorg/nosuchmodel'", "not in the local Hugging Face cache", "HF_HUB_OFFLINE"]),
+        ["finetune"],
+        {"model": {"base_model": "nosuchorg/nosuchmodel"}},
+        ["'nosuchorg/nosuchmodel'", "not in the local Hugging Face cache", "HF_HUB_OFFLINE"],
+    ),
     "base_model: wrong architecture": Case(
-        ["finetune"], {"model": {"base_model": "vision-model"}}, ["'vision-model'", "ViTConfig"],
-        model_of_wrong_architecture),
+        ["finetune"],
+        {"model": {"base_model": "vision-model"}},
+        ["'vision-model'", "ViTConfig"],
+        model_of_wrong_architecture,
+    ),
     "base_model: remote code without the opt-in": Case(
-        ["finetune"], {"model": {"base_model": "custom-code-model"}},
-        ["model 'custom-code-model'", "trust_remote_code: true"], model_with_its_own_code),
+        ["finetune"],
+        {"model": {"base_model": "custom-code-model"}},
+        ["model 'custom-code-model'", "trust_remote_code: true"],
+        model_with_its_own_code,
+    ),
     "base_model: no tokenizer": Case(
-        ["finetune"], {"model": {"base_model": "no-tokenizer"}}, ["model 'no-tokenizer'", "tokenizer has no vocabulary"],
-        model_without_tokenizer),
+        ["finetune"],
+        {"model": {"base_model": "no-tokenizer"}},
+        ["model 'no-tokenizer'", "tokenizer has no vocabulary"],
+        model_without_tokenizer,
+    ),
     "embedding model: a path that does not exist": Case(
-        ["prep"], {"retrieval": {"embedding": {"model": "./no/such/embedder"}}},
-        ["embedding model './no/such/embedder'", "no such folder"], lambda root, _: write_sdg(root)),
+        ["prep"],
+        {"retrieval": {"embedding": {"model": "./no/such/embedder"}}},
+        ["embedding model './no/such/embedder'", "no such folder"],
+        lambda root, _: write_sdg(root),
+    ),
     "embedding model: unknown hub id, offline": Case(
-        ["prep"], {"retrieval": {"embedding": {"model": "nosuchorg/embedder"}}},
-        ["embedding model 'nosuchorg/embedder'", "not in the local Hugging Face cache"], lambda root, _: write_sdg(root)),
-    "eval before finetune": Case(["eval"], {}, ["model 'models/reranker'", "no such folder"],
-                                 lambda root, _: write_beir(root)),
-    "export before finetune": Case(["export"], {}, ["model 'models/reranker'", "no such folder"],
-                                   lambda root, _: write_beir(root)),
+        ["prep"],
+        {"retrieval": {"embedding": {"model": "nosuchorg/embedder"}}},
+        ["embedding model 'nosuchorg/embedder'", "not in the local Hugging Face cache"],
+        lambda root, _: write_sdg(root),
+    ),
+    "eval before finetune": Case(
+        ["eval"],
+        {},
+        ["model 'models/reranker'", "no such folder"],
+        lambda root, _: write_beir(root),
+    ),
+    "export before finetune": Case(
+        ["export"],
+        {},
+        ["model 'models/reranker'", "no such folder"],
+        lambda root, _: write_beir(root),
+    ),
     "base_model: damaged weights file": Case(
-        ["finetune"], {"model": {"base_model": "damaged-model"}}, ["model 'damaged-model'", "damaged or truncated"],
-        lambda root, tiny: damaged_model(root, tiny, "damaged-model")),
+        ["finetune"],
+        {"model": {"base_model": "damaged-model"}},
+        ["model 'damaged-model'", "damaged or truncated"],
+        lambda root, tiny: damaged_model(root, tiny, "damaged-model"),
+    ),
     "export of a model with a damaged weights file": Case(
-        ["export"], {}, ["model 'models/reranker'", "damaged or truncated"],
-        lambda root, tiny: (damaged_model(root, tiny, "models/reranker"), write_beir(root))),
-    "export of a model that scores NaN": Case(["export"], {}, ["models/reranker", "produced NaN"], model_scoring_nan),
+        ["export"],
+        {},
+        ["model 'models/reranker'", "damaged or truncated"],
+        lambda root, tiny: (damaged_model(root, tiny, "models/reranker"), write_beir(root)),
+    ),
+    "export of a model that scores NaN": Case(
+        ["export"], {}, ["models/reranker", "produced NaN"], model_scoring_nan
+    ),
     # params
-    "infinite float": Case(["finetune"], {"finetune": {"num_epochs": float("inf")}}, ["finetune.num_epochs", "finite"]),
-    "negative infinite nested float": Case(["finetune"], {"finetune": {"prior": {"dense_weight": float("-inf")}}},
-                                           ["finetune.prior.dense_weight", "finite"]),
-    "params.yaml that is a list": Case(["prep"], {}, ["params.yaml", "mapping of sections", "got list"],
-                                       lambda root, _: (root / "params.yaml").write_text("- prep\n- eval\n")),
-    "params.yaml that is a string": Case(["eval"], {}, ["params.yaml", "mapping of sections", "got str"],
-                                         lambda root, _: (root / "params.yaml").write_text("just a sentence\n")),
-    "eval.k_values past the cap": Case(["eval"], {"eval": {"k_values": [10, 100_000_000]}}, ["eval.k_values", "10000"]),
-    "eval.top_k past the cap": Case(["eval"], {"eval": {"top_k": 100_000_000}}, ["eval.top_k", "10000"]),
-    "unknown log level": Case(["prep"], {}, ["RERANKTUNE_LOG_LEVEL", "'verbose'"],
-                              env={"RERANKTUNE_LOG_LEVEL": "verbose"}),
+    "infinite float": Case(
+        ["finetune"], {"finetune": {"num_epochs": float("inf")}}, ["finetune.num_epochs", "finite"]
+    ),
+    "negative infinite nested float": Case(
+        ["finetune"],
+        {"finetune": {"prior": {"dense_weight": float("-inf")}}},
+        ["finetune.prior.dense_weight", "finite"],
+    ),
+    "params.yaml that is a list": Case(
+        ["prep"],
+        {},
+        ["params.yaml", "mapping of sections", "got list"],
+        lambda root, _: (root / "params.yaml").write_text("- prep\n- eval\n"),
+    ),
+    "params.yaml that is a string": Case(
+        ["eval"],
+        {},
+        ["params.yaml", "mapping of sections", "got str"],
+        lambda root, _: (root / "params.yaml").write_text("just a sentence\n"),
+    ),
+    "eval.k_values past the cap": Case(
+        ["eval"], {"eval": {"k_values": [10, 100_000_000]}}, ["eval.k_values", "10000"]
+    ),
+    "eval.top_k past the cap": Case(
+        ["eval"], {"eval": {"top_k": 100_000_000}}, ["eval.top_k", "10000"]
+    ),
+    "unknown log level": Case(
+        ["prep"], {}, ["RERANKTUNE_LOG_LEVEL", "'verbose'"], env={"RERANKTUNE_LOG_LEVEL": "verbose"}
+    ),
     # data formats
-    "training file with no records": Case(["finetune"], {"model": {"base_model": "{tiny}"}},
-                                          ["train.json", "no training records"], training_file_without_records),
+    "training file with no records": Case(
+        ["finetune"],
+        {"model": {"base_model": "{tiny}"}},
+        ["train.json", "no training records"],
+        training_file_without_records,
+    ),
     "prep input with a Latin-1 byte": Case(
-        ["prep"], {}, ["data/sdg/qa.jsonl:3", "not UTF-8", "0xe9"],
-        lambda root, _: write_sdg(root, [json.dumps(sdg_record(0)).encode(), b"", LATIN1_LINE])),
-    "params.yaml with a Latin-1 byte": Case(["prep"], {"prep": {"seed": 1}}, ["params.yaml:2", "not UTF-8"],
-                                            lambda root, _: (root / "params.yaml").write_bytes(
-                                                b"prep:\n  seed: 1  # caf\xe9\n")),
-    "params.yaml that is not YAML": Case(["eval"], {}, ["params.yaml:2", "invalid YAML"],
-                                         lambda root, _: (root / "params.yaml").write_text("eval:\n\ttop_k: 5\n")),
-    "empty qrels": Case(["eval"], {}, ["qrels/test.tsv", "empty file"], lambda root, _: write_beir(root, qrels=b"")),
-    "header-only qrels": Case(["eval"], {}, ["qrels/test.tsv", "no judgements"],
-                              lambda root, _: write_beir(root, qrels=QRELS_HEADER.encode())),
-    "qrels line without a score": Case(["eval"], {}, ["qrels/test.tsv:2", "integer score"],
-                                       lambda root, _: write_beir(root, qrels=(QRELS_HEADER + "q0\td1\n").encode())),
-    "qrels naming an unknown query": Case(["eval"], {}, ["qrels/test.tsv:2", "'q9'"],
-                                          lambda root, _: write_beir(root, qrels=(QRELS_HEADER + "q9\td1\t1\n").encode())),
-    "corpus record without text": Case(["eval"], {}, ["corpus.jsonl:2", "'text'"],
-                                       lambda root, _: write_beir(root, corpus=b'{"_id": "d0", "text": "a"}\n{"_id": "d1"}\n')),
-    "queries file with a Latin-1 byte": Case(["eval"], {}, ["queries.jsonl:1", "not UTF-8"],
-                                             lambda root, _: write_beir(root, queries=b'{"_id": "q0", "text": "caf\xe9"}\n')),
+        ["prep"],
+        {},
+        ["data/sdg/qa.jsonl:3", "not UTF-8", "0xe9"],
+        lambda root, _: write_sdg(root, [json.dumps(sdg_record(0)).encode(), b"", LATIN1_LINE]),
+    ),
+    "params.yaml with a Latin-1 byte": Case(
+        ["prep"],
+        {"prep": {"seed": 1}},
+        ["params.yaml:2", "not UTF-8"],
+        lambda root, _: (root / "params.yaml").write_bytes(b"prep:\n  seed: 1  # caf\xe9\n"),
+    ),
+    "params.yaml that is not YAML": Case(
+        ["eval"],
+        {},
+        ["params.yaml:2", "invalid YAML"],
+        lambda root, _: (root / "params.yaml").write_text("eval:\n\ttop_k: 5\n"),
+    ),
+    "empty qrels": Case(
+        ["eval"], {}, ["qrels/test.tsv", "empty file"], lambda root, _: write_beir(root, qrels=b"")
+    ),
+    "header-only qrels": Case(
+        ["eval"],
+        {},
+        ["qrels/test.tsv", "no judgements"],
+        lambda root, _: write_beir(root, qrels=QRELS_HEADER.encode()),
+    ),
+    "qrels line without a score": Case(
+        ["eval"],
+        {},
+        ["qrels/test.tsv:2", "integer score"],
+        lambda root, _: write_beir(root, qrels=(QRELS_HEADER + "q0\td1\n").encode()),
+    ),
+    "qrels naming an unknown query": Case(
+        ["eval"],
+        {},
+        ["qrels/test.tsv:2", "'q9'"],
+        lambda root, _: write_beir(root, qrels=(QRELS_HEADER + "q9\td1\t1\n").encode()),
+    ),
+    "corpus record without text": Case(
+        ["eval"],
+        {},
+        ["corpus.jsonl:2", "'text'"],
+        lambda root, _: write_beir(root, corpus=b'{"_id": "d0", "text": "a"}\n{"_id": "d1"}\n'),
+    ),
+    "queries file with a Latin-1 byte": Case(
+        ["eval"],
+        {},
+        ["queries.jsonl:1", "not UTF-8"],
+        lambda root, _: write_beir(root, queries=b'{"_id": "q0", "text": "caf\xe9"}\n'),
+    ),
 }
 
 
-PROGRESS = re.compile(r"\d+/\d+ \[[\d:?]")   # a tqdm bar, e.g. transformers' "Loading weights" while a good model loads
+PROGRESS = re.compile(
+    r"\d+/\d+ \[[\d:?]"
+)  # a tqdm bar, e.g. transformers' "Loading weights" while a good model loads
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -236,7 +387,10 @@ def make_project(root: Path, case: Case, tiny_bert_dir: Path) -> None:
         case.setup(root, tiny_bert_dir)
 
 
-ENTRIES = {"reranktune": main, "stages/*.py": lambda argv: run_stage(getattr(stages, argv[0]), argv[1:])}
+ENTRIES = {
+    "reranktune": main,
+    "stages/*.py": lambda argv: run_stage(getattr(stages, argv[0]), argv[1:]),
+}
 
 
 @pytest.mark.parametrize("entry", list(ENTRIES))
@@ -272,8 +426,14 @@ def test_the_dvc_stage_script_gives_the_same_line(tmp_path, tiny_bert_dir):
     before = tree(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
     env.pop("RERANKTUNE_LOG_LEVEL", None)
-    result = subprocess.run([sys.executable, str(REPO / "stages" / "prep.py")], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "prep.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

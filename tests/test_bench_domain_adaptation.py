@@ -1,16 +1,16 @@
 """bench/domain_adaptation.py on a tiny BEIR folder: the recipe is params.yaml's, real queries stay unseen.
 
 Also bench/rerank_depth.py, which sweeps rerank depth and prior scale for a trained reranker."""
+
 import importlib.util
 import json
 
 import pytest
 import yaml
-
 from conftest import REPO
 from fake_llm import FakeLLM
 
-SECRET_WORD = "quetzalcoatlus"   # only in a real test query: training must never see it
+SECRET_WORD = "quetzalcoatlus"  # only in a real test query: training must never see it
 TOPICS = ["vacuum", "index", "trigger", "sequence", "schema", "cursor", "lambda", "decorator"]
 
 
@@ -26,35 +26,71 @@ def beir_dir(tmp_path):
     folder = tmp_path / "tiny_beir"
     (folder / "qrels").mkdir(parents=True)
     corpus = [
-        {"_id": f"d{i}", "title": f"The {topic} guide",
-         "text": f"The {topic} command changes how {topic} objects behave. Use {topic} with care in "
-                 f"production systems. Each {topic} has options documented in chapter {i}."}
+        {
+            "_id": f"d{i}",
+            "title": f"The {topic} guide",
+            "text": f"The {topic} command changes how {topic} objects behave. Use {topic} with care in "
+            f"production systems. Each {topic} has options documented in chapter {i}.",
+        }
         for i, topic in enumerate(TOPICS)
     ]
     (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
-    queries = [{"_id": f"q{i}", "text": f"how do I use {topic} {SECRET_WORD}"} for i, topic in enumerate(TOPICS)]
+    queries = [
+        {"_id": f"q{i}", "text": f"how do I use {topic} {SECRET_WORD}"}
+        for i, topic in enumerate(TOPICS)
+    ]
     (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
     (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(TOPICS))))
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(TOPICS)))
+    )
     return folder
 
 
 def bench_args(tmp_path, tiny_bert_dir, *extra: str) -> list[str]:
-    return ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "result.json"), "--params",
-            f"model.base_model={tiny_bert_dir}", "finetune.mixed_precision=fp32", "eval.top_k=5",
-            "eval.k_values=[1,5,10]", "eval.significance_resamples=200", "eval.mixed_precision=fp32", *extra]
+    return [
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / "result.json"),
+        "--params",
+        f"model.base_model={tiny_bert_dir}",
+        "finetune.mixed_precision=fp32",
+        "eval.top_k=5",
+        "eval.k_values=[1,5,10]",
+        "eval.significance_resamples=200",
+        "eval.mixed_precision=fp32",
+        *extra,
+    ]
 
 
-def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(beir_dir, tiny_bert_dir, tmp_path):
+def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(
+    beir_dir, tiny_bert_dir, tmp_path
+):
     bench = load_bench()
     record = tmp_path / "runs.json"
-    result = bench.main([str(beir_dir), *bench_args(tmp_path, tiny_bert_dir), "--run-id", "tiny_beir/smoke",
-                         "--change", "a smoke test", "--record", str(record)])
+    result = bench.main(
+        [
+            str(beir_dir),
+            *bench_args(tmp_path, tiny_bert_dir),
+            "--run-id",
+            "tiny_beir/smoke",
+            "--change",
+            "a smoke test",
+            "--record",
+            str(record),
+        ]
+    )
 
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     used = result["params"]
-    for key in ("learning_rate", "global_batch_size", "rerank_max_length", "num_epochs", "distillation_weight",
-                "prior"):
+    for key in (
+        "learning_rate",
+        "global_batch_size",
+        "rerank_max_length",
+        "num_epochs",
+        "distillation_weight",
+        "prior",
+    ):
         assert used["finetune"][key] == shipped["finetune"][key], key
     for key in ("hard_negatives_to_mine", "hard_negatives_sample_from", "hard_neg_margin"):
         assert used["prep"][key] == shipped["prep"][key], key
@@ -64,21 +100,38 @@ def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(beir_di
     assert used["retrieval"]["embedding"]["model"] == shipped["retrieval"]["embedding"]["model"]
     assert used["sdg"]["queries_per_chunk"] == bench.CORPUS_OVERRIDES["sdg"]["queries_per_chunk"]
 
-    systems = result["systems"]   # the eval stage's review numbers: every first stage, then the reranker
-    assert set(systems) == {"dense", "bm25", "hybrid", "prior", "crossencoder", "finetuned",   # params.yaml has a prior
-                            "gain_over_best_baseline", "p_value"}
+    systems = result[
+        "systems"
+    ]  # the eval stage's review numbers: every first stage, then the reranker
+    assert set(systems) == {
+        "dense",
+        "bm25",
+        "hybrid",
+        "prior",
+        "crossencoder",
+        "finetuned",  # params.yaml has a prior
+        "gain_over_best_baseline",
+        "p_value",
+    }
     assert 0 <= systems["finetuned"]["NDCG@10"] <= 1 and 0 <= systems["p_value"] <= 1
     verdict = result["verdict"]
     assert verdict["best_baseline"] in ("dense", "bm25", "hybrid") and verdict["line"]
     assert systems["gain_over_best_baseline"] == pytest.approx(
-        systems["finetuned"]["NDCG@10"] - systems[verdict["best_baseline"]]["NDCG@10"], abs=1e-4)
+        systems["finetuned"]["NDCG@10"] - systems[verdict["best_baseline"]]["NDCG@10"], abs=1e-4
+    )
     assert result["queries"] == len(TOPICS) and result["prep"]["pseudo_queries_generated"] > 0
     assert json.loads((tmp_path / "result.json").read_text())["dataset"] == "tiny_beir"
     for name in ("sdg.jsonl", "prep/train.json"):
         assert SECRET_WORD not in (tmp_path / "work" / name).read_text(), name
 
-    [run] = json.loads(record.read_text())   # the run record: the report under its id, its --params as settings
-    assert run["id"] == "tiny_beir/smoke" and run["dataset"] == "tiny_beir" and run["change"] == "a smoke test"
+    [run] = json.loads(
+        record.read_text()
+    )  # the run record: the report under its id, its --params as settings
+    assert (
+        run["id"] == "tiny_beir/smoke"
+        and run["dataset"] == "tiny_beir"
+        and run["change"] == "a smoke test"
+    )
     assert run["result"] == result and run["settings"]["eval.k_values"] == [1, 5, 10]
 
 
@@ -91,13 +144,23 @@ def test_a_run_id_names_its_dataset(beir_dir, tmp_path):
 
 def test_bench_can_generate_with_the_llm_endpoint(beir_dir, tiny_bert_dir, tmp_path):
     with FakeLLM() as server:
-        result = load_bench().main([str(beir_dir), *bench_args(
-            tmp_path, tiny_bert_dir, "sdg.generator=llm", "prep.quality_threshold=1",
-            f"sdg.llm={json.dumps({'base_url': server.base_url, 'api_key_env': None, 'requests_per_minute': None, 'dedup_embeddings': 'provider'})}",
-        )])
+        result = load_bench().main(
+            [
+                str(beir_dir),
+                *bench_args(
+                    tmp_path,
+                    tiny_bert_dir,
+                    "sdg.generator=llm",
+                    "prep.quality_threshold=1",
+                    f"sdg.llm={json.dumps({'base_url': server.base_url, 'api_key_env': None, 'requests_per_minute': None, 'dedup_embeddings': 'provider'})}",
+                ),
+            ]
+        )
         assert server.calls, "the endpoint was never called"
     assert result["params"]["sdg"]["generator"] == "llm"
-    questions = [json.loads(line) for line in (tmp_path / "work" / "sdg.jsonl").read_text().splitlines()]
+    questions = [
+        json.loads(line) for line in (tmp_path / "work" / "sdg.jsonl").read_text().splitlines()
+    ]
     assert any("in case" in p["question"] for r in questions for p in r["deduplicated_qa_pairs"])
     assert result["systems"]["finetuned"]["NDCG@10"] >= 0
 
@@ -111,29 +174,52 @@ def test_unknown_bench_key_is_named(beir_dir, tmp_path):
 
 def test_nested_overrides_reach_their_key_and_leave_siblings():
     config = {"finetune": {"prior": {"dense_weight": 10.0, "lexical_weight": 10.0}}, "bench": {}}
-    load_bench().apply_overrides(config, ["finetune.prior.dense_weight=20", "finetune.learning_rate=0.0001"])
-    assert config["finetune"] == {"prior": {"dense_weight": 20, "lexical_weight": 10.0}, "learning_rate": 0.0001}
+    load_bench().apply_overrides(
+        config, ["finetune.prior.dense_weight=20", "finetune.learning_rate=0.0001"]
+    )
+    assert config["finetune"] == {
+        "prior": {"dense_weight": 20, "lexical_weight": 10.0},
+        "learning_rate": 0.0001,
+    }
 
 
 @pytest.fixture
 def rerank_depth(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "bench"))   # it imports its helpers from domain_adaptation
+    monkeypatch.syspath_prepend(
+        str(REPO / "bench")
+    )  # it imports its helpers from domain_adaptation
     return load_bench("rerank_depth")
 
 
 def test_depth_sweep_matches_the_reranker_and_depth_one_is_the_first_stage(
-        rerank_depth, beir_dir, tiny_bert_with_prior_dir, tmp_path):
+    rerank_depth, beir_dir, tiny_bert_with_prior_dir, tmp_path
+):
     from reranktune.beir_data import load_beir
-    from reranktune.retrieval.first_stage import first_stage_runs
     from reranktune.ir_metrics import per_query_scores
     from reranktune.reranker.model import Reranker
+    from reranktune.retrieval.first_stage import first_stage_runs
 
     record = tmp_path / "runs.json"
     record.write_text(json.dumps([{"id": "tiny_beir/trained", "dataset": "tiny_beir"}]))
-    result = rerank_depth.main([str(beir_dir), str(tiny_bert_with_prior_dir), "--depths", "1", "5",
-                                "--prior-scales", "0", "0.5", "--out", str(tmp_path / "depth.json"),
-                                "--run-id", "tiny_beir/trained", "--record", str(record)])
-    [run] = json.loads(record.read_text())   # the sweep joins the run that trained the model
+    result = rerank_depth.main(
+        [
+            str(beir_dir),
+            str(tiny_bert_with_prior_dir),
+            "--depths",
+            "1",
+            "5",
+            "--prior-scales",
+            "0",
+            "0.5",
+            "--out",
+            str(tmp_path / "depth.json"),
+            "--run-id",
+            "tiny_beir/trained",
+            "--record",
+            str(record),
+        ]
+    )
+    [run] = json.loads(record.read_text())  # the sweep joins the run that trained the model
     assert run["id"] == "tiny_beir/trained" and run["rerank_depth"]["result"] == result
 
     settings = {(s["depth"], s["prior_scale"]): s for s in result["settings"]}
@@ -141,21 +227,30 @@ def test_depth_sweep_matches_the_reranker_and_depth_one_is_the_first_stage(
     assert [s["prior_only"] for s in result["settings"]].count(True) == 2
     assert [w for (d, w), s in settings.items() if s["trained"]] == [1.0, 1.0]
     reranked = result["first_stages"][result["reranked_first_stage"]]
-    for scale in (0.0, 0.5, 1.0, None):   # reranking only the top 1 leaves the first stage's order
+    for scale in (0.0, 0.5, 1.0, None):  # reranking only the top 1 leaves the first stage's order
         assert settings[1, scale]["NDCG@10"] == pytest.approx(reranked, abs=1e-5)
 
     # logit + prior split apart and added back at scale 1 is exactly what Reranker scores
     data = load_beir(beir_dir)
     _, first_stage = rerank_depth.first_stage_settings(REPO / "params.yaml")
-    candidates = first_stage_runs(data, [first_stage.name], first_stage.with_top_k(5))[first_stage.name]
+    candidates = first_stage_runs(data, [first_stage.name], first_stage.with_top_k(5))[
+        first_stage.name
+    ]
     reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), bf16=False)
     direct = per_query_scores(data.qrels, reranker.rerank(data, candidates), 10, 5, 10)
-    assert settings[5, 1.0]["NDCG@10"] == pytest.approx(sum(s["NDCG@10"] for s in direct.values()) / len(direct),
-                                                        abs=1e-5)
-    assert json.loads((tmp_path / "depth.json").read_text())["best_first_stage"] in ("dense", "bm25", "hybrid")
+    assert settings[5, 1.0]["NDCG@10"] == pytest.approx(
+        sum(s["NDCG@10"] for s in direct.values()) / len(direct), abs=1e-5
+    )
+    assert json.loads((tmp_path / "depth.json").read_text())["best_first_stage"] in (
+        "dense",
+        "bm25",
+        "hybrid",
+    )
 
 
-def test_depth_sweep_refuses_prior_scales_for_a_reranker_without_a_prior(rerank_depth, beir_dir, tiny_bert_dir):
+def test_depth_sweep_refuses_prior_scales_for_a_reranker_without_a_prior(
+    rerank_depth, beir_dir, tiny_bert_dir
+):
     from reranktune.io import InputError
 
     with pytest.raises(InputError, match="has no prior"):

@@ -1,10 +1,10 @@
 """bench/results/domain_adaptation.md against its run record: the tables are generated, the prose quotes no figure."""
+
 import importlib.util
 import json
 import re
 
 import pytest
-
 from conftest import REPO
 
 MARKDOWN = REPO / "bench" / "results" / "domain_adaptation.md"
@@ -12,7 +12,9 @@ MARKDOWN = REPO / "bench" / "results" / "domain_adaptation.md"
 
 @pytest.fixture(scope="module")
 def table():
-    spec = importlib.util.spec_from_file_location("results_table", REPO / "bench" / "results_table.py")
+    spec = importlib.util.spec_from_file_location(
+        "results_table", REPO / "bench" / "results_table.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -26,7 +28,9 @@ def runs(table):
 def test_every_table_in_the_markdown_is_the_records(table, runs):
     text = MARKDOWN.read_text(encoding="utf-8")
     assert len(table.BLOCK.findall(text)) >= 10
-    assert table.render(text, runs) == text, "stale tables: run python bench/results_table.py --write"
+    assert table.render(text, runs) == text, (
+        "stale tables: run python bench/results_table.py --write"
+    )
 
 
 def test_the_prose_quotes_no_figures_of_its_own(table):
@@ -55,9 +59,14 @@ def test_a_row_holds_its_runs_figures(table, runs):
     cells = [c.strip() for c in row.strip("|").split("|")]
     result = run["result"]
     assert cells[:2] == [run["id"], table.settings(run)]
-    assert cells[2:8] == [f"{result['systems'][s]['NDCG@10']:.4f}"
-                          for s in ("dense", "bm25", "hybrid", "prior", "crossencoder", "finetuned")]
-    assert cells[8] == f"{result['verdict']['gain'] * 100:+.1f} vs {result['verdict']['best_baseline']}"
+    assert cells[2:8] == [
+        f"{result['systems'][s]['NDCG@10']:.4f}"
+        for s in ("dense", "bm25", "hybrid", "prior", "crossencoder", "finetuned")
+    ]
+    assert (
+        cells[8]
+        == f"{result['verdict']['gain'] * 100:+.1f} vs {result['verdict']['best_baseline']}"
+    )
 
 
 def test_check_fails_on_a_stale_table_and_write_mends_it(table, runs, tmp_path):
@@ -71,7 +80,7 @@ def test_check_fails_on_a_stale_table_and_write_mends_it(table, runs, tmp_path):
 
 
 def test_a_rerun_replaces_its_run_and_a_new_run_goes_last(table, tmp_path):
-    from common import save_run   # the results_table fixture put bench/ on the path
+    from common import save_run  # the results_table fixture put bench/ on the path
 
     record = tmp_path / "runs.json"
     for run in ({"id": "a/x", "n": 1}, {"id": "a/y", "n": 2}, {"id": "a/x", "n": 3}):

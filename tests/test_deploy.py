@@ -1,6 +1,7 @@
 """`reranktune deploy`: the local runtime for real (detached server, pid file, stop), and the NIM
 launch with the Docker engine replaced by a fake at the SDK boundary (no Docker engine runs here;
 the real container needs Docker with the NVIDIA Container Toolkit, a GPU and an NGC key)."""
+
 from __future__ import annotations
 
 import logging
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import yaml
 from docker.errors import DockerException, NotFound
+from serve_helpers import ServerThread, export_folder, free_port, wait_ready
 
 from reranktune.deploy.health import DeployError
 from reranktune.deploy.local import running_pid
@@ -21,7 +23,6 @@ from reranktune.deploy.nim import LABEL, container_spec, launch_nim, stop_nim
 from reranktune.io import InputError
 from reranktune.params import DeployParams, NimParams
 from reranktune.serve.app import ServeSettings, create_app
-from serve_helpers import ServerThread, export_folder, free_port, wait_ready
 
 KEY = "nvapi-test-secret-0123456789"
 ENV = {"NGC_API_KEY": KEY}
@@ -34,15 +35,31 @@ def onnx_dir(tiny_bert_dir, tmp_path_factory):
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run([sys.executable, "-m", "reranktune.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "reranktune.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_local_deploy_starts_serves_and_stops(onnx_dir, tmp_path):
     port = free_port()
     params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump({"deploy": {
-        "runtime": "local", "port": port, "model_dir": str(onnx_dir), "state_dir": str(tmp_path / "state")}}))
+    params_file.write_text(
+        yaml.safe_dump(
+            {
+                "deploy": {
+                    "runtime": "local",
+                    "port": port,
+                    "model_dir": str(onnx_dir),
+                    "state_dir": str(tmp_path / "state"),
+                }
+            }
+        )
+    )
     started = _cli("deploy", "--params", str(params_file), cwd=tmp_path)
     assert started.returncode == 0, started.stderr
     params = DeployParams(port=port, model_dir=str(onnx_dir), state_dir=str(tmp_path / "state"))
@@ -50,8 +67,15 @@ def test_local_deploy_starts_serves_and_stops(onnx_dir, tmp_path):
     try:
         assert pid is not None and f"pid {pid}" in started.stdout
         url = f"http://127.0.0.1:{port}"
-        ranked = httpx.post(f"{url}/v1/ranking", timeout=30, json={
-            "model": "reranktune", "query": {"text": "q"}, "passages": [{"text": "a"}, {"text": "b"}]})
+        ranked = httpx.post(
+            f"{url}/v1/ranking",
+            timeout=30,
+            json={
+                "model": "reranktune",
+                "query": {"text": "q"},
+                "passages": [{"text": "a"}, {"text": "b"}],
+            },
+        )
         assert ranked.status_code == 200 and len(ranked.json()["rankings"]) == 2
 
         again = _cli("deploy", "--params", str(params_file), cwd=tmp_path)
@@ -63,11 +87,13 @@ def test_local_deploy_starts_serves_and_stops(onnx_dir, tmp_path):
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/v1/health/live", timeout=2)
     log = (tmp_path / "state" / "serve.log").read_text()
-    assert "Application shutdown complete" in log   # graceful: lifespan shutdown ran
+    assert "Application shutdown complete" in log  # graceful: lifespan shutdown ran
 
 
 def test_serve_names_a_missing_model_folder(tmp_path):
-    result = _cli("serve", "--model-dir", str(tmp_path / "nope"), "--port", str(free_port()), cwd=tmp_path)
+    result = _cli(
+        "serve", "--model-dir", str(tmp_path / "nope"), "--port", str(free_port()), cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "nope: model folder not found" in result.stderr and "reranktune export" in result.stderr
 
@@ -75,12 +101,23 @@ def test_serve_names_a_missing_model_folder(tmp_path):
 def test_local_deploy_reports_a_server_that_dies(tmp_path):
     broken = tmp_path / "onnx"
     broken.mkdir()
-    (broken / "reranktune.json").write_text('{"format_version": 2, "prompt_template": "{query} {passage}", '
-                                            '"max_length": 8, "onnx": {"inputs": ["input_ids"], "file": "model.onnx"}}')
+    (broken / "reranktune.json").write_text(
+        '{"format_version": 2, "prompt_template": "{query} {passage}", '
+        '"max_length": 8, "onnx": {"inputs": ["input_ids"], "file": "model.onnx"}}'
+    )
     (broken / "model.onnx").write_bytes(b"not a graph")
     params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump({"deploy": {
-        "port": free_port(), "model_dir": str(broken), "state_dir": str(tmp_path / "state")}}))
+    params_file.write_text(
+        yaml.safe_dump(
+            {
+                "deploy": {
+                    "port": free_port(),
+                    "model_dir": str(broken),
+                    "state_dir": str(tmp_path / "state"),
+                }
+            }
+        )
+    )
     result = _cli("deploy", "--params", str(params_file), cwd=tmp_path)
     assert result.returncode == 1
     assert "exited with code" in result.stderr and "model failed to load" in result.stderr
@@ -91,12 +128,14 @@ def test_local_deploy_reports_a_server_that_dies(tmp_path):
 
 
 class FakeContainer:
-    def __init__(self, name: str, labels: dict, status: str = "running", exits_after: int | None = None):
+    def __init__(
+        self, name: str, labels: dict, status: str = "running", exits_after: int | None = None
+    ):
         self.id = f"id-{name}"
         self.name = name
         self.labels = labels
         self.status = status
-        self.exits_after = exits_after   # reloads before the container "crashes"
+        self.exits_after = exits_after  # reloads before the container "crashes"
         self.removed = self.stopped = False
         self.reloads = 0
 
@@ -152,19 +191,27 @@ class FakeClock:
 
 
 def nim_params(model_dir, port=8000, **nim) -> DeployParams:
-    return DeployParams(runtime="nim", model_dir=str(model_dir), port=port,
-                        nim=NimParams(cache_dir=None, **nim))
+    return DeployParams(
+        runtime="nim", model_dir=str(model_dir), port=port, nim=NimParams(cache_dir=None, **nim)
+    )
 
 
 def test_nim_container_arguments(onnx_dir, tmp_path):
-    params = DeployParams(runtime="nim", model_dir=str(onnx_dir),
-                          nim=NimParams(cache_dir=str(tmp_path / "nim-cache")))
+    params = DeployParams(
+        runtime="nim", model_dir=str(onnx_dir), nim=NimParams(cache_dir=str(tmp_path / "nim-cache"))
+    )
     spec = container_spec(params, onnx_dir, KEY)
     assert spec["image"] == "nvcr.io/nim/nvidia/llama-nemotron-rerank-1b-v2:1.10.0"
     assert spec["detach"] is True and spec["name"] == "reranktune-nim"
     assert spec["environment"] == {"NGC_API_KEY": KEY, "NIM_CUSTOM_MODEL": "/opt/nim/custom_model"}
-    assert spec["volumes"][str(onnx_dir.resolve())] == {"bind": "/opt/nim/custom_model", "mode": "ro"}
-    assert spec["volumes"][str((tmp_path / "nim-cache").resolve())] == {"bind": "/opt/nim/.cache", "mode": "rw"}
+    assert spec["volumes"][str(onnx_dir.resolve())] == {
+        "bind": "/opt/nim/custom_model",
+        "mode": "ro",
+    }
+    assert spec["volumes"][str((tmp_path / "nim-cache").resolve())] == {
+        "bind": "/opt/nim/.cache",
+        "mode": "rw",
+    }
     assert spec["ports"] == {"8000/tcp": ("127.0.0.1", 8000)}
     [gpus] = spec["device_requests"]
     assert gpus["Count"] == -1 and gpus["Capabilities"] == [["gpu"]]
@@ -190,8 +237,14 @@ def test_nim_launch_waits_for_a_real_ready_endpoint(onnx_dir, caplog):
 def test_nim_timeout_removes_the_container_after_polling_every_5s(onnx_dir):
     client, clock = FakeDocker(), FakeClock()
     with pytest.raises(DeployError) as err:
-        launch_nim(nim_params(onnx_dir), client=client, environ=ENV, probe=lambda url: False,
-                   sleep=clock.sleep, clock=clock)
+        launch_nim(
+            nim_params(onnx_dir),
+            client=client,
+            environ=ENV,
+            probe=lambda url: False,
+            sleep=clock.sleep,
+            clock=clock,
+        )
     assert "not ready after 120 s" in str(err.value) and "removed" in str(err.value)
     assert set(clock.sleeps) == {5.0} and len(clock.sleeps) == 24
     assert client.containers.started.removed
@@ -200,11 +253,20 @@ def test_nim_timeout_removes_the_container_after_polling_every_5s(onnx_dir):
 
 def test_nim_failed_container_is_kept_on_request(onnx_dir):
     client, clock = FakeDocker(exits_after=2), FakeClock()
-    with pytest.raises(DeployError, match="stopped \\(exited\\) before it was ready.*docker logs reranktune-nim"):
-        launch_nim(nim_params(onnx_dir), client=client, keep_failed=True, environ=ENV,
-                   probe=lambda url: False, sleep=clock.sleep, clock=clock)
+    with pytest.raises(
+        DeployError, match="stopped \\(exited\\) before it was ready.*docker logs reranktune-nim"
+    ):
+        launch_nim(
+            nim_params(onnx_dir),
+            client=client,
+            keep_failed=True,
+            environ=ENV,
+            probe=lambda url: False,
+            sleep=clock.sleep,
+            clock=clock,
+        )
     assert not client.containers.started.removed
-    assert clock.now == 10.0   # noticed on the first poll after the exit, not at the timeout
+    assert clock.now == 10.0  # noticed on the first poll after the exit, not at the timeout
 
 
 def test_nim_existing_container_is_left_alone_without_replace(onnx_dir):
@@ -218,13 +280,17 @@ def test_nim_existing_container_is_left_alone_without_replace(onnx_dir):
 def test_nim_replace_removes_only_our_container(onnx_dir):
     ours = FakeContainer("reranktune-nim", {LABEL: "true"}, status="exited")
     client = FakeDocker(existing=ours)
-    launch_nim(nim_params(onnx_dir), client=client, replace=True, environ=ENV, probe=lambda url: True)
+    launch_nim(
+        nim_params(onnx_dir), client=client, replace=True, environ=ENV, probe=lambda url: True
+    )
     assert ours.removed and client.containers.run_kwargs is not None
 
     stranger = FakeContainer("reranktune-nim", {"com.example": "x"})
     client = FakeDocker(existing=stranger)
     with pytest.raises(DeployError, match="not started by reranktune"):
-        launch_nim(nim_params(onnx_dir), client=client, replace=True, environ=ENV, probe=lambda url: True)
+        launch_nim(
+            nim_params(onnx_dir), client=client, replace=True, environ=ENV, probe=lambda url: True
+        )
     assert not stranger.removed and client.containers.run_kwargs is None
 
 

@@ -7,17 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytrec_eval
-
 from conftest import SAMPLE_CORPUS
+
 from reranktune.beir_data import load_beir
 from reranktune.evaluation.breakdown import breakdown
 from reranktune.evaluation.endpoint import EndpointMismatch, compare_metrics
-from reranktune.retrieval.first_stage import FirstStageSettings, bm25_retrieval, fuse_runs
-from reranktune.ir_metrics import per_query_scores, ranking_metrics
-from reranktune.evaluation.run import EvalOutputs, check_endpoint, evaluate, review_metrics, run_eval
+from reranktune.evaluation.run import (
+    EvalOutputs,
+    check_endpoint,
+    evaluate,
+    review_metrics,
+    run_eval,
+)
 from reranktune.evaluation.significance import compare_systems, paired_randomization_test
+from reranktune.ir_metrics import per_query_scores, ranking_metrics
 from reranktune.params import EmbeddingParams, EvalParams, ModelParams
 from reranktune.reranker.model import Reranker
+from reranktune.retrieval.first_stage import FirstStageSettings, bm25_retrieval, fuse_runs
 
 QRELS = {"q1": {"d1": 1, "d2": 0, "d3": 2}, "q2": {"d4": 1}, "q3": {"d7": 1}}
 # q3 has tied scores: pytrec_eval breaks ties by doc id, and so must MRR's cut-off
@@ -49,20 +55,37 @@ def test_means_are_beirs_without_beir():
     """Eval no longer imports beir (a GPU box need not carry it); its figures must not move."""
     evaluation = pytest.importorskip("beir.retrieval.evaluation")
     rng = np.random.default_rng(0)
-    qrels = {f"q{i}": {f"d{j}": int(rng.integers(1, 3)) for j in rng.choice(40, 3, replace=False)} for i in range(25)}
-    run = {q: {f"d{j}": float(rng.choice([0.5, rng.random()])) for j in rng.choice(40, 30, replace=False)}
-           for q in qrels if rng.random() > 0.1}
+    qrels = {
+        f"q{i}": {f"d{j}": int(rng.integers(1, 3)) for j in rng.choice(40, 3, replace=False)}
+        for i in range(25)
+    }
+    run = {
+        q: {
+            f"d{j}": float(rng.choice([0.5, rng.random()]))
+            for j in rng.choice(40, 30, replace=False)
+        }
+        for q in qrels
+        if rng.random() > 0.1
+    }
     ours = ranking_metrics(qrels, run, [10, 1, 5, 100])
-    ndcg, _map, recall, precision = evaluation.EvaluateRetrieval.evaluate(qrels, run, [1, 5, 10, 100],
-                                                                          ignore_identical_ids=False)
-    assert (ours["NDCG"], ours["MAP"], ours["Recall"], ours["Precision"]) == (ndcg, _map, recall, precision)
+    ndcg, _map, recall, precision = evaluation.EvaluateRetrieval.evaluate(
+        qrels, run, [1, 5, 10, 100], ignore_identical_ids=False
+    )
+    assert (ours["NDCG"], ours["MAP"], ours["Recall"], ours["Precision"]) == (
+        ndcg,
+        _map,
+        recall,
+        precision,
+    )
 
 
 def test_mrr_cut_off_counts_only_the_top_k_with_trec_eval_tie_breaking():
     # q3: d8 (0.7) first, then the 0.5 ties in descending doc id: d9, d7, d5 -> d7 at rank 3
     ours = ranking_metrics(QRELS, RUN, [1], mrr_k=2)["MRR"]["MRR@2"]
     assert ours == pytest.approx((1 + 1 / 2 + 0) / 3, abs=1e-5)
-    assert ranking_metrics(QRELS, RUN, [1], mrr_k=3)["MRR"]["MRR@3"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3, abs=1e-5)
+    assert ranking_metrics(QRELS, RUN, [1], mrr_k=3)["MRR"]["MRR@3"] == pytest.approx(
+        (1 + 1 / 2 + 1 / 3) / 3, abs=1e-5
+    )
 
 
 def test_per_query_scores_are_pytrec_eval_per_query():
@@ -104,12 +127,16 @@ def test_reciprocal_rank_fusion_sums_inverse_ranks():
     fused = fuse_runs([dense, sparse], top_k=3, k=60)["q"]
     assert fused["a"] == pytest.approx(1 / 61 + 1 / 62)
     assert fused["c"] == pytest.approx(1 / 63 + 1 / 61)
-    assert list(fused) == ["a", "c", "b"]   # d (1/63 alone) falls outside the top 3
+    assert list(fused) == ["a", "c", "b"]  # d (1/63 alone) falls outside the top 3
 
 
 def test_breakdown_groups_queries_by_metadata():
     per_query = {"s": {"q1": {"m": 1.0}, "q2": {"m": 0.0}, "q3": {"m": 0.5}}}
-    metadata = {"q1": {"hop_count": 1}, "q2": {"hop_count": 2}, "q3": {"hop_count": 2, "query_type": ""}}
+    metadata = {
+        "q1": {"hop_count": 1},
+        "q2": {"hop_count": 2},
+        "q3": {"hop_count": 2, "query_type": ""},
+    }
     out = breakdown(per_query, metadata, ["hop_count", "query_type", "absent"], "m")
     assert out == {"hop_count": {"1": {"queries": 1, "s": 1.0}, "2": {"queries": 2, "s": 0.25}}}
 
@@ -124,6 +151,7 @@ def test_endpoint_tolerances_depend_on_the_cut_off():
 
 # --- on a small real BEIR folder ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def beir_dir(tmp_path_factory) -> Path:
     """24 Python reference pages; one query per page for 20 of them, with metadata on most."""
@@ -131,12 +159,19 @@ def beir_dir(tmp_path_factory) -> Path:
     pages = sorted((SAMPLE_CORPUS / "python").glob("*.txt"))[:24]
     with open(folder / "corpus.jsonl", "w") as fh:
         for page in pages:
-            fh.write(json.dumps({"_id": page.stem, "title": page.stem, "text": page.read_text()[:1500]}) + "\n")
+            fh.write(
+                json.dumps({"_id": page.stem, "title": page.stem, "text": page.read_text()[:1500]})
+                + "\n"
+            )
     (folder / "qrels").mkdir()
     with open(folder / "queries.jsonl", "w") as q, open(folder / "qrels" / "test.tsv", "w") as r:
         r.write("query-id\tcorpus-id\tscore\n")
         for i, page in enumerate(pages[:20]):
-            meta = {"query_type": ["contextual", "multi_hop"][i % 2], "hop_count": 1 + i % 2} if i < 16 else {}
+            meta = (
+                {"query_type": ["contextual", "multi_hop"][i % 2], "hop_count": 1 + i % 2}
+                if i < 16
+                else {}
+            )
             text = f"python {page.stem.replace('-', ' ')} statement"
             q.write(json.dumps({"_id": f"q{i}", "text": text, "metadata": meta}) + "\n")
             r.write(f"q{i}\t{page.stem}\t1\n")
@@ -160,7 +195,13 @@ def test_evaluate_reports_every_first_stage_and_both_rerankers(beir_dir, tiny_be
     data = load_beir(beir_dir)
     params = EvalParams(top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
     reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128)
-    result = evaluate(data, params, FirstStageSettings("hybrid", EmbeddingParams(), top_k=8), finetuned=reranker, base=reranker)
+    result = evaluate(
+        data,
+        params,
+        FirstStageSettings("hybrid", EmbeddingParams(), top_k=8),
+        finetuned=reranker,
+        base=reranker,
+    )
     metrics = result.metrics
     for name in ("dense", "bm25", "hybrid", "base", "finetuned"):
         assert set(metrics[name]) == {"NDCG", "MAP", "Recall", "Precision", "MRR"}, name
@@ -173,21 +214,29 @@ def test_evaluate_reports_every_first_stage_and_both_rerankers(beir_dir, tiny_be
     assert metrics["breakdown"]["hop_count"]["2"]["queries"] == 8
     assert set(metrics["breakdown"]["query_type"]) == {"contextual", "multi_hop"}
     assert len(result.per_query["finetuned"]) == 20
-    speed = metrics["rerank_speed"]["finetuned"]   # how fast eval reranked, to hold against the GPU bench
+    speed = metrics["rerank_speed"][
+        "finetuned"
+    ]  # how fast eval reranked, to hold against the GPU bench
     assert speed["pairs"] == 20 * 8 and speed["pairs_per_s"] > 0 and speed["device"] == "cpu"
 
 
 def test_the_verdict_names_the_best_untrained_system_and_says_when_the_reranker_does_not_beat_it(
-        beir_dir, tiny_bert_dir):
+    beir_dir, tiny_bert_dir
+):
     data = load_beir(beir_dir)
     params = EvalParams(top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
     random_head = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128)
-    result = evaluate(data, params, FirstStageSettings("bm25", EmbeddingParams(), top_k=8), finetuned=random_head)
-    mean = {n: np.mean([s["NDCG@10"] for s in result.per_query[n].values()]) for n in ("dense", "bm25", "hybrid")}
+    result = evaluate(
+        data, params, FirstStageSettings("bm25", EmbeddingParams(), top_k=8), finetuned=random_head
+    )
+    mean = {
+        n: np.mean([s["NDCG@10"] for s in result.per_query[n].values()])
+        for n in ("dense", "bm25", "hybrid")
+    }
     best = max(mean, key=mean.get)
     verdict = result.verdict
-    assert verdict["best_baseline"] == best and best != "bm25"   # MiniLM knows these pages better
-    assert not verdict["beats_best_baseline"]   # a random head cannot beat it
+    assert verdict["best_baseline"] == best and best != "bm25"  # MiniLM knows these pages better
+    assert not verdict["beats_best_baseline"]  # a random head cannot beat it
     assert f"DOES NOT beat the best untrained system, {best}" in verdict["line"]
     assert f"set retrieval.first_stage: {best}" in verdict["line"]
     finetuned = np.mean([s["NDCG@10"] for s in result.per_query["finetuned"].values()])
@@ -195,29 +244,60 @@ def test_the_verdict_names_the_best_untrained_system_and_says_when_the_reranker_
 
 
 def _outputs(folder):
-    return EvalOutputs(folder / "eval.json", folder / "details.json", folder / "plots.json",
-                       folder / "per_query.tsv", folder / "report.md")
+    return EvalOutputs(
+        folder / "eval.json",
+        folder / "details.json",
+        folder / "plots.json",
+        folder / "per_query.tsv",
+        folder / "report.md",
+    )
 
 
-def test_run_eval_writes_a_section_per_test_set_and_a_short_review(beir_dir, tiny_bert_dir, minilm_path, tmp_path):
+def test_run_eval_writes_a_section_per_test_set_and_a_short_review(
+    beir_dir, tiny_bert_dir, minilm_path, tmp_path
+):
     questions = tmp_path / "questions"
     shutil.copytree(beir_dir, questions / "human")
     (questions / "README.md").write_text("not a test set")
-    params = EvalParams(questions_dir=str(questions), data_path=str(beir_dir), top_k=8, k_values=[1, 5, 8],
-                        significance_resamples=1000)
+    params = EvalParams(
+        questions_dir=str(questions),
+        data_path=str(beir_dir),
+        top_k=8,
+        k_values=[1, 5, 8],
+        significance_resamples=1000,
+    )
     out = tmp_path / "metrics"
-    review = run_eval(params, tiny_bert_dir, _outputs(out), model=ModelParams(base_model=minilm_path))
+    review = run_eval(
+        params, tiny_bert_dir, _outputs(out), model=ModelParams(base_model=minilm_path)
+    )
     assert json.loads((out / "eval.json").read_text()) == review
-    assert list(review) == ["human"]   # prep's generated split stands in only where no real question exists
+    assert list(review) == [
+        "human"
+    ]  # prep's generated split stands in only where no real question exists
     for section in review.values():
-        assert set(section) == {"dense", "bm25", "hybrid", "finetuned", "gain_over_best_baseline", "p_value"}
-        assert set(section["finetuned"]) == {"NDCG@8", "Recall@8", "MRR@10"}   # @10 and @100 not measured here
+        assert set(section) == {
+            "dense",
+            "bm25",
+            "hybrid",
+            "finetuned",
+            "gain_over_best_baseline",
+            "p_value",
+        }
+        assert set(section["finetuned"]) == {
+            "NDCG@8",
+            "Recall@8",
+            "MRR@10",
+        }  # @10 and @100 not measured here
     details = json.loads((out / "details.json").read_text())
     # MiniLM as a sequence classifier has a new, random head: its reranking is skipped, with a note
-    assert "base" not in details["human"] and "no trained ranking head" in " ".join(details["human"]["notes"])
+    assert "base" not in details["human"] and "no trained ranking head" in " ".join(
+        details["human"]["notes"]
+    )
     assert set(details["human"]["finetuned"]["NDCG"]) == {"NDCG@1", "NDCG@5", "NDCG@8"}
     plots = json.loads((out / "plots.json").read_text())
-    assert {row["model"] for row in plots} == {f"human/{n}" for n in ("dense", "bm25", "hybrid", "finetuned")}
+    assert {row["model"] for row in plots} == {
+        f"human/{n}" for n in ("dense", "bm25", "hybrid", "finetuned")
+    }
     lines = (out / "per_query.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["query_id", "system", "MRR@10", "NDCG@10", "Recall@8"]
     assert len(lines) == 1 + 4 * 20
@@ -227,12 +307,27 @@ def test_run_eval_writes_a_section_per_test_set_and_a_short_review(beir_dir, tin
     assert "hop_count=2" in report and "DOES NOT beat the best untrained system" in report
 
 
-def test_without_real_questions_eval_has_the_synthetic_section_only(beir_dir, tiny_bert_dir, minilm_path, tmp_path):
-    params = EvalParams(questions_dir=str(tmp_path / "none"), data_path=str(beir_dir), top_k=8, k_values=[1, 5, 8],
-                        significance_resamples=1000, compare_first_stages=False, evaluate_base="never")
-    review = run_eval(params, tiny_bert_dir, _outputs(tmp_path), model=ModelParams(base_model=minilm_path))
+def test_without_real_questions_eval_has_the_synthetic_section_only(
+    beir_dir, tiny_bert_dir, minilm_path, tmp_path
+):
+    params = EvalParams(
+        questions_dir=str(tmp_path / "none"),
+        data_path=str(beir_dir),
+        top_k=8,
+        k_values=[1, 5, 8],
+        significance_resamples=1000,
+        compare_first_stages=False,
+        evaluate_base="never",
+    )
+    review = run_eval(
+        params, tiny_bert_dir, _outputs(tmp_path), model=ModelParams(base_model=minilm_path)
+    )
     assert list(review) == ["synthetic"] and set(review["synthetic"]) == {
-        "hybrid", "finetuned", "gain_over_best_baseline", "p_value"}
+        "hybrid",
+        "finetuned",
+        "gain_over_best_baseline",
+        "p_value",
+    }
 
 
 class _RankingHandler(BaseHTTPRequestHandler):
@@ -275,10 +370,16 @@ def ranking_server(tiny_bert_dir):
     servers = []
 
     def start(noise: float) -> str:
-        handler = type("Handler", (_RankingHandler,), {
-            "reranker": Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128),
-            "noise": noise,
-        })
+        handler = type(
+            "Handler",
+            (_RankingHandler,),
+            {
+                "reranker": Reranker.from_pretrained(
+                    str(tiny_bert_dir), device="cpu", max_length=128
+                ),
+                "noise": noise,
+            },
+        )
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -290,11 +391,17 @@ def ranking_server(tiny_bert_dir):
         server.server_close()
 
 
-def test_endpoint_check_passes_with_the_same_model_and_fails_with_noise(beir_dir, tiny_bert_dir, ranking_server):
+def test_endpoint_check_passes_with_the_same_model_and_fails_with_noise(
+    beir_dir, tiny_bert_dir, ranking_server
+):
     data = load_beir(beir_dir)
-    params = EvalParams(top_k=8, k_values=[1, 5, 8], compare_first_stages=False, significance_resamples=1000)
+    params = EvalParams(
+        top_k=8, k_values=[1, 5, 8], compare_first_stages=False, significance_resamples=1000
+    )
     reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=128)
-    result = evaluate(data, params, FirstStageSettings("hybrid", EmbeddingParams(), top_k=8), finetuned=reranker)
+    result = evaluate(
+        data, params, FirstStageSettings("hybrid", EmbeddingParams(), top_k=8), finetuned=reranker
+    )
     candidates, checkpoint = result.runs["hybrid"], result.metrics["finetuned"]
 
     same = params.model_copy(update={"endpoint_url": ranking_server(0.0)})
@@ -305,13 +412,24 @@ def test_endpoint_check_passes_with_the_same_model_and_fails_with_noise(beir_dir
     noisy = params.model_copy(update={"endpoint_url": ranking_server(5.0)})
     summary, rows = check_endpoint(data, noisy, candidates, checkpoint)
     assert not summary["passed"] and summary["failed_metrics"]
-    assert all(r["abs_diff"] > r["tolerance"] for r in rows if r["metric"] in summary["failed_metrics"])
+    assert all(
+        r["abs_diff"] > r["tolerance"] for r in rows if r["metric"] in summary["failed_metrics"]
+    )
 
 
-def test_run_eval_fails_with_a_table_when_the_endpoint_differs(beir_dir, tiny_bert_dir, ranking_server, tmp_path):
-    params = EvalParams(questions_dir=str(tmp_path / "none"), data_path=str(beir_dir), top_k=8, k_values=[1, 5, 8],
-                        compare_first_stages=False, evaluate_base="never", significance_resamples=1000,
-                        endpoint_url=ranking_server(5.0))
+def test_run_eval_fails_with_a_table_when_the_endpoint_differs(
+    beir_dir, tiny_bert_dir, ranking_server, tmp_path
+):
+    params = EvalParams(
+        questions_dir=str(tmp_path / "none"),
+        data_path=str(beir_dir),
+        top_k=8,
+        k_values=[1, 5, 8],
+        compare_first_stages=False,
+        evaluate_base="never",
+        significance_resamples=1000,
+        endpoint_url=ranking_server(5.0),
+    )
     out = tmp_path / "metrics"
     with pytest.raises(EndpointMismatch, match=r"\| metric \| checkpoint \| endpoint \| abs diff"):
         run_eval(params, tiny_bert_dir, _outputs(out), model=ModelParams(base_model="unused"))
@@ -323,7 +441,9 @@ def test_run_eval_fails_with_a_table_when_the_endpoint_differs(beir_dir, tiny_be
 def test_rerank_only_reorders_the_candidates(beir_dir, tiny_bert_dir):
     data = load_beir(beir_dir)
     candidates = {q: dict.fromkeys(list(data.corpus)[:3], 0.0) for q in list(data.queries)[:2]}
-    run = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu").rerank(data, candidates, batch_size=2)
+    run = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu").rerank(
+        data, candidates, batch_size=2
+    )
     assert {q: set(d) for q, d in run.items()} == {q: set(d) for q, d in candidates.items()}
 
 
@@ -355,40 +475,68 @@ def test_two_runs_compare_query_by_query_from_their_per_query_files(tmp_path):
     from reranktune.io import InputError
 
     rng = np.random.default_rng(1)
-    old = {"human": {"finetuned": {f"q{i}": {"NDCG@10": float(x), "MRR@10": 0.5}
-                                   for i, x in enumerate(rng.uniform(0, 0.6, 40))}}}
-    new = {"human": {"finetuned": {q: {**s, "NDCG@10": s["NDCG@10"] + 0.3}
-                                   for q, s in old["human"]["finetuned"].items()}}}
+    old = {
+        "human": {
+            "finetuned": {
+                f"q{i}": {"NDCG@10": float(x), "MRR@10": 0.5}
+                for i, x in enumerate(rng.uniform(0, 0.6, 40))
+            }
+        }
+    }
+    new = {
+        "human": {
+            "finetuned": {
+                q: {**s, "NDCG@10": s["NDCG@10"] + 0.3}
+                for q, s in old["human"]["finetuned"].items()
+            }
+        }
+    }
     write_per_query(tmp_path / "old.tsv", old)
     write_per_query(tmp_path / "new.tsv", new)
     same = compare_files(tmp_path / "old.tsv", tmp_path / "old.tsv")
     assert same["delta"] == 0 and same["p_value"] == pytest.approx(1.0)
     better = compare_files(tmp_path / "old.tsv", tmp_path / "new.tsv")
-    assert better["delta"] == pytest.approx(0.3, abs=1e-4) and better["p_value"] < 0.05 and better["queries"] == 40
+    assert (
+        better["delta"] == pytest.approx(0.3, abs=1e-4)
+        and better["p_value"] < 0.05
+        and better["queries"] == 40
+    )
     with pytest.raises(InputError, match="no rows for system 'base'"):
         compare_files(tmp_path / "old.tsv", tmp_path / "new.tsv", system="base")
-    assert compare_files(tmp_path / "old.tsv", tmp_path / "new.tsv", system="human/finetuned") == better
-    (tmp_path / "bad.tsv").write_text("query_id\tsystem\tNDCG@10\nq0\thuman/finetuned\tnot-a-number\n")
+    assert (
+        compare_files(tmp_path / "old.tsv", tmp_path / "new.tsv", system="human/finetuned")
+        == better
+    )
+    (tmp_path / "bad.tsv").write_text(
+        "query_id\tsystem\tNDCG@10\nq0\thuman/finetuned\tnot-a-number\n"
+    )
     with pytest.raises(InputError, match="bad.tsv: line 2"):
         compare_files(tmp_path / "bad.tsv", tmp_path / "new.tsv")
     from reranktune import cli
+
     assert cli.main(["compare", str(tmp_path / "old.tsv"), str(tmp_path / "new.tsv")]) == 0
     assert cli.main(["compare", str(tmp_path / "bad.tsv"), str(tmp_path / "new.tsv")]) == 2
 
 
 def test_a_reranker_with_a_prior_is_judged_against_its_prior_alone_and_shows_its_cross_encoder_alone(
-        beir_dir, tiny_bert_with_prior_dir):
+    beir_dir, tiny_bert_with_prior_dir
+):
     data = load_beir(beir_dir)
     params = EvalParams(top_k=8, k_values=[1, 5, 8], significance_resamples=1000)
     reranker = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu")
-    result = evaluate(data, params, FirstStageSettings("hybrid", EmbeddingParams(), top_k=8), finetuned=reranker)
+    result = evaluate(
+        data, params, FirstStageSettings("hybrid", EmbeddingParams(), top_k=8), finetuned=reranker
+    )
     qid, docs = next(iter(result.runs["finetuned"].items()))
-    for did, score in docs.items():   # the shipped score is exactly its two parts added
-        assert score == pytest.approx(result.runs["prior"][qid][did] + result.runs["crossencoder"][qid][did])
+    for did, score in docs.items():  # the shipped score is exactly its two parts added
+        assert score == pytest.approx(
+            result.runs["prior"][qid][did] + result.runs["crossencoder"][qid][did]
+        )
     untrained = ("dense", "bm25", "hybrid", "prior")
     mean = {n: np.mean([s["NDCG@10"] for s in result.per_query[n].values()]) for n in untrained}
     assert result.verdict["best_baseline"] == max(mean, key=mean.get)
     assert {"finetuned_vs_prior", "crossencoder_vs_dense", "crossencoder_vs_bm25"} <= set(
-        result.metrics["significance"])
+        result.metrics["significance"]
+    )
     review = review_metrics(result.metrics, params)
     assert set(review["prior"]) == set(review["crossencoder"]) == {"NDCG@8"}

@@ -5,23 +5,23 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import SAMPLE_CORPUS
 from onnx import numpy_helper
 
-from conftest import SAMPLE_CORPUS
 from reranktune.beir_data import BeirData
-from reranktune.retrieval.first_stage import FirstStageSettings
 from reranktune.export.gate import RankingSet, judge
 from reranktune.export.onnx_export import export_onnx
 from reranktune.export.parity import ParityProbe
-from reranktune.reranker.onnx import onnx_session
 from reranktune.export.run import run_export
 from reranktune.export.tensorrt_engine import TensorRTSession, build_engine, tensorrt_missing
 from reranktune.export.variants import VARIANTS, build_variants
 from reranktune.io import InputError, write_jsonl
 from reranktune.params import EmbeddingParams, ExportParams, load_section
-from reranktune.reranker.model import Reranker
 from reranktune.reranker.config import RerankerConfig
+from reranktune.reranker.model import Reranker
+from reranktune.reranker.onnx import onnx_session
 from reranktune.reranker.scoring import SessionBackend, format_pair
+from reranktune.retrieval.first_stage import FirstStageSettings
 
 SHORT = "question:what is vacuum \n \n passage:VACUUM reclaims storage occupied by dead tuples."
 LONG = "question:lambda \n \n passage:" + "Lambda expressions create anonymous functions. " * 150
@@ -46,21 +46,28 @@ def _export_all(fixture_dir, folder, max_length=512):
 def test_every_variant_matches_torch_at_several_shapes(fixture, request, tmp_path):
     reranker, names, built = _export_all(request.getfixturevalue(fixture), tmp_path)
     assert set(built) == {"fp32", "optimized", "int8", "fp16"}
-    probe = ParityProbe(reranker.model, reranker.tokenizer, SHAPE_TEXTS, 512, names, batch_sizes=(1, 1, 64, 64))
+    probe = ParityProbe(
+        reranker.model, reranker.tokenizer, SHAPE_TEXTS, 512, names, batch_sizes=(1, 1, 64, 64)
+    )
     shapes = [list(b["input_ids"].shape) for b in probe.batches]
     assert shapes[0][0] == 1 and shapes[0][1] < 32 and shapes[1] == [1, 512]
     assert shapes[2][0] == 64 and shapes[2][1] < 32 and shapes[3] == [64, 512]
-    if fixture == "tiny_bert_dir":   # eager export: the optimiser fuses attention
+    if fixture == "tiny_bert_dir":  # eager export: the optimiser fuses attention
         assert built["optimized"]["fused_ops"].get("Attention", 0) == 2, built["optimized"]
     for name, atol in [("fp32", 1e-4), ("optimized", 1e-4), ("fp16", 2e-2)]:
         parity = probe.compare(onnx_session(str(tmp_path / VARIANTS[name].file)))
         assert parity.max_abs_diff < atol, (name, parity)
     int8 = onnx_session(str(tmp_path / VARIANTS["int8"].file))
     assert int8.run(["logits"], probe.batches[3])[0].shape == (64, 1)
-    fp16 = onnx_session(str(tmp_path / VARIANTS["fp16"].file))   # mixed precision inside, fp32/int64 at the edges
+    fp16 = onnx_session(
+        str(tmp_path / VARIANTS["fp16"].file)
+    )  # mixed precision inside, fp32/int64 at the edges
     assert {i.name: i.type for i in fp16.get_inputs()} == {n: "tensor(int64)" for n in names}
     assert fp16.get_outputs()[0].type == "tensor(float)"
-    assert onnx.load(str(tmp_path / VARIANTS["fp16"].file)).graph.initializer[0].data_type == onnx.TensorProto.FLOAT16
+    assert (
+        onnx.load(str(tmp_path / VARIANTS["fp16"].file)).graph.initializer[0].data_type
+        == onnx.TensorProto.FLOAT16
+    )
 
 
 def test_export_leaves_the_model_in_eval_mode(tiny_bert_dir, tmp_path):
@@ -78,7 +85,7 @@ def test_parity_flags_a_corrupted_graph(tiny_bert_dir, tmp_path):
     names = export_onnx(reranker.model, reranker.tokenizer, tmp_path / "model.onnx", 17, sample)
     session = onnx_session(str(tmp_path / "model.onnx"))
     with torch.no_grad():
-        reranker.model.classifier.bias += 0.5     # the torch side now differs from the graph
+        reranker.model.classifier.bias += 0.5  # the torch side now differs from the graph
     # the probe run_export builds once and compares every variant with
     parity = ParityProbe(reranker.model, reranker.tokenizer, TEXTS, 128, names).compare(session)
     assert parity.max_abs_diff == pytest.approx(0.5, abs=1e-3)
@@ -92,7 +99,9 @@ def _perturb(path, scale, seed=0):
     for init in model.graph.initializer:
         array = numpy_helper.to_array(init)
         if array.dtype == np.float32 and array.ndim == 2:
-            noisy = array + rng.normal(0, scale * (array.std() + 1e-6), array.shape).astype(np.float32)
+            noisy = array + rng.normal(0, scale * (array.std() + 1e-6), array.shape).astype(
+                np.float32
+            )
             init.CopyFrom(numpy_helper.from_array(noisy, init.name))
     onnx.save(model, str(path))
 
@@ -100,7 +109,9 @@ def _perturb(path, scale, seed=0):
 def test_gate_rejects_a_perturbed_variant_and_accepts_the_faithful_one(tiny_bert_dir, tmp_path):
     reranker, names, _ = _export_all(tiny_bert_dir, tmp_path, max_length=128)
     _perturb(tmp_path / VARIANTS["optimized"].file, scale=2.0)
-    passages = [f"passage {i}: " + " ".join(SHORT.split()[i % 7 :]) + f" item {i}" for i in range(40)]
+    passages = [
+        f"passage {i}: " + " ".join(SHORT.split()[i % 7 :]) + f" item {i}" for i in range(40)
+    ]
     corpus = {f"d{i}": {"title": "", "text": p} for i, p in enumerate(passages)}
     queries = {f"q{j}": f"query number {j} about vacuum" for j in range(8)}
     candidates = {q: {f"d{i}": 0.0 for i in range(j * 5, j * 5 + 5)} for j, q in enumerate(queries)}
@@ -146,16 +157,28 @@ def small_beir(tmp_path):
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert_dir", "tiny_llama_dir"])
-def test_run_export_writes_a_self_describing_folder(fixture, request, small_beir, tmp_path, monkeypatch):
+def test_run_export_writes_a_self_describing_folder(
+    fixture, request, small_beir, tmp_path, monkeypatch
+):
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     out, report_path = tmp_path / "onnx", tmp_path / "export.json"
     params = ExportParams(gate_queries=0, gate_top_k=5, parity_pairs=16)
-    report = run_export(params, FIRST_STAGE, request.getfixturevalue(fixture), small_beir, out, report_path)
+    report = run_export(
+        params, FIRST_STAGE, request.getfixturevalue(fixture), small_beir, out, report_path
+    )
     assert json.loads(report_path.read_text()) == report
-    assert report["gate"] == {"queries": 12, "pairs": 60, "top_k": 5, "first_stage": "dense", "max_ndcg_drop": 0.01}
+    assert report["gate"] == {
+        "queries": 12,
+        "pairs": 60,
+        "top_k": 5,
+        "first_stage": "dense",
+        "max_ndcg_drop": 0.01,
+    }
     for name in ("fp32", "optimized"):
         assert report[name]["accepted"] and report[name]["ndcg_drop"] == 0, report[name]
-    assert report["fp16"]["NDCG@10"] is None   # CPU-only here: built, loaded and probed, not reranked
+    assert (
+        report["fp16"]["NDCG@10"] is None
+    )  # CPU-only here: built, loaded and probed, not reranked
     config = RerankerConfig.load(out)
     onnx = config.onnx
     accepted = [n for n in params.variants if report[n]["accepted"]]
@@ -168,23 +191,37 @@ def test_run_export_writes_a_self_describing_folder(fixture, request, small_beir
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(out)
-    session = ort.InferenceSession(str(out / onnx.variants["fp32"].file), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(out / onnx.variants["fp32"].file), providers=["CPUExecutionProvider"]
+    )
     assert [i.name for i in session.get_inputs()] == onnx.inputs
     text = format_pair(config.prompt_template, "what does vacuum do", "VACUUM reclaims storage.")
     batch = tokenizer([text], truncation=True, max_length=config.max_length, return_tensors="np")
     logit = session.run([onnx.output], {n: batch[n] for n in onnx.inputs})[0][0, 0]
     reference = Reranker.from_pretrained(str(request.getfixturevalue(fixture)), device="cpu")
-    assert logit == pytest.approx(reference.score(["what does vacuum do"], ["VACUUM reclaims storage."])[0], abs=1e-4)
+    assert logit == pytest.approx(
+        reference.score(["what does vacuum do"], ["VACUUM reclaims storage."])[0], abs=1e-4
+    )
 
 
-def test_run_export_drops_a_rejected_int8_and_serves_the_next_best(tiny_bert_dir, small_beir, tmp_path, monkeypatch):
+def test_run_export_drops_a_rejected_int8_and_serves_the_next_best(
+    tiny_bert_dir, small_beir, tmp_path, monkeypatch
+):
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "onnx"
     # INT8 can never reach a rank correlation of exactly 1 against fp32 scores: it must be rejected
-    params = ExportParams(variants=["fp32", "optimized", "int8"], gate_queries=6, gate_top_k=4,
-                          parity_pairs=16, lossy_min_spearman=1.0)
+    params = ExportParams(
+        variants=["fp32", "optimized", "int8"],
+        gate_queries=6,
+        gate_top_k=4,
+        parity_pairs=16,
+        lossy_min_spearman=1.0,
+    )
     report = run_export(params, FIRST_STAGE, tiny_bert_dir, small_beir, out, tmp_path / "e.json")
-    assert not report["int8"]["accepted"] and "lossy_min_spearman" in report["int8"]["rejected_because"]
+    assert (
+        not report["int8"]["accepted"]
+        and "lossy_min_spearman" in report["int8"]["rejected_because"]
+    )
     onnx = RerankerConfig.load(out).onnx
     assert onnx.variants["int8"].file is None and not onnx.variants["int8"].accepted
     assert not (out / VARIANTS["int8"].file).exists()
@@ -204,38 +241,62 @@ def test_export_params_need_fp32_and_ordered_profiles(tmp_path):
         load_section("export", path)
 
 
-@pytest.mark.skipif(tensorrt_missing() is not None, reason=f"TensorRT unusable here: {tensorrt_missing()}")
+@pytest.mark.skipif(
+    tensorrt_missing() is not None, reason=f"TensorRT unusable here: {tensorrt_missing()}"
+)
 def test_tensorrt_engine_matches_torch(tiny_bert_dir, tmp_path):
     reranker, names, _ = _export_all(tiny_bert_dir, tmp_path)
-    build_engine(tmp_path / "model.onnx", tmp_path / "model.plan", names, [1, 16, 64], [3, 256, 512])
-    probe = ParityProbe(reranker.model, reranker.tokenizer, SHAPE_TEXTS, 512, names, batch_sizes=(1, 1, 64, 64))
+    build_engine(
+        tmp_path / "model.onnx", tmp_path / "model.plan", names, [1, 16, 64], [3, 256, 512]
+    )
+    probe = ParityProbe(
+        reranker.model, reranker.tokenizer, SHAPE_TEXTS, 512, names, batch_sizes=(1, 1, 64, 64)
+    )
     parity = probe.compare(TensorRTSession(tmp_path / "model.plan"))
     assert parity.max_abs_diff < 2e-2 and parity.spearman > 0.99, parity
 
 
-def test_a_reranker_with_a_prior_is_exported_and_served_with_it(tiny_bert_with_prior_dir, small_beir, tmp_path,
-                                                                 monkeypatch):
+def test_a_reranker_with_a_prior_is_exported_and_served_with_it(
+    tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch
+):
     from reranktune.serve.engines import load_engine
 
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "onnx"
     params = ExportParams(variants=["fp32"], gate_queries=0, gate_top_k=5, parity_pairs=16)
-    report = run_export(params, FIRST_STAGE, tiny_bert_with_prior_dir, small_beir, out, tmp_path / "e.json")
+    report = run_export(
+        params, FIRST_STAGE, tiny_bert_with_prior_dir, small_beir, out, tmp_path / "e.json"
+    )
     assert report["fp32"]["accepted"] and report["fp32"]["ndcg_drop"] == 0
     assert report["prior"]["accepted"] and report["prior"]["max_abs_diff"] < 1e-4, report["prior"]
-    assert report["prior"]["onnx_file"] == "prior/model.onnx" and (out / "prior" / "model.onnx").exists()
+    assert (
+        report["prior"]["onnx_file"] == "prior/model.onnx"
+        and (out / "prior" / "model.onnx").exists()
+    )
     prior = RerankerConfig.load(tiny_bert_with_prior_dir).prior
     exported = RerankerConfig.load(out).prior
     assert exported.dense.onnx_file == "model.onnx"
-    assert exported.model_copy(update={"dense": exported.dense.model_copy(update={"onnx_file": None})}) == prior
+    assert (
+        exported.model_copy(update={"dense": exported.dense.model_copy(update={"onnx_file": None})})
+        == prior
+    )
     assert (out / "prior" / "modules.json").exists() and (out / "prior" / "lexical.json").exists()
 
-    query, passages = "what does vacuum do", ["VACUUM reclaims storage.", "A cursor walks rows.", "Vacuum it."]
+    query, passages = (
+        "what does vacuum do",
+        ["VACUUM reclaims storage.", "A cursor walks rows.", "Vacuum it."],
+    )
     reference = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu")
     expected = reference.score([query] * 3, passages)
-    logits_only = Reranker(reference.encoder, reference.backend, reference.config).score([query] * 3, passages)
-    assert max(abs(a - b) for a, b in zip(expected, logits_only)) > 1.0   # the prior is in
+    logits_only = Reranker(reference.encoder, reference.backend, reference.config).score(
+        [query] * 3, passages
+    )
+    assert max(abs(a - b) for a, b in zip(expected, logits_only)) > 1.0  # the prior is in
     for kind, folder in (("onnx", out), ("torch", tiny_bert_with_prior_dir)):
         engine = load_engine(kind, folder, batch_size=2)
-        assert type(engine.prior.encoder).__name__ == ("OnnxEncoder" if kind == "onnx" else "Embedder")
-        assert engine.score(engine.encode(query, passages, truncate=True)) == pytest.approx(expected, abs=1e-3), kind
+        assert type(engine.prior.encoder).__name__ == (
+            "OnnxEncoder" if kind == "onnx" else "Embedder"
+        )
+        assert engine.score(engine.encode(query, passages, truncate=True)) == pytest.approx(
+            expected, abs=1e-3
+        ), kind

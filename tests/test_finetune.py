@@ -7,13 +7,21 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from reranktune.finetune.run import batch_layout, run_finetune
 from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
+from reranktune.finetune.run import batch_layout, run_finetune
 from reranktune.finetune.trainer import distillation_loss, listwise_loss, lr_factor
 from reranktune.io import InputError
-from reranktune.params import EmbeddingParams, FinetuneParams, ModelParams, PriorParams, RetrievalParams
+from reranktune.params import (
+    EmbeddingParams,
+    FinetuneParams,
+    ModelParams,
+    PriorParams,
+    RetrievalParams,
+)
 
-NO_PRIOR = PriorParams(dense_weight=0.0, lexical_weight=0.0)   # the reranker alone: most tests need no embedder
+NO_PRIOR = PriorParams(
+    dense_weight=0.0, lexical_weight=0.0
+)  # the reranker alone: most tests need no embedder
 
 
 def test_loss_is_softmax_cross_entropy_over_each_group_by_temperature():
@@ -33,9 +41,13 @@ def test_distillation_loss_is_the_kl_divergence_from_the_teachers_softmax():
     p = torch.softmax(teacher / 0.05, dim=-1)
     q = torch.softmax(logits.view(2, 3) / 2.0, dim=-1)
     expected = (p * (p.log() - q.log())).sum(dim=-1).mean()
-    assert distillation_loss(logits, teacher, 2.0, 0.05).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert distillation_loss(logits, teacher, 2.0, 0.05).item() == pytest.approx(
+        expected.item(), rel=1e-5
+    )
     # a student that orders and spaces the passages like the teacher has (near) zero loss
-    assert distillation_loss(teacher.flatten() / 0.05, teacher, 1.0, 0.05).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(teacher.flatten() / 0.05, teacher, 1.0, 0.05).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
 
 
 def test_schedule_warms_up_from_a_tenth_and_decays_to_a_hundredth():
@@ -55,8 +67,20 @@ def test_batch_layout_counts_queries_across_devices():
 
 def write_training_set(folder, n_queries=24, n_negatives=4):
     """Queries whose positive repeats the query's key word; negatives are about other things."""
-    topics = ["vacuum", "index", "trigger", "sequence", "schema", "cursor", "lambda", "decorator",
-              "generator", "coroutine", "iterator", "exception"]
+    topics = [
+        "vacuum",
+        "index",
+        "trigger",
+        "sequence",
+        "schema",
+        "cursor",
+        "lambda",
+        "decorator",
+        "generator",
+        "coroutine",
+        "iterator",
+        "exception",
+    ]
     corpus, data = {}, []
     for i in range(n_queries):
         topic = topics[i % len(topics)]
@@ -68,10 +92,19 @@ def write_training_set(folder, n_queries=24, n_negatives=4):
             nid = f"n{i}_{j}"
             corpus[nid] = f"A note about {other} and unrelated settings."
             negs.append({"id": nid, "score": 0.5})
-        data.append({"question_id": f"q{i}_0", "question": f"what does {topic} do", "corpus_id": "train",
-                     "pos_doc": [{"id": pos, "score": 0.9}], "neg_doc": negs})
+        data.append(
+            {
+                "question_id": f"q{i}_0",
+                "question": f"what does {topic} do",
+                "corpus_id": "train",
+                "pos_doc": [{"id": pos, "score": 0.9}],
+                "neg_doc": negs,
+            }
+        )
     (folder / "corpus").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": list(corpus), "text": list(corpus.values())}).to_parquet(folder / "corpus" / "train.parquet")
+    pd.DataFrame({"id": list(corpus), "text": list(corpus.values())}).to_parquet(
+        folder / "corpus" / "train.parquet"
+    )
     (folder / "train.json").write_text(json.dumps({"corpus": {"path": "./corpus/"}, "data": data}))
     return folder / "train.json"
 
@@ -81,17 +114,36 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(fixture, request, t
     base = request.getfixturevalue(fixture)
     train_file = write_training_set(tmp_path / "prep")
     params = FinetuneParams(
-        prior=NO_PRIOR, learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=8,
-        per_device_batch_size=4, num_epochs=6, rerank_max_length=32, mixed_precision="fp32",
-        logging_steps=1, save_steps=1000,
+        prior=NO_PRIOR,
+        learning_rate=3e-3,
+        lr_warmup_steps=0,
+        global_batch_size=8,
+        per_device_batch_size=4,
+        num_epochs=6,
+        rerank_max_length=32,
+        mixed_precision="fp32",
+        logging_steps=1,
+        save_steps=1000,
     )
     out = tmp_path / "model"
-    summary = run_finetune(params, train_file, out, tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(base)))
+    summary = run_finetune(
+        params,
+        train_file,
+        out,
+        tmp_path / "ckpt",
+        tmp_path / "live",
+        model=ModelParams(base_model=str(base)),
+    )
     assert summary["steps"] == 18 and summary["gradient_accumulation_steps"] == 2
     assert summary["train_loss"] < math.log(5)
     curve = (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
     assert curve[0].split("\t") == ["step", "loss"] and len(curve) == 19
-    assert len((tmp_path / "live" / "plots" / "metrics" / "learning_rate.tsv").read_text().splitlines()) == 19
+    assert (
+        len(
+            (tmp_path / "live" / "plots" / "metrics" / "learning_rate.tsv").read_text().splitlines()
+        )
+        == 19
+    )
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.num_labels == 1
     assert (out / "model.safetensors").exists() and (out / "reranktune.json").exists()
@@ -104,21 +156,27 @@ def test_distillation_needs_scores_and_names_the_record_without_one(tmp_path):
     spec = json.loads(train_file.read_text())
     del spec["data"][2]["neg_doc"][1]["score"]
     train_file.write_text(json.dumps(spec))
-    assert ListwiseDataset(train_file, 5)[2]["query"] == "what does trigger do"   # labels only: fine
+    assert ListwiseDataset(train_file, 5)[2]["query"] == "what does trigger do"  # labels only: fine
     with pytest.raises(InputError, match=r"data\[2\] \(q2_0\).*score.*distillation_weight"):
         ListwiseDataset(train_file, 5, with_scores=True)
 
 
-def test_collator_carries_the_teacher_scores_of_each_group_in_passage_order(tiny_bert_dir, tmp_path):
+def test_collator_carries_the_teacher_scores_of_each_group_in_passage_order(
+    tiny_bert_dir, tmp_path
+):
     from transformers import AutoTokenizer
 
     from reranktune.reranker.scoring import PairEncoder
 
     train_file = write_training_set(tmp_path / "prep", n_queries=2, n_negatives=2)
-    data = ListwiseDataset(train_file, 4, with_scores=True)   # 1 positive + 2 negatives cycled to 3
+    data = ListwiseDataset(train_file, 4, with_scores=True)  # 1 positive + 2 negatives cycled to 3
     assert data[0]["scores"] == [0.9, 0.5, 0.5, 0.5]
-    encoder = PairEncoder(AutoTokenizer.from_pretrained(tiny_bert_dir), "{query} {passage}", 16,
-                          ["input_ids", "attention_mask"])
+    encoder = PairEncoder(
+        AutoTokenizer.from_pretrained(tiny_bert_dir),
+        "{query} {passage}",
+        16,
+        ["input_ids", "attention_mask"],
+    )
     batch = ListwiseCollator(encoder)([data[0], data[1]])
     assert batch["teacher_scores"].shape == (2, 4) and batch["input_ids"].shape[0] == 8
 
@@ -132,15 +190,33 @@ def test_distillation_teaches_the_teachers_order_of_the_negatives(tiny_bert_dir,
             neg["score"] = 0.2 + 0.2 * j
     corpus = pd.read_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
     # the teacher's best negative (n*_3) mentions zebras, which no query or positive does
-    corpus["text"] = [t + " Zebras graze." if i.endswith("_3") else t for i, t in zip(corpus["id"], corpus["text"])]
+    corpus["text"] = [
+        t + " Zebras graze." if i.endswith("_3") else t
+        for i, t in zip(corpus["id"], corpus["text"])
+    ]
     corpus.to_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
     train_file.write_text(json.dumps(spec))
     params = FinetuneParams(
-        prior=NO_PRIOR, learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
-        per_device_batch_size=4, num_epochs=8, rerank_max_length=32, mixed_precision="fp32",
-        distillation_weight=1.0, distillation_temperature=0.1, save_steps=1000,
+        prior=NO_PRIOR,
+        learning_rate=3e-3,
+        lr_warmup_steps=0,
+        global_batch_size=4,
+        per_device_batch_size=4,
+        num_epochs=8,
+        rerank_max_length=32,
+        mixed_precision="fp32",
+        distillation_weight=1.0,
+        distillation_temperature=0.1,
+        save_steps=1000,
     )
-    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(tiny_bert_dir)))
+    run_finetune(
+        params,
+        train_file,
+        tmp_path / "model",
+        tmp_path / "ckpt",
+        tmp_path / "live",
+        model=ModelParams(base_model=str(tiny_bert_dir)),
+    )
     from reranktune.reranker.model import Reranker
 
     reranker = Reranker.from_pretrained(tmp_path / "model")
@@ -161,62 +237,118 @@ def _score_with_minilm(train_file, embedding):
     embedder = Embedder(embedding, device="cpu")
     for record in spec["data"]:
         docs = record["pos_doc"] + record["neg_doc"]
-        q = embedder.model.encode([embedding.query_prefix + record["question"]], normalize_embeddings=True)
-        p = embedder.model.encode([embedding.passage_prefix + texts[d["id"]] for d in docs], normalize_embeddings=True)
+        q = embedder.model.encode(
+            [embedding.query_prefix + record["question"]], normalize_embeddings=True
+        )
+        p = embedder.model.encode(
+            [embedding.passage_prefix + texts[d["id"]] for d in docs], normalize_embeddings=True
+        )
         for doc, cosine in zip(docs, (p @ q[0]).tolist()):
             doc["score"] = cosine
     train_file.write_text(json.dumps(spec))
     return embedder
 
 
-def test_prior_training_saves_the_prior_and_scores_logit_plus_weighted_evidence(tiny_bert_dir, minilm_path, tmp_path):
-    from reranktune.retrieval.bm25 import LexicalScorer
+def test_prior_training_saves_the_prior_and_scores_logit_plus_weighted_evidence(
+    tiny_bert_dir, minilm_path, tmp_path
+):
     from reranktune.params import PriorParams
     from reranktune.reranker.model import Reranker
+    from reranktune.retrieval.bm25 import LexicalScorer
 
     train_file = write_training_set(tmp_path / "prep", n_queries=8)
     params = FinetuneParams(
-        learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
-        per_device_batch_size=4, num_epochs=1, rerank_max_length=32, mixed_precision="fp32",
-        prior=PriorParams(dense_weight=20.0, lexical_weight=10.0), save_steps=1000,
+        learning_rate=3e-3,
+        lr_warmup_steps=0,
+        global_batch_size=4,
+        per_device_batch_size=4,
+        num_epochs=1,
+        rerank_max_length=32,
+        mixed_precision="fp32",
+        prior=PriorParams(dense_weight=20.0, lexical_weight=10.0),
+        save_steps=1000,
     )
-    embedding = EmbeddingParams(model=minilm_path, max_length=64, query_prefix="q: ", passage_prefix="p: ")
+    embedding = EmbeddingParams(
+        model=minilm_path, max_length=64, query_prefix="q: ", passage_prefix="p: "
+    )
     embedder = _score_with_minilm(train_file, embedding)
-    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
-                 model=ModelParams(base_model=str(tiny_bert_dir)), retrieval=RetrievalParams(embedding=embedding))
+    run_finetune(
+        params,
+        train_file,
+        tmp_path / "model",
+        tmp_path / "ckpt",
+        tmp_path / "live",
+        model=ModelParams(base_model=str(tiny_bert_dir)),
+        retrieval=RetrievalParams(embedding=embedding),
+    )
     saved = json.loads((tmp_path / "model" / "reranktune.json").read_text())
     assert saved["format_version"] == 2
-    assert saved["prior"] == {"folder": "prior", "lexical": {"weight": 10.0, "file": "lexical.json"},
-                              "dense": {"weight": 20.0, "source_model": minilm_path, "query_prefix": "q: ",
-                                        "passage_prefix": "p: ", "max_length": 64}}
+    assert saved["prior"] == {
+        "folder": "prior",
+        "lexical": {"weight": 10.0, "file": "lexical.json"},
+        "dense": {
+            "weight": 20.0,
+            "source_model": minilm_path,
+            "query_prefix": "q: ",
+            "passage_prefix": "p: ",
+            "max_length": 64,
+        },
+    }
     assert "prior/" in (tmp_path / "model" / "README.md").read_text()
 
     reranker = Reranker.from_pretrained(tmp_path / "model", device="cpu")
-    queries, passages = ["what does vacuum do", "what does vacuum do"], ["VACUUM reclaims storage.", "A cursor."]
+    queries, passages = (
+        ["what does vacuum do", "what does vacuum do"],
+        ["VACUUM reclaims storage.", "A cursor."],
+    )
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").eval()
-    batch = reranker.tokenizer([f"question:{q} \n \n passage:{p}" for q, p in zip(queries, passages)],
-                               padding=True, truncation=True, max_length=32, return_tensors="pt")
+    batch = reranker.tokenizer(
+        [f"question:{q} \n \n passage:{p}" for q, p in zip(queries, passages)],
+        padding=True,
+        truncation=True,
+        max_length=32,
+        return_tensors="pt",
+    )
     with torch.no_grad():
         logits = model(**batch).logits[:, 0].tolist()
-    cosines = (embedder.model.encode(["q: " + q for q in queries], normalize_embeddings=True)
-               * embedder.model.encode(["p: " + p for p in passages], normalize_embeddings=True)).sum(axis=1)
+    cosines = (
+        embedder.model.encode(["q: " + q for q in queries], normalize_embeddings=True)
+        * embedder.model.encode(["p: " + p for p in passages], normalize_embeddings=True)
+    ).sum(axis=1)
     corpus = pd.read_parquet(tmp_path / "prep" / "corpus" / "train.parquet")["text"].tolist()
     lexical = LexicalScorer.fit(corpus).scores(queries, passages)
-    assert lexical[0] > 0 and lexical[1] == 0   # "vacuum" (stemmed) is in the first passage only
+    assert lexical[0] > 0 and lexical[1] == 0  # "vacuum" (stemmed) is in the first passage only
     expected = [logit + 20.0 * c + 10.0 * lex for logit, c, lex in zip(logits, cosines, lexical)]
     assert reranker.score(queries, passages) == pytest.approx(expected, abs=1e-4)
 
 
-def test_a_training_file_scored_by_another_model_stops_training(tiny_bert_dir, minilm_path, tmp_path):
+def test_a_training_file_scored_by_another_model_stops_training(
+    tiny_bert_dir, minilm_path, tmp_path
+):
     from reranktune.params import PriorParams
 
-    train_file = write_training_set(tmp_path / "prep", n_queries=4)   # scores 0.9 / 0.5: not MiniLM's cosines
-    params = FinetuneParams(global_batch_size=4, per_device_batch_size=4,
-                            rerank_max_length=32, mixed_precision="fp32", prior=PriorParams(dense_weight=20.0))
-    with pytest.raises(InputError, match=r"train\.json: its documents' 'score' values are not .*cosines"):
-        run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
-                     model=ModelParams(base_model=str(tiny_bert_dir)),
-                     retrieval=RetrievalParams(embedding=EmbeddingParams(model=minilm_path, max_length=64)))
+    train_file = write_training_set(
+        tmp_path / "prep", n_queries=4
+    )  # scores 0.9 / 0.5: not MiniLM's cosines
+    params = FinetuneParams(
+        global_batch_size=4,
+        per_device_batch_size=4,
+        rerank_max_length=32,
+        mixed_precision="fp32",
+        prior=PriorParams(dense_weight=20.0),
+    )
+    with pytest.raises(
+        InputError, match=r"train\.json: its documents' 'score' values are not .*cosines"
+    ):
+        run_finetune(
+            params,
+            train_file,
+            tmp_path / "model",
+            tmp_path / "ckpt",
+            tmp_path / "live",
+            model=ModelParams(base_model=str(tiny_bert_dir)),
+            retrieval=RetrievalParams(embedding=EmbeddingParams(model=minilm_path, max_length=64)),
+        )
     assert not (tmp_path / "model").exists()
 
 
@@ -226,21 +358,46 @@ def test_with_a_prior_the_cross_encoder_learns_to_overrule_it(tiny_bert_dir, tmp
 
     train_file = write_training_set(tmp_path / "prep", n_queries=12)
     corpus = pd.read_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
-    topics = {r["pos_doc"][0]["id"]: r["question"].split()[2] for r in json.loads(train_file.read_text())["data"]}
+    topics = {
+        r["pos_doc"][0]["id"]: r["question"].split()[2]
+        for r in json.loads(train_file.read_text())["data"]
+    }
     # positives lose the query's word; every negative repeats it, so BM25 ranks the negatives first
     spec = json.loads(train_file.read_text())
     negative_topic = {n["id"]: r["question"].split()[2] for r in spec["data"] for n in r["neg_doc"]}
-    corpus["text"] = [f"It explains this command in detail, number {i}." if i in topics
-                      else f"{negative_topic[i]} {negative_topic[i]}: a note on unrelated settings." for i in corpus["id"]]
+    corpus["text"] = [
+        f"It explains this command in detail, number {i}."
+        if i in topics
+        else f"{negative_topic[i]} {negative_topic[i]}: a note on unrelated settings."
+        for i in corpus["id"]
+    ]
     corpus.to_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
     params = FinetuneParams(
-        learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
-        per_device_batch_size=4, num_epochs=8, rerank_max_length=32, mixed_precision="fp32",
-        prior=PriorParams(dense_weight=0.0, lexical_weight=2.0), logging_steps=1, save_steps=1000,
+        learning_rate=3e-3,
+        lr_warmup_steps=0,
+        global_batch_size=4,
+        per_device_batch_size=4,
+        num_epochs=8,
+        rerank_max_length=32,
+        mixed_precision="fp32",
+        prior=PriorParams(dense_weight=0.0, lexical_weight=2.0),
+        logging_steps=1,
+        save_steps=1000,
     )
-    run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(tiny_bert_dir)))
-    losses = [float(line.split("\t")[1]) for line in
-              (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]]
+    run_finetune(
+        params,
+        train_file,
+        tmp_path / "model",
+        tmp_path / "ckpt",
+        tmp_path / "live",
+        model=ModelParams(base_model=str(tiny_bert_dir)),
+    )
+    losses = [
+        float(line.split("\t")[1])
+        for line in (tmp_path / "live" / "plots" / "metrics" / "loss.tsv")
+        .read_text()
+        .splitlines()[1:]
+    ]
     # a fresh head scores ~0, so the first loss is the prior's, well above the uniform log(5) ~ 1.6
     assert losses[0] > 2.0 and losses[-1] < 1.0
 
@@ -253,7 +410,9 @@ def test_a_reranker_whose_prior_folder_is_gone_fails_naming_it(tiny_bert_with_pr
     broken = tmp_path / "model"
     shutil.copytree(tiny_bert_with_prior_dir, broken)
     shutil.rmtree(broken / "prior")
-    with pytest.raises(InputError, match=r"model/prior: the reranker's prior embedding model is missing"):
+    with pytest.raises(
+        InputError, match=r"model/prior: the reranker's prior embedding model is missing"
+    ):
         Reranker.from_pretrained(str(broken), device="cpu")
 
 
@@ -263,8 +422,12 @@ def test_pretokenized_batches_equal_the_ones_tokenized_per_batch(tiny_bert_dir, 
     from reranktune.reranker.scoring import PairEncoder
 
     train_file = write_training_set(tmp_path / "prep", n_queries=6)
-    encoder = PairEncoder(AutoTokenizer.from_pretrained(tiny_bert_dir), "question:{query} passage:{passage}", 16,
-                          ["input_ids", "attention_mask", "token_type_ids"])
+    encoder = PairEncoder(
+        AutoTokenizer.from_pretrained(tiny_bert_dir),
+        "question:{query} passage:{passage}",
+        16,
+        ["input_ids", "attention_mask", "token_type_ids"],
+    )
     per_batch, pretokenized = ListwiseDataset(train_file, 5), ListwiseDataset(train_file, 5)
     pretokenized.tokenize(encoder)
     collate = ListwiseCollator(encoder)
@@ -275,8 +438,12 @@ def test_pretokenized_batches_equal_the_ones_tokenized_per_batch(tiny_bert_dir, 
         for key in expected:
             assert torch.equal(expected[key], got[key]), key
     # lengths: characters before tokenizing, the longest pair's tokens after
-    assert per_batch.lengths()[0] == len(per_batch[0]["query"]) + max(map(len, per_batch[0]["passages"]))
-    assert pretokenized.lengths() == [max(len(p["input_ids"]) for p in item["encoded"]) for item in pretokenized.items]
+    assert per_batch.lengths()[0] == len(per_batch[0]["query"]) + max(
+        map(len, per_batch[0]["passages"])
+    )
+    assert pretokenized.lengths() == [
+        max(len(p["input_ids"]) for p in item["encoded"]) for item in pretokenized.items
+    ]
 
 
 def test_length_grouped_batches_cover_every_item_once_and_replay_per_epoch():
@@ -286,11 +453,16 @@ def test_length_grouped_batches_cover_every_item_once_and_replay_per_epoch():
     sampler = LengthGroupedSampler(lengths, batch_size=4, seed=7, pool_batches=10)
     order = list(sampler)
     assert sorted(order) == list(range(103)) and len(sampler) == 103
-    assert order == list(sampler), "the same epoch replays the same order (a resumed run skips what it saw)"
+    assert order == list(sampler), (
+        "the same epoch replays the same order (a resumed run skips what it saw)"
+    )
+
     # cut as the data loader cuts it (the short batch came last), batches hold similar lengths
     def mean_spread(indices):
         batches = [indices[i : i + 4] for i in range(0, 100, 4)]
-        return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+        return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(
+            batches
+        )
 
     assert mean_spread(order) < mean_spread(list(range(103))) / 4
     sampler.set_epoch(1)
@@ -300,11 +472,26 @@ def test_length_grouped_batches_cover_every_item_once_and_replay_per_epoch():
 def test_pretokenized_length_grouped_training_lowers_the_loss(tiny_bert_dir, tmp_path):
     train_file = write_training_set(tmp_path / "prep")
     params = FinetuneParams(
-        prior=NO_PRIOR, learning_rate=3e-3, lr_warmup_steps=0, global_batch_size=4,
-        per_device_batch_size=4, num_epochs=6, rerank_max_length=32, mixed_precision="fp32",
-        pretokenize=True, group_by_length=True, save_steps=1000,
+        prior=NO_PRIOR,
+        learning_rate=3e-3,
+        lr_warmup_steps=0,
+        global_batch_size=4,
+        per_device_batch_size=4,
+        num_epochs=6,
+        rerank_max_length=32,
+        mixed_precision="fp32",
+        pretokenize=True,
+        group_by_length=True,
+        save_steps=1000,
     )
-    summary = run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(tiny_bert_dir)))
+    summary = run_finetune(
+        params,
+        train_file,
+        tmp_path / "model",
+        tmp_path / "ckpt",
+        tmp_path / "live",
+        model=ModelParams(base_model=str(tiny_bert_dir)),
+    )
     assert summary["steps"] == 36 and summary["train_loss"] < math.log(5)
 
 
@@ -317,40 +504,70 @@ def test_inverse_cloze_takes_the_source_sentence_out_of_positives_only(tmp_path)
     whole = ListwiseDataset(train_file, 3)
     clozed = ListwiseDataset(train_file, 3, cloze_rate=1.0, seed=1)
     for plain, item, record in zip(whole.items, clozed.items, spec["data"]):
-        assert item["passages"][0] == "It ships with every release."   # "what does vacuum do" came from sentence 1
+        assert (
+            item["passages"][0] == "It ships with every release."
+        )  # "what does vacuum do" came from sentence 1
         assert item["passages"][1:] == plain["passages"][1:]
     assert clozed.clozed_rows() == [0, 3, 6, 9]
     assert ListwiseDataset(train_file, 3, cloze_rate=0.0).items == whole.items
 
 
 def test_fit_scale_adds_as_much_prior_as_ranks_held_out_groups_best():
-    from reranktune.retrieval.bm25 import LexicalScorer
-    from reranktune.reranker.prior import Prior, fit_scale
     from reranktune.reranker.config import LexicalPriorConfig, PriorConfig
+    from reranktune.reranker.prior import Prior, fit_scale
+    from reranktune.retrieval.bm25 import LexicalScorer
 
-    logits = np.array([[1.0, 0.0, 0.5], [0.0, 0.2, -1.0], [2.0, 1.9, 0.0]])   # the logit misranks group 2
-    prior = 10.0 * np.array([[0.5, 0.4, 0.5], [0.9, 0.1, 0.0], [0.5, 0.5, 0.5]])   # the prior ranks it right
-    assert fit_scale(logits, prior) == (0.125, 1.0)   # the lightest scale that does
-    assert fit_scale(logits, prior[:, ::-1].copy())[0] == 0.0   # a misleading prior is left out
-    lexical = Prior(PriorConfig(lexical=LexicalPriorConfig(weight=10.0)), lexical=LexicalScorer.fit(["a b"]))
+    logits = np.array(
+        [[1.0, 0.0, 0.5], [0.0, 0.2, -1.0], [2.0, 1.9, 0.0]]
+    )  # the logit misranks group 2
+    prior = 10.0 * np.array(
+        [[0.5, 0.4, 0.5], [0.9, 0.1, 0.0], [0.5, 0.5, 0.5]]
+    )  # the prior ranks it right
+    assert fit_scale(logits, prior) == (0.125, 1.0)  # the lightest scale that does
+    assert fit_scale(logits, prior[:, ::-1].copy())[0] == 0.0  # a misleading prior is left out
+    lexical = Prior(
+        PriorConfig(lexical=LexicalPriorConfig(weight=10.0)), lexical=LexicalScorer.fit(["a b"])
+    )
     assert lexical.scaled(0.125).config.lexical.weight == 1.25 and lexical.scaled(0.0) is None
 
 
-def test_a_logit_trained_alone_ships_with_its_prior_rescaled_on_validation_queries(tiny_bert_dir, tmp_path):
+def test_a_logit_trained_alone_ships_with_its_prior_rescaled_on_validation_queries(
+    tiny_bert_dir, tmp_path
+):
     from reranktune.params import PriorParams
 
     train_file = write_training_set(tmp_path / "prep", n_queries=8)
     val_file = tmp_path / "prep" / "val.json"
     val_file.write_text(train_file.read_text())
     params = FinetuneParams(
-        learning_rate=1e-7, lr_warmup_steps=0, global_batch_size=4,
-        per_device_batch_size=4, num_epochs=1, rerank_max_length=32, mixed_precision="fp32", save_steps=1000,
+        learning_rate=1e-7,
+        lr_warmup_steps=0,
+        global_batch_size=4,
+        per_device_batch_size=4,
+        num_epochs=1,
+        rerank_max_length=32,
+        mixed_precision="fp32",
+        save_steps=1000,
         prior=PriorParams(dense_weight=0.0, lexical_weight=10.0, in_training=False, fit_scale=True),
     )
     with pytest.raises(InputError, match="prep.val_ratio"):
-        run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(tiny_bert_dir)))
-    summary = run_finetune(params, train_file, tmp_path / "model", tmp_path / "ckpt", tmp_path / "live",
-                           val_file=val_file, model=ModelParams(base_model=str(tiny_bert_dir)))
+        run_finetune(
+            params,
+            train_file,
+            tmp_path / "model",
+            tmp_path / "ckpt",
+            tmp_path / "live",
+            model=ModelParams(base_model=str(tiny_bert_dir)),
+        )
+    summary = run_finetune(
+        params,
+        train_file,
+        tmp_path / "model",
+        tmp_path / "ckpt",
+        tmp_path / "live",
+        val_file=val_file,
+        model=ModelParams(base_model=str(tiny_bert_dir)),
+    )
     saved = json.loads((tmp_path / "model" / "reranktune.json").read_text())["prior"]
     weight = summary["prior_weights"]["lexical"] if summary["prior_weights"] else None
     # a (barely trained) random head needs the prior: BM25 ranks every validation positive first
@@ -363,34 +580,49 @@ def test_logit_loss_weight_keeps_a_gradient_where_the_prior_already_ranks_the_po
 
     from reranktune.finetune.trainer import ListwiseTrainer
 
-    logits = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0], requires_grad=True)   # a fresh head: no preference
-    model = lambda **_: SimpleNamespace(logits=logits[:, None])   # noqa: E731
-    prior = torch.tensor([[20.0, 0.0, 0.0], [20.0, 0.0, 0.0]])   # the prior solves both groups
+    logits = torch.tensor(
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0], requires_grad=True
+    )  # a fresh head: no preference
+    model = lambda **_: SimpleNamespace(logits=logits[:, None])  # noqa: E731
+    prior = torch.tensor([[20.0, 0.0, 0.0], [20.0, 0.0, 0.0]])  # the prior solves both groups
 
     def loss(weight):
-        trainer = SimpleNamespace(n_passages=3, temperature=1.0, distillation_weight=0.0, logit_loss_weight=weight)
+        trainer = SimpleNamespace(
+            n_passages=3, temperature=1.0, distillation_weight=0.0, logit_loss_weight=weight
+        )
         return ListwiseTrainer.compute_loss(trainer, model, {"prior_scores": prior.clone()})
 
     assert loss(0.0).item() == pytest.approx(0.0, abs=1e-6)
     mixed = loss(0.5)
-    assert mixed.item() == pytest.approx(0.5 * math.log(3), rel=1e-4)   # half the loss is the logit's own
+    assert mixed.item() == pytest.approx(
+        0.5 * math.log(3), rel=1e-4
+    )  # half the loss is the logit's own
     (gradient,) = torch.autograd.grad(mixed, logits)
-    assert gradient[0] < 0 and gradient[3] < 0   # pushes each positive's logit up
+    assert gradient[0] < 0 and gradient[3] < 0  # pushes each positive's logit up
 
 
 def test_the_prior_can_be_the_distillation_teacher_without_entering_the_loss(tmp_path):
     from reranktune.finetune.run import attach_prior
-    from reranktune.retrieval.bm25 import LexicalScorer
-    from reranktune.reranker.prior import Prior
     from reranktune.reranker.config import LexicalPriorConfig, PriorConfig
+    from reranktune.reranker.prior import Prior
+    from reranktune.retrieval.bm25 import LexicalScorer
 
     train_file = write_training_set(tmp_path / "prep", n_queries=4)
     data = ListwiseDataset(train_file, 3, with_scores=True)
-    prior = Prior(PriorConfig(lexical=LexicalPriorConfig(weight=10.0)), lexical=LexicalScorer.fit(data.corpus_texts))
+    prior = Prior(
+        PriorConfig(lexical=LexicalPriorConfig(weight=10.0)),
+        lexical=LexicalScorer.fit(data.corpus_texts),
+    )
     attach_prior(prior, [data], train_file, seed=0, in_loss=False, as_teacher=True)
     queries, passages = data.pairs()
-    teacher = torch.tensor([item["teacher"] for item in data.items])   # what the collator hands the loss
-    assert teacher.flatten().tolist() == pytest.approx((10.0 * prior.lexical_scores(queries, passages)).tolist())
-    assert data.file_scores() == [s for item in data.items for s in item["scores"]]   # the file's, for the prior
+    teacher = torch.tensor(
+        [item["teacher"] for item in data.items]
+    )  # what the collator hands the loss
+    assert teacher.flatten().tolist() == pytest.approx(
+        (10.0 * prior.lexical_scores(queries, passages)).tolist()
+    )
+    assert data.file_scores() == [
+        s for item in data.items for s in item["scores"]
+    ]  # the file's, for the prior
     assert all("prior" not in item for item in data.items)
-    assert all(row[0] > max(row[1:]) for row in teacher.tolist())   # BM25 favours the positives
+    assert all(row[0] > max(row[1:]) for row in teacher.tolist())  # BM25 favours the positives

@@ -1,11 +1,11 @@
 """The stage scripts under DVC, in a temporary repo, on twelve documents."""
+
 import json
 import subprocess
 import sys
 
 import pytest
 import yaml
-
 from dvc_repo import make_repo, run
 
 pytestmark = pytest.mark.slow
@@ -21,9 +21,18 @@ def test_dvc_repro_runs_every_stage_and_reruns_only_what_changed(dvc_repo):
     root, env = dvc_repo
     run(["dvc", "repro"], root, env)
     metrics = json.loads((root / "metrics" / "eval.json").read_text())
-    assert list(metrics) == ["docs-qa"]   # the real questions; prep's generated split only stands in without them
+    assert list(metrics) == [
+        "docs-qa"
+    ]  # the real questions; prep's generated split only stands in without them
     for section in metrics.values():
-        assert {"dense", "bm25", "hybrid", "finetuned", "gain_over_best_baseline", "p_value"} <= set(section)
+        assert {
+            "dense",
+            "bm25",
+            "hybrid",
+            "finetuned",
+            "gain_over_best_baseline",
+            "p_value",
+        } <= set(section)
         assert set(section["finetuned"]) == {"NDCG@10", "Recall@10", "MRR@10"}
     details = json.loads((root / "metrics" / "eval_details.json").read_text())
     assert set(details["docs-qa"]["finetuned"]["NDCG"]) == {"NDCG@1", "NDCG@5", "NDCG@10"}
@@ -40,7 +49,9 @@ def test_dvc_repro_runs_every_stage_and_reruns_only_what_changed(dvc_repo):
     source = retrieval.read_text()
     retrieval.write_text(source + "\n# edited\n")
     try:
-        changed = set(json.loads(run(["dvc", "status", "--json"], root, env).strip().splitlines()[-1]))
+        changed = set(
+            json.loads(run(["dvc", "status", "--json"], root, env).strip().splitlines()[-1])
+        )
     finally:
         retrieval.write_text(source)
     assert changed == {"prep", "eval", "export"}, changed
@@ -63,8 +74,9 @@ def test_unknown_param_stops_the_stage_with_the_key_named(dvc_repo):
     bad = params.replace("eval:\n", "eval:\n  topk: 3\n", 1)
     (root / "params.yaml").write_text(bad)
     try:
-        result = subprocess.run([sys.executable, "stages/eval.py"], cwd=root, env=env,
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "stages/eval.py"], cwd=root, env=env, capture_output=True, text=True
+        )
     finally:
         (root / "params.yaml").write_text(params)
     assert result.returncode == 2

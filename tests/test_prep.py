@@ -6,14 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reranktune.beir_data import load_beir
-from reranktune.params import EmbeddingParams, PrepParams, RetrievalParams
+from reranktune.params import EmbeddingParams, PrepParams, RetrievalParams, SdgParams
 from reranktune.prep.mining import guard_threshold, mine_hard_negatives
 from reranktune.prep.records import Query, load_sdg
 from reranktune.prep.run import run_prep
 from reranktune.prep.split import split_documents, split_queries
 from reranktune.prep.writers import unroll
 from reranktune.sdg.run import run_sdg
-from reranktune.params import SdgParams
 
 
 @settings(max_examples=200, deadline=None)
@@ -53,10 +52,19 @@ def test_mining_masks_positives_applies_the_guard_and_never_uses_banned_chunks()
     rng = np.random.default_rng(0)
     pool_ids = [f"p{i}" for i in range(50)]
     pool = _unit(rng.normal(size=(50, 16)))
-    query = _unit(pool[:1] + 0.05 * rng.normal(size=(1, 16)))   # p0 is the positive
+    query = _unit(pool[:1] + 0.05 * rng.normal(size=(1, 16)))  # p0 is the positive
     mined = mine_hard_negatives(
-        query, [["p0"]], pool_ids, pool, {"p0": pool[0]}, n_negatives=5,
-        margin=0.95, margin_type="perc", candidates=49, pad="random", seed=0,
+        query,
+        [["p0"]],
+        pool_ids,
+        pool,
+        {"p0": pool[0]},
+        n_negatives=5,
+        margin=0.95,
+        margin_type="perc",
+        candidates=49,
+        pad="random",
+        seed=0,
     )
     limit = guard_threshold(float(query[0] @ pool[0]), 0.95, "perc")
     negatives = mined.negatives[0]
@@ -75,18 +83,28 @@ def test_mining_can_sample_negatives_from_a_wider_top_n():
     query = _unit(pool[:1] + 0.05 * rng.normal(size=(1, 16)))
     kwargs = dict(n_negatives=4, margin=0.95, margin_type="perc", candidates=10, pad="random")
     top = mine_hard_negatives(query, [["p0"]], pool_ids, pool, {"p0": pool[0]}, seed=0, **kwargs)
-    wide = [mine_hard_negatives(query, [["p0"]], pool_ids, pool, {"p0": pool[0]}, seed=s, sample_from=30, **kwargs)
-            for s in range(5)]
+    wide = [
+        mine_hard_negatives(
+            query, [["p0"]], pool_ids, pool, {"p0": pool[0]}, seed=s, sample_from=30, **kwargs
+        )
+        for s in range(5)
+    ]
     limit = guard_threshold(float(query[0] @ pool[0]), 0.95, "perc")
     scores = (query @ pool.T)[0]
-    ranked = [pool_ids[i] for i in np.argsort(-scores) if pool_ids[i] != "p0" and scores[i] <= limit]
+    ranked = [
+        pool_ids[i] for i in np.argsort(-scores) if pool_ids[i] != "p0" and scores[i] <= limit
+    ]
     for mined in wide:
         chosen = [c for c, _ in mined.negatives[0]]
         assert len(chosen) == 4 and set(chosen) <= set(ranked[:30])
-        assert [s for _, s in mined.negatives[0]] == sorted((s for _, s in mined.negatives[0]), reverse=True)
+        assert [s for _, s in mined.negatives[0]] == sorted(
+            (s for _, s in mined.negatives[0]), reverse=True
+        )
     assert [c for c, _ in top.negatives[0]] == ranked[:4]
-    assert len({tuple(c for c, _ in m.negatives[0]) for m in wide}) > 1   # seeds draw differently
-    again = mine_hard_negatives(query, [["p0"]], pool_ids, pool, {"p0": pool[0]}, seed=3, sample_from=30, **kwargs)
+    assert len({tuple(c for c, _ in m.negatives[0]) for m in wide}) > 1  # seeds draw differently
+    again = mine_hard_negatives(
+        query, [["p0"]], pool_ids, pool, {"p0": pool[0]}, seed=3, sample_from=30, **kwargs
+    )
     assert again.negatives == wide[3].negatives
 
 
@@ -95,7 +113,9 @@ def test_mining_pads_or_drops_when_the_guard_leaves_too_few():
     ids = [f"p{i}" for i in range(6)]
     query = pool[:1].copy()
     kwargs = dict(n_negatives=4, margin=0.0, margin_type="abs", candidates=2, seed=0)
-    padded = mine_hard_negatives(query, [["p0"]], ids, pool, {"p0": pool[0]}, pad="random", **kwargs)
+    padded = mine_hard_negatives(
+        query, [["p0"]], ids, pool, {"p0": pool[0]}, pad="random", **kwargs
+    )
     assert len(padded.negatives[0]) == 4 and padded.counts["random_negatives_added"] >= 1
     dropped = mine_hard_negatives(query, [["p0"]], ids, pool, {"p0": pool[0]}, pad="drop", **kwargs)
     assert dropped.negatives[0] == []
@@ -110,28 +130,43 @@ def test_unrolling_three_positives_gives_three_records_with_identical_negatives(
 
 
 def _sdg_line(source_id, chunks, pairs):
-    return json.dumps({
-        "file_name": [source_id], "source_id": source_id,
-        "chunks": [{"chunk_id": i + 1, "text": t} for i, t in enumerate(chunks)],
-        "deduplicated_qa_pairs": [{"question": q, "answer": "", "segment_ids": s} for q, s, _ in pairs],
-        "qa_evaluations": {"evaluations": [{"overall": {"score": sc}} for _, _, sc in pairs]},
-    })
+    return json.dumps(
+        {
+            "file_name": [source_id],
+            "source_id": source_id,
+            "chunks": [{"chunk_id": i + 1, "text": t} for i, t in enumerate(chunks)],
+            "deduplicated_qa_pairs": [
+                {"question": q, "answer": "", "segment_ids": s} for q, s, _ in pairs
+            ],
+            "qa_evaluations": {"evaluations": [{"overall": {"score": sc}} for _, _, sc in pairs]},
+        }
+    )
 
 
 def test_load_sdg_filters_and_reports_bad_lines(tmp_path):
     path = tmp_path / "qa.jsonl"
-    path.write_text("\n".join([
-        _sdg_line("a.txt", ["alpha text", "beta text"], [("good", [1], 9), ("low", [1], 3),
-                                                         ("ghost", [7], 9), ("wide", [1, 2], 9)]),
-        "{not json",
-        _sdg_line("b.txt", ["gamma text"], [("fine", ["1"], 8)]),
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                _sdg_line(
+                    "a.txt",
+                    ["alpha text", "beta text"],
+                    [("good", [1], 9), ("low", [1], 3), ("ghost", [7], 9), ("wide", [1, 2], 9)],
+                ),
+                "{not json",
+                _sdg_line("b.txt", ["gamma text"], [("fine", ["1"], 8)]),
+            ]
+        )
+        + "\n"
+    )
     data = load_sdg(path, quality_threshold=7, max_pos_docs=1)
     assert [q.text for q in data.queries] == ["good", "fine"]
     assert data.counts["dropped_low_quality"] == 1
     assert data.counts["dropped_unknown_chunk_id"] == 1
     assert data.counts["dropped_too_many_positives"] == 1
-    assert data.bad_lines == [f"{path}:2: invalid JSON: Expecting property name enclosed in double quotes"]
+    assert data.bad_lines == [
+        f"{path}:2: invalid JSON: Expecting property name enclosed in double quotes"
+    ]
 
 
 def test_prep_outputs_are_beir_and_exclude_test_chunks(small_corpus, tmp_path, monkeypatch):
@@ -145,7 +180,7 @@ def test_prep_outputs_are_beir_and_exclude_test_chunks(small_corpus, tmp_path, m
 
     beir = tmp_path / "prep" / "eval_beir"
     assert (beir / "qrels" / "test.tsv").read_text().splitlines()[0] == "query-id\tcorpus-id\tscore"
-    for name in ("corpus.jsonl", "queries.jsonl"):   # the fields BEIR's GenericDataLoader reads
+    for name in ("corpus.jsonl", "queries.jsonl"):  # the fields BEIR's GenericDataLoader reads
         for line in (beir / name).read_text().splitlines():
             assert {"_id", "text"} <= json.loads(line).keys()
     test_set = load_beir(beir)
@@ -156,6 +191,7 @@ def test_prep_outputs_are_beir_and_exclude_test_chunks(small_corpus, tmp_path, m
     training = json.loads((tmp_path / "prep" / "train.json").read_text())
     assert training["corpus"] == {"path": "./corpus/"}
     import pandas as pd
+
     train_corpus = set(pd.read_parquet(tmp_path / "prep" / "corpus" / "train.parquet")["id"])
     test_chunks = set(qrels_doc for rel in qrels.values() for qrels_doc in rel)
     for record in training["data"]:
@@ -171,7 +207,12 @@ def test_a_ready_training_file_is_imported_without_conversion(tmp_path):
 
     source = write_training_set(tmp_path / "theirs", n_queries=6)
     report = run_prep(PrepParams(), source, tmp_path / "prep", tmp_path / "prep.json")
-    assert report == {"input": "training_file", "train_records": 6, "corpus_chunks": 30, "records_scored_on_import": 0}
+    assert report == {
+        "input": "training_file",
+        "train_records": 6,
+        "corpus_chunks": 30,
+        "records_scored_on_import": 0,
+    }
     imported = json.loads((tmp_path / "prep" / "train.json").read_text())
     assert imported["data"] == json.loads(source.read_text())["data"]
     assert (tmp_path / "prep" / "corpus" / "train.parquet").exists()
@@ -193,12 +234,15 @@ def test_an_imported_training_file_without_scores_is_scored_by_the_embedder(tmp_
         positive, negatives = record["pos_doc"][0]["score"], [d["score"] for d in record["neg_doc"]]
         assert negatives[2:] == [0.5, 0.5], "scores already there are kept"
         assert -1 <= min(negatives[:2]) and positive <= 1
-        assert positive > max(negatives[:2]), "the positive repeats the query's topic; the negatives do not"
+        assert positive > max(negatives[:2]), (
+            "the positive repeats the query's topic; the negatives do not"
+        )
 
 
 def test_a_training_file_with_unknown_ids_is_refused_by_record(tmp_path):
     import pytest
     from test_finetune import write_training_set
+
     from reranktune.io import InputError
 
     source = write_training_set(tmp_path / "theirs", n_queries=3)
@@ -212,15 +256,29 @@ def test_a_training_file_with_unknown_ids_is_refused_by_record(tmp_path):
 def test_hybrid_mining_adds_the_passages_bm25_ranks_high_and_keeps_the_dense_guard():
     from reranktune.retrieval.index import reciprocal_rank_fusion
 
-    assert list(reciprocal_rank_fusion([[0, 1, 2], [2, 3]], k=60))[:2] == [2, 0]   # in both lists beats first in one
+    assert list(reciprocal_rank_fusion([[0, 1, 2], [2, 3]], k=60))[:2] == [
+        2,
+        0,
+    ]  # in both lists beats first in one
     # dense space: query [1, 0]; pool rows 0-1 close to it, row 2 far (BM25's favourite), row 3 the positive
     pool = np.array([[0.9, 0.436], [0.8, 0.6], [0.1, 0.995], [0.999, 0.045]], dtype=np.float32)
-    kwargs = dict(positives=[["p"]], pool_ids=["a", "b", "lexical", "p"], pool_vectors=pool,
-                  positive_vectors={"p": pool[3]}, n_negatives=2, margin=0.95, margin_type="perc",
-                  candidates=2, pad="drop", seed=0)
+    kwargs = dict(
+        positives=[["p"]],
+        pool_ids=["a", "b", "lexical", "p"],
+        pool_vectors=pool,
+        positive_vectors={"p": pool[3]},
+        n_negatives=2,
+        margin=0.95,
+        margin_type="perc",
+        candidates=2,
+        pad="drop",
+        seed=0,
+    )
     query = np.array([[1.0, 0.0]], dtype=np.float32)
     dense = mine_hard_negatives(query, **kwargs)
     assert [c for c, _ in dense.negatives[0]] == ["a", "b"]
     hybrid = mine_hard_negatives(query, lexical_rows=[[2, 1]], **kwargs)
     chosen = dict(hybrid.negatives[0])
-    assert "lexical" in chosen and chosen["lexical"] == pytest.approx(0.1, abs=1e-6)   # scored by its cosine
+    assert "lexical" in chosen and chosen["lexical"] == pytest.approx(
+        0.1, abs=1e-6
+    )  # scored by its cosine

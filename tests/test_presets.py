@@ -1,11 +1,12 @@
 """Params presets: validated against params.yaml, turned into `dvc exp run -S` overrides."""
+
 from __future__ import annotations
 
 import pytest
 import yaml
+from conftest import REPO
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from conftest import REPO
 from reranktune.cli import main
 from reranktune.io import InputError
 from reranktune.presets import check_preset, load_preset, set_args
@@ -16,7 +17,9 @@ GPU_PRESET = REPO / "params" / "gpu-reference.yaml"
 def _parsed(args: list[str]) -> dict:
     """What DVC's override parser (Hydra's) makes of each -S value."""
     parser = OverridesParser.create()
-    overrides = [parser.parse_override(arg) for flag, arg in zip(args[::2], args[1::2]) if flag == "-S"]
+    overrides = [
+        parser.parse_override(arg) for flag, arg in zip(args[::2], args[1::2]) if flag == "-S"
+    ]
     return {o.key_or_group: o.value() for o in overrides}
 
 
@@ -26,7 +29,10 @@ def test_gpu_reference_preset_is_valid_and_holds_the_reference_defaults():
     values = _parsed(set_args(preset))
     assert values["model.base_model"] == "nvidia/llama-nemotron-rerank-1b-v2"
     assert values["retrieval.embedding.model"] == "nvidia/llama-nemotron-embed-1b-v2"
-    assert values["model.trust_remote_code"] is True and values["retrieval.embedding.trust_remote_code"] is True
+    assert (
+        values["model.trust_remote_code"] is True
+        and values["retrieval.embedding.trust_remote_code"] is True
+    )
     assert values["finetune.global_batch_size"] == 128
     assert values["finetune.learning_rate"] == 3e-6
     assert values["finetune.mixed_precision"] == "auto"
@@ -41,11 +47,30 @@ def test_minilm_gpu_preset_is_valid_and_only_sets_batches_and_the_gpu_options():
     values = _parsed(set_args(preset))
     assert values["finetune.per_device_batch_size"] == values["finetune.global_batch_size"] == 64
     assert values["finetune.pretokenize"] is True and values["finetune.group_by_length"] is True
-    assert not {"model.base_model", "finetune.learning_rate", "finetune.prior.dense_weight"} & set(values)
+    assert not {"model.base_model", "finetune.learning_rate", "finetune.prior.dense_weight"} & set(
+        values
+    )
 
 
-@pytest.mark.parametrize("value", ["question:{query} \n \n passage:{passage}", "it's", "a\\'b", "end\\",
-                                   "x,y", "true", "1e-5", "${x}", "", 7, 2.5e-7, False, None, ["a b", 3]])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "question:{query} \n \n passage:{passage}",
+        "it's",
+        "a\\'b",
+        "end\\",
+        "x,y",
+        "true",
+        "1e-5",
+        "${x}",
+        "",
+        7,
+        2.5e-7,
+        False,
+        None,
+        ["a b", 3],
+    ],
+)
 def test_values_survive_the_override_grammar(value):
     assert _parsed(set_args({"finetune": {"key": value}})) == {"finetune.key": value}
 
@@ -72,7 +97,9 @@ def test_cli_prints_the_dvc_command_and_refuses_a_bad_preset(tmp_path, monkeypat
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     assert main(["preset", "--print", str(GPU_PRESET), "--queue", "-n", "gpu"]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("dvc exp run -S ++model.base_model=nvidia/llama-nemotron-rerank-1b-v2 ")
+    assert printed.startswith(
+        "dvc exp run -S ++model.base_model=nvidia/llama-nemotron-rerank-1b-v2 "
+    )
     assert printed.rstrip().endswith("--queue -n gpu")
     (tmp_path / "bad.yaml").write_text("eval:\n  top_k: 0\n")
     assert main(["preset", "--print", "bad.yaml"]) == 2

@@ -1,4 +1,5 @@
 """The prior's embedding cache: the same vectors as the encoder, each text embedded once, bounded."""
+
 import numpy as np
 
 from reranktune.retrieval.embedder import CachedEncoder
@@ -20,7 +21,7 @@ def test_cached_vectors_equal_the_encoders_and_each_text_is_embedded_once():
     again = cached(["apple", "cherry", "banana"])
     np.testing.assert_array_equal(first, encoder(["banana", "apple", "banana"]))
     np.testing.assert_array_equal(again, encoder(["apple", "cherry", "banana"]))
-    assert encoder.seen[:3] == ["banana", "apple", "cherry"]   # before the two direct calls above
+    assert encoder.seen[:3] == ["banana", "apple", "cherry"]  # before the two direct calls above
     assert cached([]).shape[0] == 0
 
 
@@ -28,8 +29,8 @@ def test_the_least_recently_used_text_is_evicted_first():
     encoder = CountingEncoder()
     cached = CachedEncoder(encoder, max_texts=2)
     cached(["a", "b"])
-    cached(["a"])           # b is now the oldest
-    cached(["c"])           # evicts b
+    cached(["a"])  # b is now the oldest
+    cached(["c"])  # evicts b
     encoder.seen.clear()
     cached(["a", "b", "c"])
     assert encoder.seen == ["b"]

@@ -1,18 +1,16 @@
 """A local model folder whose config points at its own modelling code (``auto_map``)."""
+
 import json
 
 import pytest
 import torch
+from test_finetune import NO_PRIOR, write_training_set
 
 from reranktune.finetune.run import run_finetune
 from reranktune.params import FinetuneParams, ModelParams
-
-from test_finetune import NO_PRIOR
 from reranktune.reranker.model import Reranker
 
-from test_finetune import write_training_set
-
-CONFIGURATION = '''
+CONFIGURATION = """
 from transformers import PretrainedConfig
 
 
@@ -23,7 +21,7 @@ class TinyRerankConfig(PretrainedConfig):
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         super().__init__(**kwargs)
-'''
+"""
 
 MODELING = '''
 import torch
@@ -59,15 +57,28 @@ def remote_code_dir(tmp_path, minilm_path):
     folder.mkdir()
     (folder / "configuration_tiny.py").write_text(CONFIGURATION)
     (folder / "modeling_tiny.py").write_text(MODELING)
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "tiny-rerank", "vocab_size": 30522, "hidden_size": 16, "num_labels": 1,
-        "auto_map": {"AutoConfig": "configuration_tiny.TinyRerankConfig",
-                     "AutoModelForSequenceClassification": "modeling_tiny.TinyRerankForSequenceClassification"},
-    }))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "tiny-rerank",
+                "vocab_size": 30522,
+                "hidden_size": 16,
+                "num_labels": 1,
+                "auto_map": {
+                    "AutoConfig": "configuration_tiny.TinyRerankConfig",
+                    "AutoModelForSequenceClassification": "modeling_tiny.TinyRerankForSequenceClassification",
+                },
+            }
+        )
+    )
     torch.manual_seed(0)
-    weights = {"embed.weight": torch.randn(30522, 16) * 0.02, "score.weight": torch.zeros(1, 16),
-               "score.bias": torch.zeros(1)}
+    weights = {
+        "embed.weight": torch.randn(30522, 16) * 0.02,
+        "score.weight": torch.zeros(1, 16),
+        "score.bias": torch.zeros(1),
+    }
     from safetensors.torch import save_file
+
     save_file(weights, folder / "model.safetensors")
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
     return folder
@@ -75,18 +86,44 @@ def remote_code_dir(tmp_path, minilm_path):
 
 def test_remote_code_needs_an_explicit_opt_in(remote_code_dir, tmp_path):
     train_file = write_training_set(tmp_path / "prep", n_queries=8)
-    params = FinetuneParams(prior=NO_PRIOR, global_batch_size=8, per_device_batch_size=8,
-                            num_epochs=1, rerank_max_length=32, mixed_precision="fp32")
+    params = FinetuneParams(
+        prior=NO_PRIOR,
+        global_batch_size=8,
+        per_device_batch_size=8,
+        num_epochs=1,
+        rerank_max_length=32,
+        mixed_precision="fp32",
+    )
     with pytest.raises(ValueError, match="trust_remote_code"):
-        run_finetune(params, train_file, tmp_path / "m", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(remote_code_dir)))
+        run_finetune(
+            params,
+            train_file,
+            tmp_path / "m",
+            tmp_path / "ckpt",
+            tmp_path / "live",
+            model=ModelParams(base_model=str(remote_code_dir)),
+        )
 
 
 def test_remote_code_model_trains_and_scores_when_trusted(remote_code_dir, tmp_path, caplog):
     train_file = write_training_set(tmp_path / "prep", n_queries=8)
-    params = FinetuneParams(prior=NO_PRIOR, global_batch_size=8,
-                            per_device_batch_size=8, num_epochs=2, learning_rate=1e-2, rerank_max_length=32,
-                            mixed_precision="fp32")
-    summary = run_finetune(params, train_file, tmp_path / "m", tmp_path / "ckpt", tmp_path / "live", model=ModelParams(base_model=str(remote_code_dir), trust_remote_code=True))
+    params = FinetuneParams(
+        prior=NO_PRIOR,
+        global_batch_size=8,
+        per_device_batch_size=8,
+        num_epochs=2,
+        learning_rate=1e-2,
+        rerank_max_length=32,
+        mixed_precision="fp32",
+    )
+    summary = run_finetune(
+        params,
+        train_file,
+        tmp_path / "m",
+        tmp_path / "ckpt",
+        tmp_path / "live",
+        model=ModelParams(base_model=str(remote_code_dir), trust_remote_code=True),
+    )
     assert summary["steps"] == 2
     assert "trust_remote_code is on" in caplog.text
     reranker = Reranker.from_pretrained(str(tmp_path / "m"), trust_remote_code=True, device="cpu")

@@ -4,6 +4,7 @@ an S3 remote served by moto on 127.0.0.1.
 moto lives in its own venv (``make install-s3`` → .venv-s3/) because it needs a newer
 botocore than dvc-s3's aiobotocore allows. The bucket is made with the main venv's botocore.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
 from dvc_repo import commit, make_repo, run
 from serve_helpers import free_port
@@ -25,8 +25,15 @@ pytestmark = pytest.mark.slow
 MOTO_SERVER = REPO / ".venv-s3" / "bin" / "moto_server"
 BUCKET = "reranktune-dvc"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID",
-                 "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+)
 
 
 def _isolated(env: dict[str, str], home: Path) -> dict[str, str]:
@@ -34,8 +41,12 @@ def _isolated(env: dict[str, str], home: Path) -> dict[str, str]:
     for name in ("config", "credentials"):
         (home / name).write_text("")
     env = {k: v for k, v in env.items() if k not in AWS_VARIABLES}
-    return {**env, "AWS_CONFIG_FILE": str(home / "config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"), "AWS_EC2_METADATA_DISABLED": "true"}
+    return {
+        **env,
+        "AWS_CONFIG_FILE": str(home / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +55,9 @@ def s3_endpoint(tmp_path_factory):
         pytest.skip(f"{MOTO_SERVER} is missing: run `make install-s3` (make test does it)")
     port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    server = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -67,9 +79,12 @@ def _s3_client(endpoint: str):
     import botocore.session
 
     return botocore.session.get_session().create_client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
         aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def _tracked_files(root: Path, outs: list[str]) -> dict[str, str]:
@@ -83,16 +98,18 @@ def _tracked_files(root: Path, outs: list[str]) -> dict[str, str]:
     return hashes
 
 
-def test_push_wipe_pull_restores_every_output_and_repro_is_a_no_op(s3_endpoint, tmp_path, tiny_bert_dir):
+def test_push_wipe_pull_restores_every_output_and_repro_is_a_no_op(
+    s3_endpoint, tmp_path, tiny_bert_dir
+):
     root = tmp_path / "repo"
     root.mkdir()
     env = _isolated(make_repo(root, tiny_bert_dir, stages=("sdg", "prep")), tmp_path)
-    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")   # the project's default remote
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")  # the project's default remote
     _s3_client(s3_endpoint).create_bucket(Bucket=BUCKET)
 
     run(["dvc", "repro"], root, env)
     run(["dvc", "push"], root, env)
-    local_store = tmp_path / "reranktune-dvc-store"   # ../reranktune-dvc-store from the repo
+    local_store = tmp_path / "reranktune-dvc-store"  # ../reranktune-dvc-store from the repo
     assert len(list((local_store / "files" / "md5").rglob("*"))) > 5
 
     run(["dvc", "remote", "add", "-d", "s3", f"s3://{BUCKET}/store"], root, env)
@@ -115,8 +132,10 @@ def test_push_wipe_pull_restores_every_output_and_repro_is_a_no_op(s3_endpoint, 
 
     env = {**env, **CREDENTIALS}
     out = run(["dvc", "push"], root, env)
-    assert f"{len(before) + 1} files pushed" in out, out   # every file + the data/prep .dir listing
-    keys = {obj["Key"] for obj in _s3_client(s3_endpoint).list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert f"{len(before) + 1} files pushed" in out, out  # every file + the data/prep .dir listing
+    keys = {
+        obj["Key"] for obj in _s3_client(s3_endpoint).list_objects_v2(Bucket=BUCKET)["Contents"]
+    }
     md5 = before["data/sdg/qa.jsonl"]
     assert f"store/files/md5/{md5[:2]}/{md5[2:]}" in keys
 

@@ -1,4 +1,5 @@
 """The LLM generator end to end against a scripted OpenAI-compatible server on 127.0.0.1."""
+
 import json
 import logging
 import os
@@ -13,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO
 from fake_llm import FakeLLM
+
 from reranktune.io import InputError
 from reranktune.params import SdgParams, load_section
 from reranktune.prep.records import load_sdg
@@ -31,9 +32,16 @@ KEY_ENV = "RERANKTUNE_TEST_LLM_KEY"
 
 
 def llm_settings(server, **overrides) -> dict:
-    settings = dict(base_url=server.base_url, api_key_env=KEY_ENV, dedup_embeddings="provider",
-                    requests_per_minute=None, backoff_initial_s=0.01, backoff_max_s=0.05,
-                    concurrency=2, timeout_s=5.0)
+    settings = dict(
+        base_url=server.base_url,
+        api_key_env=KEY_ENV,
+        dedup_embeddings="provider",
+        requests_per_minute=None,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+        concurrency=2,
+        timeout_s=5.0,
+    )
     return {**settings, **overrides}
 
 
@@ -42,7 +50,9 @@ def sdg_params(server, docs, **overrides) -> SdgParams:
 
 
 def run(server, docs, out_dir: Path, **overrides) -> dict:
-    return run_sdg(sdg_params(server, docs, **overrides), out_dir / "qa.jsonl", out_dir / "sdg.json")
+    return run_sdg(
+        sdg_params(server, docs, **overrides), out_dir / "qa.jsonl", out_dir / "sdg.json"
+    )
 
 
 def records(out_dir: Path) -> list[dict]:
@@ -70,15 +80,20 @@ def server():
 
 # -- building blocks ---------------------------------------------------------------
 def test_reply_parser_reads_fenced_json_after_thinking_and_names_schema_errors():
-    reply = '<think>{"not": "this"}</think>Sure.\n```json\n{"pairs": [{"question": "what is wal", "answer": "a log",' \
-            ' "query_type": "contextual", "reasoning_type": "factual", "question_complexity": 2,' \
-            ' "segment_ids": ["2"], "hop_count": 1}]}\n```'
+    reply = (
+        '<think>{"not": "this"}</think>Sure.\n```json\n{"pairs": [{"question": "what is wal", "answer": "a log",'
+        ' "query_type": "contextual", "reasoning_type": "factual", "question_complexity": 2,'
+        ' "segment_ids": ["2"], "hop_count": 1}]}\n```'
+    )
     parsed = prompts.parse_reply(reply, QAGeneration)
     assert parsed.pairs[0].segment_ids == [2]
     with pytest.raises(prompts.MalformedReply, match="query_type"):
-        prompts.parse_reply('```json\n{"pairs": [{"question": "why?", "answer": "a", "query_type": "other",'
-                            ' "reasoning_type": "factual", "question_complexity": 1, "segment_ids": [1],'
-                            ' "hop_count": 1}]}\n```', QAGeneration)
+        prompts.parse_reply(
+            '```json\n{"pairs": [{"question": "why?", "answer": "a", "query_type": "other",'
+            ' "reasoning_type": "factual", "question_complexity": 1, "segment_ids": [1],'
+            ' "hop_count": 1}]}\n```',
+            QAGeneration,
+        )
     with pytest.raises(prompts.MalformedReply, match="invalid JSON"):
         prompts.parse_reply('```json\n{"pairs": [\n```', QAGeneration)
 
@@ -96,7 +111,7 @@ def test_sections_fit_their_budget():
 
 
 def test_rate_limiter_spaces_request_starts():
-    limiter = RateLimiter(requests_per_minute=600)   # one start per 0.1 s
+    limiter = RateLimiter(requests_per_minute=600)  # one start per 0.1 s
     start = time.monotonic()
     for _ in range(4):
         limiter.wait()
@@ -106,13 +121,17 @@ def test_rate_limiter_spaces_request_starts():
 def test_a_key_pasted_into_params_is_refused_and_not_echoed(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(f"sdg:\n  llm:\n    api_key_env: {KEY}\n")
-    with pytest.raises(InputError, match=r"sdg\.llm\.api_key_env: .*NAME of an environment variable") as info:
+    with pytest.raises(
+        InputError, match=r"sdg\.llm\.api_key_env: .*NAME of an environment variable"
+    ) as info:
         load_section("sdg", path)
     assert KEY not in str(info.value)
 
 
 # -- end to end in process ----------------------------------------------------------------
-def test_four_steps_write_the_reference_record_shape(server, key_env, small_corpus, tmp_path, caplog):
+def test_four_steps_write_the_reference_record_shape(
+    server, key_env, small_corpus, tmp_path, caplog
+):
     caplog.set_level(logging.DEBUG)
     summary = run(server, small_corpus, tmp_path, step_models={"judge": "judge-model"})
     out = records(tmp_path)
@@ -133,27 +152,51 @@ def test_four_steps_write_the_reference_record_shape(server, key_env, small_corp
     assert kinds == {"multi_hop", "structural", "contextual"}
     # the QA prompt asks for the configured mix; the judge runs on its own model
     qa_prompt = server.steps("qa")[0]["user"]
-    assert "7 question/answer pairs about the text below: 3 multi_hop, 2 structural, 2 contextual" in qa_prompt
+    assert (
+        "7 question/answer pairs about the text below: 3 multi_hop, 2 structural, 2 contextual"
+        in qa_prompt
+    )
     assert {c["model"] for c in server.steps("judge")} == {"judge-model"}
     assert {c["model"] for c in server.steps("qa")} == {"nvidia/nemotron-3-nano-30b-a3b"}
-    assert [c["model"] for c in server.steps("preflight")] == ["judge-model", "nvidia/nemotron-3-nano-30b-a3b"]
+    assert [c["model"] for c in server.steps("preflight")] == [
+        "judge-model",
+        "nvidia/nemotron-3-nano-30b-a3b",
+    ]
     assert len(server.steps("qa")) == 12
     written = json.loads((tmp_path / "sdg.json").read_text())
     assert written["qa_pairs"] == sum(len(r["deduplicated_qa_pairs"]) for r in out)
     assert written["pairs_duplicate"] >= 12 and written["step_failures"] == {
-        "artifacts": 0, "qa": 0, "dedup": 0, "judge": 0}
+        "artifacts": 0,
+        "qa": 0,
+        "dedup": 0,
+        "judge": 0,
+    }
     assert written["calls_this_run"]["requests"] == len(server.calls)
     assert_key_absent(tmp_path, caplog.text)
 
 
-def test_429_500_and_timeout_are_retried_and_change_nothing(server, key_env, small_corpus, tmp_path):
+def test_429_500_and_timeout_are_retried_and_change_nothing(
+    server, key_env, small_corpus, tmp_path
+):
     run(server, small_corpus, tmp_path / "clean")
-    server.script += [("qa", "429"), ("judge", "500"), ("artifacts", "timeout"), ("embeddings", "500")]
+    server.script += [
+        ("qa", "429"),
+        ("judge", "500"),
+        ("artifacts", "timeout"),
+        ("embeddings", "500"),
+    ]
     server.timeout_sleep = 1.0
     summary = run(server, small_corpus, tmp_path / "faulty", timeout_s=0.4)
-    assert (tmp_path / "faulty" / "qa.jsonl").read_text() == (tmp_path / "clean" / "qa.jsonl").read_text()
+    assert (tmp_path / "faulty" / "qa.jsonl").read_text() == (
+        tmp_path / "clean" / "qa.jsonl"
+    ).read_text()
     calls = summary["calls_this_run"]
-    assert (calls["http_429"], calls["http_500"], calls["timeouts"], calls["retries"]) == (1, 2, 1, 4)
+    assert (calls["http_429"], calls["http_500"], calls["timeouts"], calls["retries"]) == (
+        1,
+        2,
+        1,
+        4,
+    )
     assert server.script == []
 
 
@@ -164,12 +207,18 @@ def test_broken_json_drops_only_that_step_and_is_counted(server, key_env, small_
     assert len(out) == 12
     assert [len(r["deduplicated_qa_pairs"]) == 0 for r in out].count(True) == 1
     assert summary["step_failures"]["qa"] == 1 and summary["units_with_dropped_steps"] == 1
-    assert summary["calls_this_run"]["malformed_replies"] == 4     # 3 for the dropped step, 1 recovered
+    assert (
+        summary["calls_this_run"]["malformed_replies"] == 4
+    )  # 3 for the dropped step, 1 recovered
 
 
-def test_retries_exhausted_fail_the_stage_and_a_rerun_pays_only_for_the_rest(server, key_env, small_corpus, tmp_path):
+def test_retries_exhausted_fail_the_stage_and_a_rerun_pays_only_for_the_rest(
+    server, key_env, small_corpus, tmp_path
+):
     server.script += [("qa", "500")] * 2
-    with pytest.raises(InputError, match=r"1 of 12 documents failed after 1 retries.*Run the stage again"):
+    with pytest.raises(
+        InputError, match=r"1 of 12 documents failed after 1 retries.*Run the stage again"
+    ):
         run(server, small_corpus, tmp_path, concurrency=1, max_retries=1)
     assert not (tmp_path / "qa.jsonl").exists()
     assert json.loads((tmp_path / "sdg.json").read_text())["units_failed"] == 1
@@ -188,13 +237,17 @@ def test_missing_key_stops_before_any_call(server, monkeypatch, small_corpus, tm
     assert server.calls == []
 
 
-def test_rejected_key_stops_at_the_preflight_without_leaking_it(small_corpus, tmp_path, key_env, caplog):
+def test_rejected_key_stops_at_the_preflight_without_leaking_it(
+    small_corpus, tmp_path, key_env, caplog
+):
     caplog.set_level(logging.DEBUG)
     with FakeLLM(expected_key="the-right-key") as server:
-        with pytest.raises(InputError, match=r"HTTP 401.*stopped before any work; 0 of 12 documents done") as info:
+        with pytest.raises(
+            InputError, match=r"HTTP 401.*stopped before any work; 0 of 12 documents done"
+        ) as info:
             run(server, small_corpus, tmp_path)
         assert [c["step"] for c in server.calls] == ["preflight"]
-    assert "***" in str(info.value)          # the server echoed the header; the client redacted it
+    assert "***" in str(info.value)  # the server echoed the header; the client redacted it
     assert_key_absent(tmp_path, str(info.value), caplog.text)
 
 
@@ -207,13 +260,17 @@ def test_a_key_revoked_mid_run_stops_with_the_count_done(server, key_env, small_
         return original(step)
 
     server._fault = revoke_after_two_documents
-    with pytest.raises(InputError, match=r"HTTP 401.*stopped\. \d+ of 12 documents done and kept in"):
+    with pytest.raises(
+        InputError, match=r"HTTP 401.*stopped\. \d+ of 12 documents done and kept in"
+    ):
         run(server, small_corpus, tmp_path, concurrency=1)
     kept = checkpoint_path(tmp_path / "qa.jsonl").read_text().splitlines()
     assert 1 <= len(kept) <= 3
 
 
-def test_only_the_configured_loopback_endpoint_is_contacted(server, key_env, small_corpus, tmp_path, monkeypatch):
+def test_only_the_configured_loopback_endpoint_is_contacted(
+    server, key_env, small_corpus, tmp_path, monkeypatch
+):
     contacted = []
     real_connect, real_create = socket.socket.connect, socket.create_connection
 
@@ -228,8 +285,8 @@ def test_only_the_configured_loopback_endpoint_is_contacted(server, key_env, sma
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "create_connection", create_connection)
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("HTTPS_PROXY", "http://192.0.2.1:3128")    # ignored: trust_env is off
-    run(server, small_corpus, tmp_path, dedup_embeddings="local")   # local MiniLM for dedup
+    monkeypatch.setenv("HTTPS_PROXY", "http://192.0.2.1:3128")  # ignored: trust_env is off
+    run(server, small_corpus, tmp_path, dedup_embeddings="local")  # local MiniLM for dedup
     assert contacted, "the patch saw no connection at all"
     assert {(str(host), int(port)) for host, port, *_ in contacted} == {("127.0.0.1", server.port)}
     assert not server.steps("embeddings")
@@ -238,8 +295,10 @@ def test_only_the_configured_loopback_endpoint_is_contacted(server, key_env, sma
 def test_long_documents_are_split_so_no_prompt_exceeds_the_budget(server, key_env, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
-    text = "\n\n".join((REPO / "tests" / "fixtures" / "sample_corpus" / "python" / name).read_text()
-                       for name in sorted(os.listdir(REPO / "tests" / "fixtures" / "sample_corpus" / "python"))[:3])
+    text = "\n\n".join(
+        (REPO / "tests" / "fixtures" / "sample_corpus" / "python" / name).read_text()
+        for name in sorted(os.listdir(REPO / "tests" / "fixtures" / "sample_corpus" / "python"))[:3]
+    )
     (docs / "long.txt").write_text(text)
     summary = run(server, docs, tmp_path / "out", max_prompt_tokens=1500, chars_per_token=3.0)
     assert summary["sections"] > 3
@@ -248,17 +307,23 @@ def test_long_documents_are_split_so_no_prompt_exceeds_the_budget(server, key_en
             assert prompts.messages_tokens(call["messages"], 3.0) <= 1500
     record = records(tmp_path / "out")[0]
     cited = {s for p in record["deduplicated_qa_pairs"] for s in p["segment_ids"]}
-    assert max(cited) > len(record["chunks"]) // 2      # later sections cite their own chunk ids
+    assert max(cited) > len(record["chunks"]) // 2  # later sections cite their own chunk ids
 
 
-def test_multi_document_bundles_share_chunk_ids_and_feed_prep(server, key_env, small_corpus, tmp_path):
-    summary = run(server, small_corpus, tmp_path, multi_doc=True, bundle_size=3, max_prompt_tokens=60000)
+def test_multi_document_bundles_share_chunk_ids_and_feed_prep(
+    server, key_env, small_corpus, tmp_path
+):
+    summary = run(
+        server, small_corpus, tmp_path, multi_doc=True, bundle_size=3, max_prompt_tokens=60000
+    )
     out = records(tmp_path)
     assert summary["units"] == len(out) == 4
     assert all(len(r["file_name"]) == 3 for r in out)
     assert {len(c["docs"]) for c in server.steps("qa")} == {3}
     for record in out:
-        assert [c["chunk_id"] for c in record["chunks"]] == list(range(1, len(record["chunks"]) + 1))
+        assert [c["chunk_id"] for c in record["chunks"]] == list(
+            range(1, len(record["chunks"]) + 1)
+        )
     data = load_sdg(tmp_path / "qa.jsonl", quality_threshold=7.0, max_pos_docs=5)
     assert data.counts["documents"] == 4 and data.counts["pairs_kept"] > 0
 
@@ -268,24 +333,53 @@ def test_prep_reads_the_reference_published_record_shape(tmp_path):
     record = {
         "file_name": ["nv_docs/cuda_guide.md"],
         "text": "…",
-        "chunks": [{"chunk_id": 1, "text": "CUDA kernels run on the GPU."},
-                   {"chunk_id": 2, "text": "Streams order asynchronous work on a device."}],
-        "deduplicated_qa_pairs": [
-            {"question": "How do CUDA streams order work?", "answer": "Asynchronously, per stream.",
-             "question_complexity": 3, "query_type": "multi_hop", "reasoning_type": "procedural",
-             "segment_ids": ["1", "2"], "hop_count": 2,
-             "hop_contexts": [{"hop_number": 1, "segment_ids": ["1"], "summary": "kernels"},
-                              {"hop_number": 2, "segment_ids": ["2"], "summary": "streams"}]},
-            {"question": "What is a kernel?", "answer": "GPU code.", "question_complexity": 1,
-             "query_type": "contextual", "reasoning_type": "factual", "segment_ids": ["1"], "hop_count": 1,
-             "hop_contexts": []},
+        "chunks": [
+            {"chunk_id": 1, "text": "CUDA kernels run on the GPU."},
+            {"chunk_id": 2, "text": "Streams order asynchronous work on a device."},
         ],
-        "qa_evaluations": {"evaluations": [
-            {"relevance": crit, "accuracy": crit, "context_support": crit, "clarity": crit,
-             "overall": {"score": 8.5, "assessment": "Good multi-hop question."}},
-            {"relevance": crit, "accuracy": crit, "context_support": crit, "clarity": crit,
-             "overall": {"score": 6.0, "assessment": "Too simple."}},
-        ]},
+        "deduplicated_qa_pairs": [
+            {
+                "question": "How do CUDA streams order work?",
+                "answer": "Asynchronously, per stream.",
+                "question_complexity": 3,
+                "query_type": "multi_hop",
+                "reasoning_type": "procedural",
+                "segment_ids": ["1", "2"],
+                "hop_count": 2,
+                "hop_contexts": [
+                    {"hop_number": 1, "segment_ids": ["1"], "summary": "kernels"},
+                    {"hop_number": 2, "segment_ids": ["2"], "summary": "streams"},
+                ],
+            },
+            {
+                "question": "What is a kernel?",
+                "answer": "GPU code.",
+                "question_complexity": 1,
+                "query_type": "contextual",
+                "reasoning_type": "factual",
+                "segment_ids": ["1"],
+                "hop_count": 1,
+                "hop_contexts": [],
+            },
+        ],
+        "qa_evaluations": {
+            "evaluations": [
+                {
+                    "relevance": crit,
+                    "accuracy": crit,
+                    "context_support": crit,
+                    "clarity": crit,
+                    "overall": {"score": 8.5, "assessment": "Good multi-hop question."},
+                },
+                {
+                    "relevance": crit,
+                    "accuracy": crit,
+                    "context_support": crit,
+                    "clarity": crit,
+                    "overall": {"score": 6.0, "assessment": "Too simple."},
+                },
+            ]
+        },
     }
     path = tmp_path / "reference.jsonl"
     path.write_text(json.dumps(record) + "\n")
@@ -293,24 +387,36 @@ def test_prep_reads_the_reference_published_record_shape(tmp_path):
     assert data.counts["pairs_kept"] == 1 and data.counts["dropped_low_quality"] == 1
     (query,) = data.queries
     assert query.source_id == "nv_docs/cuda_guide.md" and len(query.positives) == 2
-    assert query.metadata == {"query_type": "multi_hop", "reasoning_type": "procedural",
-                              "hop_count": 2, "quality_score": 8.5}
+    assert query.metadata == {
+        "query_type": "multi_hop",
+        "reasoning_type": "procedural",
+        "hop_count": 2,
+        "quality_score": 8.5,
+    }
 
 
 # -- as a process: kill and resume; under DVC -------------------------------------------------
 def _stage_env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO / "src"), KEY_ENV: KEY,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        KEY_ENV: KEY,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
 
 
 def _write_params(root: Path, docs: Path, server, **overrides) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["sdg"].update(input_path=str(docs), generator="llm", llm=llm_settings(server, **overrides))
+    params["sdg"].update(
+        input_path=str(docs), generator="llm", llm=llm_settings(server, **overrides)
+    )
     params["prep"]["quality_threshold"] = 7.0
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def test_a_killed_run_resumes_without_paying_twice_and_equals_an_uninterrupted_run(server, small_corpus, tmp_path):
+def test_a_killed_run_resumes_without_paying_twice_and_equals_an_uninterrupted_run(
+    server, small_corpus, tmp_path
+):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     for root in (clean, killed):
         root.mkdir()
@@ -321,24 +427,34 @@ def test_a_killed_run_resumes_without_paying_twice_and_equals_an_uninterrupted_r
     server.calls.clear()
     server.delay = 0.05
     ckpt = checkpoint_path(killed / "data" / "sdg" / "qa.jsonl")
-    proc = subprocess.Popen(stage, cwd=killed, env=_stage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        stage, cwd=killed, env=_stage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not ckpt.exists() or len(ckpt.read_text().splitlines()) < 3):
+    while time.monotonic() < deadline and (
+        not ckpt.exists() or len(ckpt.read_text().splitlines()) < 3
+    ):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    finished = {tuple(json.loads(line)["files"]) for line in ckpt.read_text().splitlines() if line.strip()}
+    finished = {
+        tuple(json.loads(line)["files"]) for line in ckpt.read_text().splitlines() if line.strip()
+    }
     assert 3 <= len(finished) < 12, "the kill did not land in the middle of the run"
     assert not (killed / "data" / "sdg" / "qa.jsonl").exists()
 
     server.delay = 0.0
     before = len(server.calls)
-    result = subprocess.run(stage, cwd=killed, env=_stage_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        stage, cwd=killed, env=_stage_env(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     resumed_qa = [tuple(c["docs"]) for c in server.calls[before:] if c["step"] == "qa"]
-    assert not set(resumed_qa) & finished                  # finished documents are not paid for twice
+    assert not set(resumed_qa) & finished  # finished documents are not paid for twice
     assert len(resumed_qa) == 12 - len(finished)
-    assert (killed / "data" / "sdg" / "qa.jsonl").read_bytes() == (clean / "data" / "sdg" / "qa.jsonl").read_bytes()
+    assert (killed / "data" / "sdg" / "qa.jsonl").read_bytes() == (
+        clean / "data" / "sdg" / "qa.jsonl"
+    ).read_bytes()
     summary = json.loads((killed / "metrics" / "sdg_details.json").read_text())
     assert summary["units_restored"] == len(finished)
     assert_key_absent(killed, result.stdout, result.stderr)
@@ -353,10 +469,18 @@ def test_dvc_repro_with_the_llm_generator_feeds_prep(server, small_corpus, tmp_p
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
     shutil.copytree(small_corpus, root / "docs")
     _write_params(root, Path("docs"), server)
-    env = {**_stage_env(), "PYTHONPATH": str(root / "src"), "RERANKTUNE_CACHE_DIR": str(root / ".cache")}
+    env = {
+        **_stage_env(),
+        "PYTHONPATH": str(root / "src"),
+        "RERANKTUNE_CACHE_DIR": str(root / ".cache"),
+    }
     logs = []
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
-                ["dvc", "repro", "prep"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        ["dvc", "init", "-q"],
+        ["dvc", "config", "core.analytics", "false"],
+        ["dvc", "repro", "prep"],
+    ):
         result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{cmd}: {result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         logs += [result.stdout, result.stderr]

@@ -1,4 +1,5 @@
 """The ranking API served for real (uvicorn on 127.0.0.1) on an ONNX export of a tiny model."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,10 +10,10 @@ import threading
 
 import httpx
 import pytest
+from serve_helpers import ServerThread, export_folder, wait_ready
 
 from reranktune.reranker.model import Reranker
 from reranktune.serve.app import ServeSettings, create_app
-from serve_helpers import ServerThread, export_folder, wait_ready
 
 MAX_LENGTH = 64
 QUERY = "how does vacuum reclaim storage"
@@ -21,7 +22,8 @@ PASSAGES = [
     "Lambda expressions create small anonymous functions.",
     "x",
     "",
-    "The autovacuum daemon automates the execution of VACUUM and ANALYZE commands. " * 12,  # over max_length
+    "The autovacuum daemon automates the execution of VACUUM and ANALYZE commands. "
+    * 12,  # over max_length
     "Indexes speed up queries but add write overhead.",
     "Ünïcödé passage: 日本語のテキスト 🙂",
     "vacuum vacuum vacuum",
@@ -35,8 +37,15 @@ def onnx_dir(tiny_bert_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def settings(onnx_dir) -> ServeSettings:
-    return ServeSettings(model_dir=str(onnx_dir), model_name="tiny", max_batch=16, max_wait_ms=50,
-                         max_passages=50, max_body_bytes=64 * 1024, max_tokens_per_request=2000)
+    return ServeSettings(
+        model_dir=str(onnx_dir),
+        model_name="tiny",
+        max_batch=16,
+        max_wait_ms=50,
+        max_passages=50,
+        max_body_bytes=64 * 1024,
+        max_tokens_per_request=2000,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +58,12 @@ def server(settings):
 
 
 def rank(url: str, passages, query=QUERY, truncate="END", model="tiny") -> httpx.Response:
-    body = {"model": model, "query": {"text": query}, "passages": [{"text": p} for p in passages],
-            "truncate": truncate}
+    body = {
+        "model": model,
+        "query": {"text": query},
+        "passages": [{"text": p} for p in passages],
+        "truncate": truncate,
+    }
     return httpx.post(f"{url}/v1/ranking", json=body, timeout=30)
 
 
@@ -69,7 +82,9 @@ def test_ranking_follows_the_models_scores(server, tiny_bert_dir):
 
     reference = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=MAX_LENGTH)
     expected = reference.score([QUERY] * len(PASSAGES), PASSAGES)
-    assert [r["index"] for r in rankings] == sorted(range(len(PASSAGES)), key=lambda i: -expected[i])
+    assert [r["index"] for r in rankings] == sorted(
+        range(len(PASSAGES)), key=lambda i: -expected[i]
+    )
     for r in rankings:
         assert r["logit"] == pytest.approx(expected[r["index"]], abs=1e-4)
 
@@ -81,36 +96,58 @@ def test_truncate_none_rejects_an_over_long_pair(server):
     assert "passages[4]" in detail and str(MAX_LENGTH) in detail and "END" in detail
     short = [p for p in PASSAGES if len(p) < 100]
     assert rank(server.url, short, truncate="NONE").status_code == 200
-    default = httpx.post(f"{server.url}/v1/ranking", timeout=30, json={   # truncate defaults to NONE
-        "model": "tiny", "query": {"text": QUERY}, "passages": [{"text": PASSAGES[4]}]})
+    default = httpx.post(
+        f"{server.url}/v1/ranking",
+        timeout=30,
+        json={  # truncate defaults to NONE
+            "model": "tiny",
+            "query": {"text": QUERY},
+            "passages": [{"text": PASSAGES[4]}],
+        },
+    )
     assert default.status_code == 400
 
 
 def test_models_and_health(server):
     assert httpx.get(f"{server.url}/v1/models").json() == {
-        "object": "list", "data": [{"id": "tiny", "object": "model", "owned_by": "reranktune"}]}
+        "object": "list",
+        "data": [{"id": "tiny", "object": "model", "owned_by": "reranktune"}],
+    }
     assert httpx.get(f"{server.url}/v1/health/live").status_code == 200
     assert httpx.get(f"{server.url}/v1/health/ready").status_code == 200
     schema = httpx.get(f"{server.url}/openapi.json").json()
-    assert {"/v1/ranking", "/v1/models", "/v1/health/live", "/v1/health/ready"} <= set(schema["paths"])
+    assert {"/v1/ranking", "/v1/models", "/v1/health/live", "/v1/health/ready"} <= set(
+        schema["paths"]
+    )
 
 
 def test_concurrent_requests_share_batches_and_get_their_own_scores(server):
-    groups = [[f"passage {i}-{j} about vacuum and storage" + " words" * (i + j) for j in range(3)]
-              for i in range(8)]
+    groups = [
+        [f"passage {i}-{j} about vacuum and storage" + " words" * (i + j) for j in range(3)]
+        for i in range(8)
+    ]
     alone = [rank(server.url, g).json()["rankings"] for g in groups]
     batcher = server.app.state.serve.batcher
     before = batcher.batches
 
     async def all_at_once():
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*[
-                client.post(f"{server.url}/v1/ranking", json={
-                    "model": "tiny", "query": {"text": QUERY}, "passages": [{"text": p} for p in g]})
-                for g in groups])
+            return await asyncio.gather(
+                *[
+                    client.post(
+                        f"{server.url}/v1/ranking",
+                        json={
+                            "model": "tiny",
+                            "query": {"text": QUERY},
+                            "passages": [{"text": p} for p in g],
+                        },
+                    )
+                    for g in groups
+                ]
+            )
 
     together = [r.json()["rankings"] for r in asyncio.run(all_at_once())]
-    assert batcher.batches - before < len(groups)   # at least two requests shared a forward pass
+    assert batcher.batches - before < len(groups)  # at least two requests shared a forward pass
     for a, b in zip(alone, together):
         assert [r["index"] for r in a] == [r["index"] for r in b]
         assert [r["logit"] for r in a] == pytest.approx([r["logit"] for r in b], abs=1e-4)
@@ -146,11 +183,20 @@ MALFORMED = {
     "lower-case truncate": (_with(truncate="end"), 422),
     "misspelt key": (_with(passage=[{"text": "p"}]), 422),
     "unknown model": (_with(model="nvidia/other"), 404),
-    "non-UTF-8 bytes": (b'{"model": "tiny", "query": {"text": "\xff\xfe"}, "passages": [{"text": "p"}]}', 400),
-    "lone surrogate": (b'{"model": "tiny", "query": {"text": "\\ud800"}, "passages": [{"text": "p"}]}', 422),
+    "non-UTF-8 bytes": (
+        b'{"model": "tiny", "query": {"text": "\xff\xfe"}, "passages": [{"text": "p"}]}',
+        400,
+    ),
+    "lone surrogate": (
+        b'{"model": "tiny", "query": {"text": "\\ud800"}, "passages": [{"text": "p"}]}',
+        422,
+    ),
     "too many passages": (_with(passages=[{"text": "p"}] * 51), 413),
     "huge body": (_with(passages=[{"text": "p" * 70_000}]), 413),
-    "over the token budget": (_with(passages=[{"text": "vacuum storage " * 60}] * 40), 413),   # 40 x 64 tokens
+    "over the token budget": (
+        _with(passages=[{"text": "vacuum storage " * 60}] * 40),
+        413,
+    ),  # 40 x 64 tokens
 }
 
 
@@ -172,15 +218,21 @@ def test_a_chunked_body_over_the_limit_is_cut_off(server):
             yield b"p" * 1024
         yield b'"}]}'
 
-    response = httpx.post(f"{server.url}/v1/ranking", content=chunks(), timeout=30,
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{server.url}/v1/ranking",
+        content=chunks(),
+        timeout=30,
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413
     assert "detail" in response.json()
 
 
 def test_wrong_method_and_content_type(server):
     assert httpx.get(f"{server.url}/v1/ranking").status_code == 405
-    response = httpx.post(f"{server.url}/v1/ranking", content=_with(), headers={"content-type": "text/plain"})
+    response = httpx.post(
+        f"{server.url}/v1/ranking", content=_with(), headers={"content-type": "text/plain"}
+    )
     assert response.status_code == 422 and "detail" in response.json()
 
 
@@ -214,24 +266,42 @@ def test_no_server_error_found_by_schemathesis(server, tmp_path):
     """Property-based requests generated from the server's own OpenAPI schema; bounded to ~25 per operation."""
     st = [sys.executable, "-m", "schemathesis.cli"]
     result = subprocess.run(
-        [*st, "run", f"{server.url}/openapi.json", "--max-examples", "25", "--seed", "1",
-         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
-                     "response_schema_conformance",
-         "--request-timeout", "20", "--no-color"],
-        capture_output=True, text=True, timeout=170, cwd=tmp_path,   # its cache stays out of the repo
+        [
+            *st,
+            "run",
+            f"{server.url}/openapi.json",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,"
+            "response_schema_conformance",
+            "--request-timeout",
+            "20",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        cwd=tmp_path,  # its cache stays out of the repo
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
 def test_torch_engine_ranks_like_the_onnx_export(server, tiny_bert_dir):
     short = [p for p in PASSAGES if len(p) < 100]
-    torch_settings = ServeSettings(model_dir=str(tiny_bert_dir), engine="torch", model_name="tiny", device="cpu")
+    torch_settings = ServeSettings(
+        model_dir=str(tiny_bert_dir), engine="torch", model_name="tiny", device="cpu"
+    )
     with ServerThread(create_app(torch_settings)) as srv:
         wait_ready(srv.url)
         via_torch = rank(srv.url, short, truncate="NONE").json()["rankings"]
     via_onnx = rank(server.url, short, truncate="NONE").json()["rankings"]
     assert [r["index"] for r in via_torch] == [r["index"] for r in via_onnx]
-    assert [r["logit"] for r in via_torch] == pytest.approx([r["logit"] for r in via_onnx], abs=1e-4)
+    assert [r["logit"] for r in via_torch] == pytest.approx(
+        [r["logit"] for r in via_onnx], abs=1e-4
+    )
 
 
 def test_batcher_fails_only_the_batch_that_broke(settings):
@@ -245,7 +315,7 @@ def test_batcher_fails_only_the_batch_that_broke(settings):
         await batcher.start()
         try:
             with pytest.raises(KeyError):
-                await batcher.submit([{"attention_mask": [1]}])   # no input_ids: the engine raises
+                await batcher.submit([{"attention_mask": [1]}])  # no input_ids: the engine raises
             return await batcher.submit(good)
         finally:
             await batcher.stop()
@@ -262,8 +332,14 @@ def test_serve_bench_reports_both_modes(onnx_dir, tmp_path):
     spec = importlib.util.spec_from_file_location("bench_serve", REPO / "bench" / "serve.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    report = bench.run(str(onnx_dir), duration=1, small_duration=1, concurrency=2, passages=5,
-                       out=tmp_path / "serve.json")
+    report = bench.run(
+        str(onnx_dir),
+        duration=1,
+        small_duration=1,
+        concurrency=2,
+        passages=5,
+        out=tmp_path / "serve.json",
+    )
     assert json.loads((tmp_path / "serve.json").read_text()) == report
     for load in report["loads"].values():
         for mode in ("batching", "no_batching"):
@@ -273,27 +349,43 @@ def test_serve_bench_reports_both_modes(onnx_dir, tmp_path):
     assert report["machine"]["cores"] >= 1
 
 
-def test_a_model_with_a_prior_is_served_with_it_and_the_bench_measures_its_cost(tiny_bert_with_prior_dir, tmp_path):
+def test_a_model_with_a_prior_is_served_with_it_and_the_bench_measures_its_cost(
+    tiny_bert_with_prior_dir, tmp_path
+):
     import importlib.util
 
     from conftest import REPO
 
     folder = export_folder(tiny_bert_with_prior_dir, tmp_path / "onnx", MAX_LENGTH)
-    app = create_app(ServeSettings(model_dir=str(folder), model_name="tiny", max_batch=16, max_wait_ms=5))
+    app = create_app(
+        ServeSettings(model_dir=str(folder), model_name="tiny", max_batch=16, max_wait_ms=5)
+    )
     passages = [p for p in PASSAGES if p][:5]
-    expected = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu", max_length=MAX_LENGTH).score(
-        [QUERY] * len(passages), passages)
+    expected = Reranker.from_pretrained(
+        str(tiny_bert_with_prior_dir), device="cpu", max_length=MAX_LENGTH
+    ).score([QUERY] * len(passages), passages)
     with ServerThread(app) as srv:
         wait_ready(srv.url)
-        body = {"model": "tiny", "query": {"text": QUERY}, "passages": [{"text": p} for p in passages],
-                "truncate": "END"}
+        body = {
+            "model": "tiny",
+            "query": {"text": QUERY},
+            "passages": [{"text": p} for p in passages],
+            "truncate": "END",
+        }
         rankings = httpx.post(f"{srv.url}/v1/ranking", json=body).json()["rankings"]
-    assert {r["index"]: r["logit"] for r in rankings} == pytest.approx(dict(enumerate(expected)), abs=1e-3)
+    assert {r["index"]: r["logit"] for r in rankings} == pytest.approx(
+        dict(enumerate(expected)), abs=1e-3
+    )
 
     spec = importlib.util.spec_from_file_location("bench_serve", REPO / "bench" / "serve.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    report = bench.run(str(folder), duration=1, small_duration=1, concurrency=2, passages=5, out=None)
+    report = bench.run(
+        str(folder), duration=1, small_duration=1, concurrency=2, passages=5, out=None
+    )
     large = report["loads"]["large"]
-    assert large["batching_without_prior"]["requests"] > 0 and large["batching_without_prior"]["server_errors"] == 0
+    assert (
+        large["batching_without_prior"]["requests"] > 0
+        and large["batching_without_prior"]["server_errors"] == 0
+    )
     assert large["throughput_ratio_with_vs_without_prior"] > 0

@@ -1,4 +1,5 @@
 """Queued DVC experiment sweeps on the sample corpus, and the GPU preset as a queued experiment."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,6 @@ import shutil
 import time
 
 import pytest
-
 from conftest import REPO
 from dvc_repo import make_repo, run
 
@@ -49,7 +49,9 @@ def swept_repo(tmp_path_factory, tiny_bert_dir):
         run(["dvc", "queue", "stop"], root, env, check=False)
     if status.count("Success") != 2:
         names = [line.split()[1] for line in status.splitlines()[1:] if len(line.split()) > 3]
-        logs = "".join(run(["dvc", "queue", "logs", name], root, env, check=False)[-3000:] for name in names)
+        logs = "".join(
+            run(["dvc", "queue", "logs", name], root, env, check=False)[-3000:] for name in names
+        )
         pytest.fail(f"sweep did not succeed:\n{status}\n{logs}")
     return root, env
 
@@ -77,7 +79,9 @@ def test_queued_sweep_runs_both_experiments_with_metrics(swept_repo):
 def test_pr_report_commands_compare_two_experiments(swept_repo, tmp_path):
     """The commands the CML workflow posts on a pull request work on experiment revisions."""
     root, env = swept_repo
-    first, second = sorted(_experiments(json.loads(run(["dvc", "exp", "show", "--json"], root, env))))
+    first, second = sorted(
+        _experiments(json.loads(run(["dvc", "exp", "show", "--json"], root, env)))
+    )
     diff = run(["dvc", "metrics", "diff", "--md", "--all", first, second], root, env)
     assert "| metrics/eval.json" in diff and "docs-qa.finetuned.NDCG@10" in diff
     params = run(["dvc", "params", "diff", "--md", first, second], root, env)
@@ -86,8 +90,13 @@ def test_pr_report_commands_compare_two_experiments(swept_repo, tmp_path):
     run(["dvc", "plots", "diff", first, second, "-o", str(out)], root, env)
     html = (out / "index.html").read_text()
     assert "ndcg_at_k" in html and first in html
-    vega = json.loads(run(["dvc", "plots", "diff", first, second, "--targets", "ndcg_at_k", "--show-vega"],
-                          root, env))
+    vega = json.loads(
+        run(
+            ["dvc", "plots", "diff", first, second, "--targets", "ndcg_at_k", "--show-vega"],
+            root,
+            env,
+        )
+    )
     assert vega["$schema"].startswith("https://vega.github.io/schema/vega-lite")
     assert {row["rev"] for row in vega["data"]["values"]} == {first, second}
 
@@ -96,9 +105,15 @@ def test_gpu_preset_queues_as_one_experiment_with_the_reference_params(swept_rep
     root, env = swept_repo
     (root / "params").mkdir(exist_ok=True)
     shutil.copy(REPO / "params" / "gpu-reference.yaml", root / "params" / "gpu-reference.yaml")
-    run(["reranktune", "preset", "params/gpu-reference.yaml", "--queue", "-n", "gpu-reference"], root, env)
+    run(
+        ["reranktune", "preset", "params/gpu-reference.yaml", "--queue", "-n", "gpu-reference"],
+        root,
+        env,
+    )
     try:
-        queued = _experiments(json.loads(run(["dvc", "exp", "show", "--json"], root, env)))["gpu-reference"]
+        queued = _experiments(json.loads(run(["dvc", "exp", "show", "--json"], root, env)))[
+            "gpu-reference"
+        ]
         assert "gpu-reference" in run(["dvc", "queue", "status"], root, env)
         queued = queued["data"]["params"]["params.yaml"]["data"]
     finally:
@@ -110,4 +125,4 @@ def test_gpu_preset_queues_as_one_experiment_with_the_reference_params(swept_rep
     assert queued["finetune"]["global_batch_size"] == 128
     assert queued["finetune"]["learning_rate"] == 3e-6
     assert queued["finetune"]["mixed_precision"] == "auto"
-    assert queued["sdg"]["input_path"] == "docs"      # keys the preset leaves alone stay as they were
+    assert queued["sdg"]["input_path"] == "docs"  # keys the preset leaves alone stay as they were

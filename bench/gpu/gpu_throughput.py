@@ -29,6 +29,7 @@ by device name, or ``--peak-tflops``). A batch that runs out of memory is retrie
 ``--cpu``: tiny models, short lengths, a few steps: it runs every code path (CI does); its figures
 mean nothing (MFU against a nominal 1 TFLOP/s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForSequenceClassification
-from transformers import TrainerCallback
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    LlamaConfig,
+    LlamaForSequenceClassification,
+    TrainerCallback,
+)
 
 from reranktune.documents import read_documents
 from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
@@ -54,20 +60,27 @@ from reranktune.finetune.run import make_trainer
 from reranktune.finetune.trainer import listwise_loss
 from reranktune.models import resolve_model
 from reranktune.params import DEFAULT_PROMPT_TEMPLATE, FinetuneParams
-from reranktune.reranker.model import Reranker, load_tokenizer, model_input_names
 from reranktune.reranker.config import RerankerConfig
+from reranktune.reranker.model import Reranker, load_tokenizer, model_input_names
 from reranktune.reranker.scoring import PairEncoder, TorchBackend
 from reranktune.serve.batching import DynamicBatcher
 from reranktune.serve.engines import Engine
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "bench"))   # the bench's helpers, also when a test loads this file
+sys.path.insert(0, str(REPO / "bench"))  # the bench's helpers, also when a test loads this file
 from common import machine  # noqa: E402
 
 N_PASSAGES = 5
-REQUEST_PASSAGES = 100   # a serve request: one query and its first stage's top 100
+REQUEST_PASSAGES = 100  # a serve request: one query and its first stage's top 100
 # dense bf16 tensor-core peaks (datasheets, no sparsity), by a name nvidia-smi reports; most specific first
-PEAK_TFLOPS = {"H200": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
+PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+}
 CPU_NOMINAL_TFLOPS = 1.0
 
 
@@ -77,10 +90,10 @@ class Shape:
 
     config: object
     length: int
-    train_queries: int            # query groups per training step (x 5 pairs) at ``length``
-    infer_pairs: int              # pairs per inference batch at ``length``
+    train_queries: int  # query groups per training step (x 5 pairs) at ``length``
+    infer_pairs: int  # pairs per inference batch at ``length``
     train_steps: tuple[int, int]  # (warm-up, timed) optimiser steps
-    infer_batches: int            # timed inference batches
+    infer_batches: int  # timed inference batches
 
     def batches(self, length: int) -> tuple[int, int]:
         """(train queries, infer pairs) at ``length``: the same tokens per batch."""
@@ -92,20 +105,66 @@ def shapes(cpu: bool) -> dict[str, Shape]:
     if cpu:
         tiny = dict(length=32, train_queries=2, infer_pairs=8, train_steps=(1, 2), infer_batches=2)
         return {
-            "minilm": Shape(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                       num_labels=1), **tiny),
-            "nemotron-1b": Shape(LlamaConfig(vocab_size=30522, hidden_size=64, intermediate_size=128,
-                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                             num_labels=1, pad_token_id=0), **tiny),
+            "minilm": Shape(
+                BertConfig(
+                    hidden_size=32,
+                    num_hidden_layers=2,
+                    num_attention_heads=2,
+                    intermediate_size=64,
+                    num_labels=1,
+                ),
+                **tiny,
+            ),
+            "nemotron-1b": Shape(
+                LlamaConfig(
+                    vocab_size=30522,
+                    hidden_size=64,
+                    intermediate_size=128,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    num_key_value_heads=2,
+                    num_labels=1,
+                    pad_token_id=0,
+                ),
+                **tiny,
+            ),
         }
     return {
-        "minilm": Shape(BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                                   intermediate_size=1536, max_position_embeddings=512, num_labels=1),
-                        length=256, train_queries=64, infer_pairs=1024, train_steps=(3, 20), infer_batches=16),
-        "nemotron-1b": Shape(LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192,
-                                         num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                                         head_dim=64, max_position_embeddings=8192, num_labels=1, pad_token_id=0),
-                             length=256, train_queries=16, infer_pairs=256, train_steps=(2, 6), infer_batches=6),
+        "minilm": Shape(
+            BertConfig(
+                vocab_size=30522,
+                hidden_size=384,
+                num_hidden_layers=6,
+                num_attention_heads=12,
+                intermediate_size=1536,
+                max_position_embeddings=512,
+                num_labels=1,
+            ),
+            length=256,
+            train_queries=64,
+            infer_pairs=1024,
+            train_steps=(3, 20),
+            infer_batches=16,
+        ),
+        "nemotron-1b": Shape(
+            LlamaConfig(
+                vocab_size=128256,
+                hidden_size=2048,
+                intermediate_size=8192,
+                num_hidden_layers=16,
+                num_attention_heads=32,
+                num_key_value_heads=8,
+                head_dim=64,
+                max_position_embeddings=8192,
+                num_labels=1,
+                pad_token_id=0,
+            ),
+            length=256,
+            train_queries=16,
+            infer_pairs=256,
+            train_steps=(2, 6),
+            infer_batches=6,
+        ),
     }
 
 
@@ -127,8 +186,12 @@ def bidirectional(model):
 
 
 def non_embedding_parameters(model) -> int:
-    return sum(p.numel() for m in model.modules() if not isinstance(m, torch.nn.Embedding)
-               for p in m.parameters(recurse=False))
+    return sum(
+        p.numel()
+        for m in model.modules()
+        if not isinstance(m, torch.nn.Embedding)
+        for p in m.parameters(recurse=False)
+    )
 
 
 def flops_per_pair(model, length: int, train: bool) -> float:
@@ -145,7 +208,9 @@ def peak(device: str, override: float | None) -> tuple[float, str]:
         return CPU_NOMINAL_TFLOPS, "nominal (CPU run: MFU is meaningless)"
     name = torch.cuda.get_device_name()
     key = next((k for k in PEAK_TFLOPS if k in name), None)
-    return (PEAK_TFLOPS[key], f"{key} dense bf16 datasheet") if key else (0.0, f"unknown for {name}")
+    return (
+        (PEAK_TFLOPS[key], f"{key} dense bf16 datasheet") if key else (0.0, f"unknown for {name}")
+    )
 
 
 @functools.cache
@@ -196,7 +261,9 @@ def measured(device: str, run, *args) -> dict:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     figures = run(*args)
-    figures["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
+    figures["peak_memory_gib"] = (
+        round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
+    )
     return figures
 
 
@@ -221,37 +288,69 @@ def write_training_file(groups, folder: Path) -> Path:
     for g, (query, passages) in enumerate(groups):
         ids = [f"g{g}_{k}" for k in range(len(passages))]
         corpus.update(zip(ids, passages))
-        data.append({"question_id": f"q{g}", "question": query, "corpus_id": "bench",
-                     "pos_doc": [{"id": ids[0]}], "neg_doc": [{"id": i} for i in ids[1:]]})
+        data.append(
+            {
+                "question_id": f"q{g}",
+                "question": query,
+                "corpus_id": "bench",
+                "pos_doc": [{"id": ids[0]}],
+                "neg_doc": [{"id": i} for i in ids[1:]],
+            }
+        )
     (folder / "corpus").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": list(corpus), "text": list(corpus.values())}).to_parquet(folder / "corpus" / "train.parquet")
+    pd.DataFrame({"id": list(corpus), "text": list(corpus.values())}).to_parquet(
+        folder / "corpus" / "train.parquet"
+    )
     (folder / "train.json").write_text(json.dumps({"corpus": {"path": "./corpus/"}, "data": data}))
     return folder / "train.json"
 
 
-def train_project(model, tokenizer, train_file: Path, queries: int, length: int, steps: tuple[int, int],
-                  device: str, work: Path) -> dict:
-    params = FinetuneParams(rerank_max_length=length, global_batch_size=queries, per_device_batch_size=queries,
-                            learning_rate=1e-5, lr_warmup_steps=0, num_epochs=1, save_steps=10**9,
-                            logging_steps=10**9, mixed_precision="bf16" if device == "cuda" else "fp32",
-                            pretokenize=True, group_by_length=True)
+def train_project(
+    model,
+    tokenizer,
+    train_file: Path,
+    queries: int,
+    length: int,
+    steps: tuple[int, int],
+    device: str,
+    work: Path,
+) -> dict:
+    params = FinetuneParams(
+        rerank_max_length=length,
+        global_batch_size=queries,
+        per_device_batch_size=queries,
+        learning_rate=1e-5,
+        lr_warmup_steps=0,
+        num_epochs=1,
+        save_steps=10**9,
+        logging_steps=10**9,
+        mixed_precision="bf16" if device == "cuda" else "fp32",
+        pretokenize=True,
+        group_by_length=True,
+    )
     data = ListwiseDataset(train_file, N_PASSAGES)
     timer = StepTimer(steps[0], device)
     start = time.perf_counter()
-    trainer = make_trainer(params, model, tokenizer, data, None, work / "checkpoints", queries, 1, [timer])
-    setup_s = time.perf_counter() - start   # pre-tokenization and the Trainer's set-up, once per run
+    trainer = make_trainer(
+        params, model, tokenizer, data, None, work / "checkpoints", queries, 1, [timer]
+    )
+    setup_s = time.perf_counter() - start  # pre-tokenization and the Trainer's set-up, once per run
     try:
         trainer.train()
     finally:
         trainer.accelerator.free_memory()
         model.zero_grad(set_to_none=True)
-    return {"pairs_per_s": queries * N_PASSAGES * steps[1] / (timer.end - timer.start),
-            "setup_s": round(setup_s, 2)}
+    return {
+        "pairs_per_s": queries * N_PASSAGES * steps[1] / (timer.end - timer.start),
+        "setup_s": round(setup_s, 2),
+    }
 
 
 def train_bare(model, batches: list[dict], steps: tuple[int, int], device: str) -> dict:
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)   # as the Trainer's adamw_torch_fused
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=1e-5, fused=True
+    )  # as the Trainer's adamw_torch_fused
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
     for step in range(sum(steps)):
         if step == steps[0]:
@@ -274,17 +373,22 @@ def train_bare(model, batches: list[dict], steps: tuple[int, int], device: str) 
 def infer_bare(model, batches: list[dict], device: str) -> dict:
     model.eval()
     with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        model(**batches[0])   # warm-up
+        model(**batches[0])  # warm-up
         sync(device)
         start = time.perf_counter()
         logits = [model(**batch).logits[:, 0].float() for batch in batches]
         first = logits[0].cpu().numpy()
     seconds = time.perf_counter() - start
-    return {"pairs_per_s": sum(len(b["input_ids"]) for b in batches) / seconds, "first_batch": first}
+    return {
+        "pairs_per_s": sum(len(b["input_ids"]) for b in batches) / seconds,
+        "first_batch": first,
+    }
 
 
-def infer_project(reranker: Reranker, queries: list[str], passages: list[str], batch: int, device: str) -> dict:
-    reranker.score(queries[:batch], passages[:batch], batch_size=batch)   # warm-up
+def infer_project(
+    reranker: Reranker, queries: list[str], passages: list[str], batch: int, device: str
+) -> dict:
+    reranker.score(queries[:batch], passages[:batch], batch_size=batch)  # warm-up
     sync(device)
     start = time.perf_counter()
     scores = reranker.score(queries, passages, batch_size=batch)
@@ -299,10 +403,12 @@ async def _serve(engine: Engine, requests: list[tuple[str, list[str]]], max_batc
 
     async def one(query: str, passages: list[str]) -> list[float]:
         async with in_flight:
-            return await batcher.submit(await asyncio.to_thread(engine.encode, query, passages, True))
+            return await batcher.submit(
+                await asyncio.to_thread(engine.encode, query, passages, True)
+            )
 
     try:
-        await one(*requests[0])   # warm-up
+        await one(*requests[0])  # warm-up
         start = time.perf_counter()
         await asyncio.gather(*(one(q, p) for q, p in requests))
         return time.perf_counter() - start
@@ -311,7 +417,10 @@ async def _serve(engine: Engine, requests: list[tuple[str, list[str]]], max_batc
 
 
 def infer_serve(reranker: Reranker, queries: list[str], passages: list[str], batch: int) -> dict:
-    requests = [(queries[i], passages[i : i + REQUEST_PASSAGES]) for i in range(0, len(queries), REQUEST_PASSAGES)]
+    requests = [
+        (queries[i], passages[i : i + REQUEST_PASSAGES])
+        for i in range(0, len(queries), REQUEST_PASSAGES)
+    ]
     seconds = asyncio.run(_serve(Engine(reranker, "torch", batch), requests, batch))
     return {"pairs_per_s": len(queries) / seconds}
 
@@ -324,43 +433,82 @@ def halving(run, size: int):
         except torch.OutOfMemoryError:
             if size == 1:
                 raise
-        print(f"out of memory at batch {size}; retrying at {size // 2}", flush=True)   # the failed run is freed
+        print(
+            f"out of memory at batch {size}; retrying at {size // 2}", flush=True
+        )  # the failed run is freed
         size //= 2
 
 
-def model_rows(name: str, shape: Shape, lengths: list[int], tokenizer, device: str, peak_tflops: float,
-               work: Path) -> list[dict]:
+def model_rows(
+    name: str,
+    shape: Shape,
+    lengths: list[int],
+    tokenizer,
+    device: str,
+    peak_tflops: float,
+    work: Path,
+) -> list[dict]:
     model = build_model(shape.config, device)
     total = sum(p.numel() for p in model.parameters())
-    rows: list[dict] = [{"model": name, "parameters_millions": round(total / 1e6, 1),
-                         "non_embedding_parameters_millions": round(non_embedding_parameters(model) / 1e6, 1)}]
+    rows: list[dict] = [
+        {
+            "model": name,
+            "parameters_millions": round(total / 1e6, 1),
+            "non_embedding_parameters_millions": round(non_embedding_parameters(model) / 1e6, 1),
+        }
+    ]
 
-    def row(task: str, path: str, length: int, batch: int, figures: dict, bare: dict | None = None) -> None:
+    def row(
+        task: str, path: str, length: int, batch: int, figures: dict, bare: dict | None = None
+    ) -> None:
         flops = flops_per_pair(model, length, task == "train") * figures["pairs_per_s"]
-        entry = {"model": name, "max_length": length, "task": task, "path": path,
-                 "batch_queries" if task == "train" else "batch_pairs": batch,
-                 "pairs_per_s": round(figures["pairs_per_s"], 1),
-                 "ratio": round(figures["pairs_per_s"] / bare["pairs_per_s"], 3) if bare else 1.0,
-                 "tflops": round(flops / 1e12, 2),
-                 "mfu": round(flops / (peak_tflops * 1e12), 4) if peak_tflops else None,
-                 **{k: v for k, v in figures.items() if k in ("peak_memory_gib", "setup_s", "max_abs_diff_vs_bare")}}
+        entry = {
+            "model": name,
+            "max_length": length,
+            "task": task,
+            "path": path,
+            "batch_queries" if task == "train" else "batch_pairs": batch,
+            "pairs_per_s": round(figures["pairs_per_s"], 1),
+            "ratio": round(figures["pairs_per_s"] / bare["pairs_per_s"], 3) if bare else 1.0,
+            "tflops": round(flops / 1e12, 2),
+            "mfu": round(flops / (peak_tflops * 1e12), 4) if peak_tflops else None,
+            **{
+                k: v
+                for k, v in figures.items()
+                if k in ("peak_memory_gib", "setup_s", "max_abs_diff_vs_bare")
+            },
+        }
         rows.append(entry)
         print(json.dumps(entry), flush=True)
 
     for length in lengths:
-        encoder = PairEncoder(tokenizer, DEFAULT_PROMPT_TEMPLATE, length, model_input_names(model, tokenizer))
+        encoder = PairEncoder(
+            tokenizer, DEFAULT_PROMPT_TEMPLATE, length, model_input_names(model, tokenizer)
+        )
         warmup, timed = shape.train_steps
         train_queries, infer_pairs = shape.batches(length)
 
         def train(queries: int) -> tuple[dict, dict]:
             groups = long_groups(queries * (warmup + timed), length)
             folder = work / f"{name}-{length}-{queries}"
-            project = measured(device, train_project, model, tokenizer, write_training_file(groups, folder), queries,
-                               length, shape.train_steps, device, folder)
+            project = measured(
+                device,
+                train_project,
+                model,
+                tokenizer,
+                write_training_file(groups, folder),
+                queries,
+                length,
+                shape.train_steps,
+                device,
+                folder,
+            )
             collate = ListwiseCollator(encoder)
             features = [{"query": q, "passages": p} for q, p in groups[: queries * 2]]
-            batches = [{k: v.to(device) for k, v in collate(features[i : i + queries]).items()}
-                       for i in range(0, len(features), queries)]
+            batches = [
+                {k: v.to(device) for k, v in collate(features[i : i + queries]).items()}
+                for i in range(0, len(features), queries)
+            ]
             return project, measured(device, train_bare, model, batches, shape.train_steps, device)
 
         (project, bare), queries = halving(train, train_queries)
@@ -372,12 +520,21 @@ def model_rows(name: str, shape: Shape, lengths: list[int], tokenizer, device: s
             groups = long_groups(n // N_PASSAGES + 1, length)
             queries = [q for q, ps in groups for _ in ps][:n]
             passages = [p for _, ps in groups for p in ps][:n]
-            batches = [{k: torch.from_numpy(v).to(device) for k, v in
-                        encoder.pad(encoder.encode(queries[i : i + batch], passages[i : i + batch])).items()}
-                       for i in range(0, n, batch)]
+            batches = [
+                {
+                    k: torch.from_numpy(v).to(device)
+                    for k, v in encoder.pad(
+                        encoder.encode(queries[i : i + batch], passages[i : i + batch])
+                    ).items()
+                }
+                for i in range(0, n, batch)
+            ]
             bare = measured(device, infer_bare, model, batches, device)
-            reranker = Reranker(encoder, TorchBackend(model, device, bf16=device == "cuda"),
-                                RerankerConfig(prompt_template=DEFAULT_PROMPT_TEMPLATE, max_length=length))
+            reranker = Reranker(
+                encoder,
+                TorchBackend(model, device, bf16=device == "cuda"),
+                RerankerConfig(prompt_template=DEFAULT_PROMPT_TEMPLATE, max_length=length),
+            )
             project = measured(device, infer_project, reranker, queries, passages, batch, device)
             diff = np.abs(project["scores"][:batch] - bare["first_batch"]).max()
             project["max_abs_diff_vs_bare"] = round(float(diff), 4)
@@ -387,31 +544,45 @@ def model_rows(name: str, shape: Shape, lengths: list[int], tokenizer, device: s
         row("infer", "bare", length, batch, bare)
         row("infer", "project", length, batch, project, bare)
         row("infer", "serve", length, batch, serve, bare)
-    model = None   # its memory goes back before the next model loads
+    model = None  # its memory goes back before the next model loads
     free(device)
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'model':12} {'L':>4} {'task':5} {'path':7} {'batch':>5} {'pairs/s':>9} {'ratio':>6} {'TFLOP/s':>8} "
-             f"{'MFU':>6} {'GiB':>6}"]
+    lines = [
+        f"{'model':12} {'L':>4} {'task':5} {'path':7} {'batch':>5} {'pairs/s':>9} {'ratio':>6} {'TFLOP/s':>8} "
+        f"{'MFU':>6} {'GiB':>6}"
+    ]
     for r in rows:
         if "task" not in r:
             continue
         batch = r.get("batch_queries", r.get("batch_pairs"))
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "-"
         memory = r["peak_memory_gib"] if r["peak_memory_gib"] is not None else "-"
-        lines.append(f"{r['model']:12} {r['max_length']:>4} {r['task']:5} {r['path']:7} {batch:>5} "
-                     f"{r['pairs_per_s']:>9.1f} {r['ratio']:>6.3f} {r['tflops']:>8.2f} {mfu:>6} {memory:>6}")
+        lines.append(
+            f"{r['model']:12} {r['max_length']:>4} {r['task']:5} {r['path']:7} {batch:>5} "
+            f"{r['pairs_per_s']:>9.1f} {r['ratio']:>6.3f} {r['tflops']:>8.2f} {mfu:>6} {memory:>6}"
+        )
     return "\n".join(lines)
 
 
 def main() -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cpu", action="store_true", help="tiny models and lengths on the CPU (CI)")
-    parser.add_argument("--tokenizer", default=None, help="all-MiniLM-L6-v2 folder (default: the packaged copy)")
-    parser.add_argument("--models", nargs="+", choices=["minilm", "nemotron-1b"], default=["minilm", "nemotron-1b"])
-    parser.add_argument("--lengths", nargs="+", type=int, help="max lengths (default: 256 512; --cpu: 32 64)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cpu", action="store_true", help="tiny models and lengths on the CPU (CI)"
+    )
+    parser.add_argument(
+        "--tokenizer", default=None, help="all-MiniLM-L6-v2 folder (default: the packaged copy)"
+    )
+    parser.add_argument(
+        "--models", nargs="+", choices=["minilm", "nemotron-1b"], default=["minilm", "nemotron-1b"]
+    )
+    parser.add_argument(
+        "--lengths", nargs="+", type=int, help="max lengths (default: 256 512; --cpu: 32 64)"
+    )
     parser.add_argument("--peak-tflops", type=float, help="dense bf16 peak of this device, for MFU")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
@@ -419,24 +590,32 @@ def main() -> dict:
     if device == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device visible to torch; use --cpu")
     if args.cpu:
-        torch.set_num_threads(1)   # tiny models: more threads only wait on each other, on a busy machine badly
+        torch.set_num_threads(
+            1
+        )  # tiny models: more threads only wait on each other, on a busy machine badly
     lengths = args.lengths or ([32, 64] if args.cpu else [256, 512])
     peak_tflops, peak_source = peak(device, args.peak_tflops)
     tokenizer = load_tokenizer(args.tokenizer or resolve_model("all-MiniLM-L6-v2"))
     here = machine()
     result = {
         "device": here["gpu"] if device == "cuda" else "cpu",
-        "torch": here["torch"], "transformers": here["transformers"],
+        "torch": here["torch"],
+        "transformers": here["transformers"],
         "precision": "bf16 autocast, fp32 weights" if device == "cuda" else "fp32",
-        "peak_tflops": peak_tflops, "peak_source": peak_source,
-        "flops_per_pair": {"train": "6*N*L + 12*layers*L^2*hidden", "infer": "2*N*L + 4*layers*L^2*hidden",
-                           "N": "parameters outside the embeddings"},
+        "peak_tflops": peak_tflops,
+        "peak_source": peak_source,
+        "flops_per_pair": {
+            "train": "6*N*L + 12*layers*L^2*hidden",
+            "infer": "2*N*L + 4*layers*L^2*hidden",
+            "N": "parameters outside the embeddings",
+        },
         "rows": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            result["rows"] += model_rows(name, shapes(args.cpu)[name], lengths, tokenizer, device, peak_tflops,
-                                         Path(tmp))
+            result["rows"] += model_rows(
+                name, shapes(args.cpu)[name], lengths, tokenizer, device, peak_tflops, Path(tmp)
+            )
     print(table(result["rows"]))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -4,6 +4,7 @@ Read here rather than with beir's ``GenericDataLoader``, which stops on an empty
 header-only qrels file with a bare StopIteration/IndexError and names no file or line;
 here every malformed line is an InputError naming its file and line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,8 @@ QRELS_HEADER = "query-id\tcorpus-id\tscore"
 
 @dataclass
 class BeirData:
-    corpus: dict[str, dict]            # id -> {"title", "text"}
-    queries: dict[str, str]            # id -> text (only queries with judgements)
+    corpus: dict[str, dict]  # id -> {"title", "text"}
+    queries: dict[str, str]  # id -> text (only queries with judgements)
     qrels: dict[str, dict[str, int]]
     metadata: dict[str, dict]
 
@@ -33,21 +34,29 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirData:
     for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
         if not (folder / name).exists():
             raise InputError(f"{folder}: missing {name} (expected a BEIR folder)")
-    corpus = {_id: {"title": record.get("title") or "", "text": record["text"]}
-              for _id, record in _records(folder / "corpus.jsonl")}
+    corpus = {
+        _id: {"title": record.get("title") or "", "text": record["text"]}
+        for _id, record in _records(folder / "corpus.jsonl")
+    }
     if not corpus:
         raise InputError(f"{folder / 'corpus.jsonl'}: no documents")
     queries = dict(_records(folder / "queries.jsonl"))
     qrels = _qrels(folder / "qrels" / f"{split}.tsv", queries)
-    return BeirData(corpus=corpus, queries={q: queries[q]["text"] for q in qrels}, qrels=qrels,
-                    metadata={q: queries[q].get("metadata") or {} for q in qrels})
+    return BeirData(
+        corpus=corpus,
+        queries={q: queries[q]["text"] for q in qrels},
+        qrels=qrels,
+        metadata={q: queries[q].get("metadata") or {} for q in qrels},
+    )
 
 
 def _records(path: Path):
     """``(_id, record)`` per line; a line without a string ``_id`` and ``text`` names itself."""
     for lineno, record in iter_jsonl(path):
         if not isinstance(record, dict):
-            raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            raise InputError(
+                f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}"
+            )
         for key in ("_id", "text"):
             if not isinstance(record.get(key), str):
                 raise InputError(f"{path}:{lineno}: {key!r} missing or not a string")
@@ -66,9 +75,11 @@ def _qrels(path: Path, queries: dict[str, dict]) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     for lineno, row in enumerate(rows, start=1):
         if (lineno == 1 and not _judgement(row)) or not any(cell.strip() for cell in row):
-            continue   # the header, or a blank line
+            continue  # the header, or a blank line
         if not _judgement(row):
-            raise InputError(f"{path}:{lineno}: expected query-id<TAB>corpus-id<TAB>integer score, got {row!r}")
+            raise InputError(
+                f"{path}:{lineno}: expected query-id<TAB>corpus-id<TAB>integer score, got {row!r}"
+            )
         query_id, corpus_id, score = row[0], row[1], int(row[2])
         if query_id not in queries:
             raise InputError(f"{path}:{lineno}: query {query_id!r} is not in queries.jsonl")

@@ -4,6 +4,7 @@ Each subcommand reads its section of ``params.yaml`` (``--params``) and writes
 the same files the DVC stage declares, so a GPU box without DVC runs the same
 pipeline with ``reranktune sdg && reranktune prep && ...``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,8 @@ import json
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from reranktune.deploy.health import DeployError
 from reranktune.stage_cli import HELPS, STAGES, add_stage_arguments, call_stage, guarded
@@ -44,13 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub)
     add_deploy_parser(sub)
     compare = sub.add_parser(
-        "compare", help="paired randomisation test between two runs' metrics/eval_per_query.tsv",
-        description="Compare two eval runs query by query (e.g. before and after a params change).")
+        "compare",
+        help="paired randomisation test between two runs' metrics/eval_per_query.tsv",
+        description="Compare two eval runs query by query (e.g. before and after a params change).",
+    )
     compare.add_argument("old", type=Path)
     compare.add_argument("new", type=Path)
-    compare.add_argument("--system", default="finetuned", help="system to compare, as test_set/system (e.g. synthetic/hybrid); "
-                         "a bare name takes the first test set's (default: finetuned)")
-    compare.add_argument("--measure", default="NDCG@10", help="per-query measure (default: NDCG@10)")
+    compare.add_argument(
+        "--system",
+        default="finetuned",
+        help="system to compare, as test_set/system (e.g. synthetic/hybrid); "
+        "a bare name takes the first test set's (default: finetuned)",
+    )
+    compare.add_argument(
+        "--measure", default="NDCG@10", help="per-query measure (default: NDCG@10)"
+    )
     compare.set_defaults(func=_run_compare)
     preset = sub.add_parser(
         "preset",
@@ -59,8 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         "[DVC_ARGS]` so DVC applies it to params.yaml and records the experiment. "
         "Options after FILE go to `dvc exp run` (e.g. --queue, -n NAME).",
     )
-    preset.add_argument("--print", action="store_true", dest="print_only",
-                        help="print the dvc command instead of running it")
+    preset.add_argument(
+        "--print",
+        action="store_true",
+        dest="print_only",
+        help="print the dvc command instead of running it",
+    )
     preset.add_argument("file", help="preset YAML: params.yaml's shape, only the keys it changes")
     preset.add_argument("dvc_args", nargs=argparse.REMAINDER, help="more `dvc exp run` options")
     preset.set_defaults(func=_run_preset)
@@ -88,7 +101,7 @@ def _run_preset(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return guarded(lambda: args.func(args))   # bad input: one line, exit code 2, as stages/*.py
+        return guarded(lambda: args.func(args))  # bad input: one line, exit code 2, as stages/*.py
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

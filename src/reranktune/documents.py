@@ -4,6 +4,7 @@ The input is a folder of text files (read recursively) or a BEIR-style ``corpus.
 (one ``{"_id", "title", "text"}`` record per document), so a corpus that comes with
 labelled questions trains from the very documents its questions are judged on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -111,7 +112,9 @@ def _wanted(path: Path, extensions: set[str]) -> bool:
     return path.suffix.lower() in extensions
 
 
-def read_corpus_jsonl(path: Path, min_text_length: int, sentences_per_chunk: int) -> tuple[list[Document], ReadReport]:
+def read_corpus_jsonl(
+    path: Path, min_text_length: int, sentences_per_chunk: int
+) -> tuple[list[Document], ReadReport]:
     """One document per BEIR corpus record, its title as the first paragraph.
 
     A record that fits one chunk keeps its passage verbatim, as eval reads it ("title. text"),
@@ -122,9 +125,14 @@ def read_corpus_jsonl(path: Path, min_text_length: int, sentences_per_chunk: int
     report = ReadReport()
     documents: list[Document] = []
     for lineno, record in iter_jsonl(path):
-        if not isinstance(record, dict) or not isinstance(record.get("_id"), (str, int)) \
-                or not isinstance(record.get("text"), str):
-            raise InputError(f"{path}:{lineno}: expected a corpus record with an \"_id\" and a \"text\"")
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("_id"), (str, int))
+            or not isinstance(record.get("text"), str)
+        ):
+            raise InputError(
+                f'{path}:{lineno}: expected a corpus record with an "_id" and a "text"'
+            )
         doc_id = str(record["_id"])
         title, text = (record.get("title") or "").strip(), record["text"].strip()
         if len(text) < min_text_length:
@@ -132,11 +140,19 @@ def read_corpus_jsonl(path: Path, min_text_length: int, sentences_per_chunk: int
             continue
         chunks = chunk_text(f"{title}.\n\n{text}" if title else text, sentences_per_chunk)
         passage = f"{title}. {text}" if title else text
-        documents.append(Document(source_id=doc_id, path=doc_id, text=f"{title}\n\n{text}" if title else text,
-                                  chunks=[passage] if len(chunks) == 1 else chunks))
+        documents.append(
+            Document(
+                source_id=doc_id,
+                path=doc_id,
+                text=f"{title}\n\n{text}" if title else text,
+                chunks=[passage] if len(chunks) == 1 else chunks,
+            )
+        )
         report.read += 1
     if not documents:
-        raise InputError(f"{path}: no usable documents ({len(report.too_short)} shorter than {min_text_length})")
+        raise InputError(
+            f"{path}: no usable documents ({len(report.too_short)} shorter than {min_text_length})"
+        )
     return documents, report
 
 
@@ -175,5 +191,7 @@ def read_documents(
             f"{len(report.too_short)} too short, {len(report.not_utf8)} not UTF-8)"
         )
     if report.too_short:
-        log.info("skipped %d files shorter than %d characters", len(report.too_short), min_text_length)
+        log.info(
+            "skipped %d files shorter than %d characters", len(report.too_short), min_text_length
+        )
     return documents, report

@@ -5,6 +5,7 @@ Every output goes through a temporary file in the target folder followed by
 temporary name carries the writer's pid (``.<name>.<pid>.<random>``): the next
 write of the same target removes those whose process is gone.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,7 +40,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:   # another user's process
+    except PermissionError:  # another user's process
         return True
     return True
 
@@ -50,7 +51,9 @@ def remove_leftovers(target: Path) -> None:
     pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}(?:\.\w+)?")
     for path in target.parent.glob(f".{glob.escape(target.name)}.*"):
         match = pattern.fullmatch(path.name)
-        if path.name == f".{target.name}.old" or (match and not (match[1] and _alive(int(match[1])))):
+        if path.name == f".{target.name}.old" or (
+            match and not (match[1] and _alive(int(match[1])))
+        ):
             log.info("removing %s, left by a run that was killed", path)
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
@@ -68,10 +71,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=suffix or ".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=_temp_prefix(target), suffix=suffix or ".tmp", dir=target.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~_umask())   # mkstemp makes 0600; outputs get the usual mode
+    tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -120,9 +125,13 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
     return count
 
 
-def _not_utf8(path: str | os.PathLike, raw: bytes, exc: UnicodeDecodeError, first_line: int = 1) -> InputError:
+def _not_utf8(
+    path: str | os.PathLike, raw: bytes, exc: UnicodeDecodeError, first_line: int = 1
+) -> InputError:
     line = first_line + raw.count(b"\n", 0, exc.start)
-    return InputError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8")
+    return InputError(
+        f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+    )
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -158,7 +167,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise InputError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from exc
 
 
-def iter_jsonl(path: str | os.PathLike, errors: list[str] | None = None) -> Iterator[tuple[int, Any]]:
+def iter_jsonl(
+    path: str | os.PathLike, errors: list[str] | None = None
+) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, record)``; bad lines go to ``errors`` or raise.
 
     A line that is not UTF-8 always raises: it means the file's encoding is wrong, and

@@ -9,6 +9,7 @@ function decorated with ``loads``): whatever transformers, sentence-transformers
 or the hub raise becomes one ``ModelLoadError`` line naming the model, which the
 CLI prints with exit code 2.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -98,12 +99,19 @@ def _why(name: str, exc: BaseException) -> str:
 
     causes = list(_chain(exc))
     if not Path(name).expanduser().exists():
-        if any(isinstance(e, (errors.RepositoryNotFoundError, errors.GatedRepoError)) for e in causes):
-            return ("no such folder, and no such model on the Hugging Face hub "
-                    "(a private or gated one needs `hf auth login`)")
+        if any(
+            isinstance(e, (errors.RepositoryNotFoundError, errors.GatedRepoError)) for e in causes
+        ):
+            return (
+                "no such folder, and no such model on the Hugging Face hub "
+                "(a private or gated one needs `hf auth login`)"
+            )
         if any(isinstance(e, errors.LocalEntryNotFoundError) for e in causes):
-            hub = ("HF_HUB_OFFLINE is set, so the hub was not asked" if constants.HF_HUB_OFFLINE
-                   else "the Hugging Face hub could not be reached")
+            hub = (
+                "HF_HUB_OFFLINE is set, so the hub was not asked"
+                if constants.HF_HUB_OFFLINE
+                else "the Hugging Face hub could not be reached"
+            )
             return f"no such folder, and not in the local Hugging Face cache ({hub})"
         if any(isinstance(e, (errors.HFValidationError, FileNotFoundError)) for e in causes):
             return "no such folder (and not a valid hub id)"
@@ -111,8 +119,10 @@ def _why(name: str, exc: BaseException) -> str:
     if damaged is not None:
         return f"a weights file is damaged or truncated (safetensors: {' '.join(str(damaged).split())[:200]})"
     if "trust_remote_code" in str(exc):
-        return ("its code lives with the weights and runs only if you opt in: set trust_remote_code: true "
-                "in this model's params section")
+        return (
+            "its code lives with the weights and runs only if you opt in: set trust_remote_code: true "
+            "in this model's params section"
+        )
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
     message = " ".join((lines[0] if not lines[0].endswith(":") else " ".join(lines)).split())
     return message if len(message) <= 300 else message[:297] + "..."
@@ -127,13 +137,19 @@ def loading(name: str, what: str = "model") -> Iterator[None]:
         yield
     except InputError:
         raise
-    except (OSError, ValueError, ImportError, SafetensorError) as exc:   # what from_pretrained raises for a bad model
+    except (
+        OSError,
+        ValueError,
+        ImportError,
+        SafetensorError,
+    ) as exc:  # what from_pretrained raises for a bad model
         log.debug("loading %s %s failed", what, name, exc_info=True)
         raise ModelLoadError(f"{what} {name!r}: {_why(name, exc)}") from exc
 
 
 def loads(what: str, check: Callable[[str, object], None] | None = None) -> Callable[[F], F]:
     """Decorate a loader whose first argument is the model name: it loads under ``loading``, then ``check``s."""
+
     def decorate(load: F) -> F:
         @functools.wraps(load)
         def wrapper(name, *args, **kwargs):
@@ -142,11 +158,15 @@ def loads(what: str, check: Callable[[str, object], None] | None = None) -> Call
             if check is not None:
                 check(str(name), loaded)
             return loaded
+
         return wrapper  # type: ignore[return-value]
+
     return decorate
 
 
 def check_tokenizer(name: str, tokenizer) -> None:
     """A folder without tokenizer files can still load one with only special tokens: every word is [UNK]."""
     if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
-        raise ModelLoadError(f"model {name!r}: its tokenizer has no vocabulary (no tokenizer files in the folder?)")
+        raise ModelLoadError(
+            f"model {name!r}: its tokenizer has no vocabulary (no tokenizer files in the folder?)"
+        )

@@ -3,10 +3,11 @@
 Unknown keys and bad values stop the stage with a message naming the key
 (``params.yaml: finetune.learning_rate: ...``) before any work starts.
 """
+
 from __future__ import annotations
 
-from pathlib import Path
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,7 +36,15 @@ class EmbeddingParams(Section):
     trust_remote_code: bool = False
 
 
-REASONING_TYPES = ("factual", "relational", "inferential", "temporal", "procedural", "causal", "visual")
+REASONING_TYPES = (
+    "factual",
+    "relational",
+    "inferential",
+    "temporal",
+    "procedural",
+    "causal",
+    "visual",
+)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -51,7 +60,10 @@ class LlmParams(Section):
     max_tokens: int = Field(4096, ge=16)
     extra_body: dict[str, Any] = {}
     query_types: dict[Literal["multi_hop", "structural", "contextual"], int] = {
-        "multi_hop": 3, "structural": 2, "contextual": 2}
+        "multi_hop": 3,
+        "structural": 2,
+        "contextual": 2,
+    }
     reasoning_types: list[Literal[REASONING_TYPES]] = list(REASONING_TYPES)  # type: ignore[valid-type]
     max_artifacts_per_type: int = Field(2, ge=1)
     dedup_threshold: float = Field(0.9, gt=0, le=1)
@@ -76,12 +88,14 @@ class LlmParams(Section):
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
         if value and (not _ENV_NAME.match(value) or len(value) > 64):
-            raise ValueError("must be the NAME of an environment variable holding the key, "
-                             "not the key itself (keys never go in params)")
+            raise ValueError(
+                "must be the NAME of an environment variable holding the key, "
+                "not the key itself (keys never go in params)"
+            )
         return value or None
 
     @model_validator(mode="after")
-    def _pairs(self) -> "LlmParams":
+    def _pairs(self) -> LlmParams:
         if sum(self.query_types.values()) < 1 or any(n < 0 for n in self.query_types.values()):
             raise ValueError("query_types: counts must be >= 0 and sum to at least 1")
         if not self.reasoning_types:
@@ -93,7 +107,9 @@ class LlmParams(Section):
 
 
 class SdgParams(Section):
-    input_path: str = "data/questions/nq-utd/corpus.jsonl"   # a folder of text files, or a BEIR corpus.jsonl
+    input_path: str = (
+        "data/questions/nq-utd/corpus.jsonl"  # a folder of text files, or a BEIR corpus.jsonl
+    )
     file_extensions: list[str] = [".txt", ".md", ".text", ""]
     min_text_length: int = Field(50, ge=0)
     sentences_per_chunk: int = Field(5, ge=1)
@@ -107,7 +123,9 @@ class SdgParams(Section):
 
 
 class PrepParams(Section):
-    input_path: str = "data/sdg/qa.jsonl"   # SDG JSONL, a folder of them, or a ready training file (.json)
+    input_path: str = (
+        "data/sdg/qa.jsonl"  # SDG JSONL, a folder of them, or a ready training file (.json)
+    )
     quality_threshold: float = Field(9.0, ge=0, le=10)
     max_pos_docs: int = Field(5, ge=1)
     seed: int = 42
@@ -120,11 +138,13 @@ class PrepParams(Section):
     hard_neg_margin: float = Field(0.95, gt=0)
     hard_neg_margin_type: Literal["perc", "abs"] = "perc"
     mining_candidates: int = Field(100, ge=2)
-    mining_first_stage: Literal["dense", "hybrid"] = "dense"   # hybrid: dense and BM25 ranks fused (RRF)
+    mining_first_stage: Literal["dense", "hybrid"] = (
+        "dense"  # hybrid: dense and BM25 ranks fused (RRF)
+    )
     pad_missing_negatives: Literal["random", "drop"] = "random"
 
     @model_validator(mode="after")
-    def _ratios(self) -> "PrepParams":
+    def _ratios(self) -> PrepParams:
         if self.train_ratio + self.val_ratio >= 1.0:
             raise ValueError("train_ratio + val_ratio must leave room for a test split (< 1.0)")
         return self
@@ -133,14 +153,29 @@ class PrepParams(Section):
 class PriorParams(Section):
     """The first stage's evidence added to the cross-encoder's logit: score = logit + prior (prior.py)."""
 
-    dense_weight: float = Field(10.0, ge=0, description="x the first stage's cosine (retrieval.embedding)")
-    lexical_weight: float = Field(10.0, ge=0, description="x BM25 / its query's maximum, corpus statistics saved")
-    in_training: bool = Field(True, description="train on logit + prior (the model learns a correction to the "
-                              "first stage); false: the logit learns relevance alone and the prior is added after")
-    logit_loss_weight: float = Field(0.0, ge=0, le=1, description="with in_training: share of the loss on the "
-                                     "logit alone, so the cross-encoder also learns where the prior is right")
-    fit_scale: bool = Field(False, description="after training a logit alone, scale both weights by the factor "
-                            "that ranks the validation queries best (needs prep.val_ratio > 0); their ratio stays")
+    dense_weight: float = Field(
+        10.0, ge=0, description="x the first stage's cosine (retrieval.embedding)"
+    )
+    lexical_weight: float = Field(
+        10.0, ge=0, description="x BM25 / its query's maximum, corpus statistics saved"
+    )
+    in_training: bool = Field(
+        True,
+        description="train on logit + prior (the model learns a correction to the "
+        "first stage); false: the logit learns relevance alone and the prior is added after",
+    )
+    logit_loss_weight: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="with in_training: share of the loss on the "
+        "logit alone, so the cross-encoder also learns where the prior is right",
+    )
+    fit_scale: bool = Field(
+        False,
+        description="after training a logit alone, scale both weights by the factor "
+        "that ranks the validation queries best (needs prep.val_ratio > 0); their ratio stays",
+    )
 
 
 class FinetuneParams(Section):
@@ -149,15 +184,24 @@ class FinetuneParams(Section):
     train_n_passages: int = Field(5, ge=2)
     temperature: float = Field(1.0, gt=0)
     distillation_weight: float = Field(
-        0.0, ge=0, le=1,
+        0.0,
+        ge=0,
+        le=1,
         description="share of the loss that matches the mining embedder's scores (training file 'score'); 0 = labels only",
     )
     distillation_temperature: float = Field(0.05, gt=0, description="divides the teacher's scores")
     distillation_teacher: Literal["embedder", "prior"] = Field(
-        "embedder", description="embedder: prep's cosines; prior: the weighted prior (dense and BM25 evidence)")
+        "embedder",
+        description="embedder: prep's cosines; prior: the weighted prior (dense and BM25 evidence)",
+    )
     prior: PriorParams = PriorParams()
-    cloze_rate: float = Field(0.0, ge=0, le=1, description="share of positives trained without the sentence "
-                              "their query was cut from (inverse cloze): relevance beyond shared words")
+    cloze_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of positives trained without the sentence "
+        "their query was cut from (inverse cloze): relevance beyond shared words",
+    )
     global_batch_size: int = Field(8, ge=1)
     per_device_batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
@@ -170,17 +214,27 @@ class FinetuneParams(Section):
     mixed_precision: Literal["auto", "bf16", "fp16", "fp32"] = "bf16"
     gradient_checkpointing: bool = False
     attn_implementation: str | None = None
-    pretokenize: bool = Field(False, description="tokenize every pair before training, so the collator only pads: "
-                              "on a GPU per-batch tokenization can take longer than the step")
-    group_by_length: bool = Field(False, description="batches of queries with similar pair lengths, in random "
-                                  "order: less padding (off: the plain random order)")
+    pretokenize: bool = Field(
+        False,
+        description="tokenize every pair before training, so the collator only pads: "
+        "on a GPU per-batch tokenization can take longer than the step",
+    )
+    group_by_length: bool = Field(
+        False,
+        description="batches of queries with similar pair lengths, in random "
+        "order: less padding (off: the plain random order)",
+    )
     save_steps: int = Field(50, ge=1)
     logging_steps: int = Field(5, ge=1)
-    nproc: int = Field(1, ge=1, description="processes for torch distributed (DDP); >1 launches torchrun")
-    fsdp: str = Field("", description="transformers' FSDP option, e.g. 'full_shard auto_wrap'; empty = DDP")
+    nproc: int = Field(
+        1, ge=1, description="processes for torch distributed (DDP); >1 launches torchrun"
+    )
+    fsdp: str = Field(
+        "", description="transformers' FSDP option, e.g. 'full_shard auto_wrap'; empty = DDP"
+    )
 
     @model_validator(mode="after")
-    def _template(self) -> "FinetuneParams":
+    def _template(self) -> FinetuneParams:
         for field in ("{query}", "{passage}"):
             if field not in self.prompt_template:
                 raise ValueError(f"prompt_template must contain {field}")
@@ -194,38 +248,45 @@ class RetrievalParams(Section):
     """The first stage, one for every stage: prep mines with it, the prior carries its evidence
     into the reranker, eval and the export gate rerank its candidates."""
 
-    first_stage: FirstStage = "hybrid"   # the candidates eval and the export gate rerank
+    first_stage: FirstStage = "hybrid"  # the candidates eval and the export gate rerank
     embedding: EmbeddingParams = EmbeddingParams()
-    bm25_language: str = "english"   # PyStemmer language of BM25; "" = no stemming/stopwords
-    rrf_k: int = Field(60, ge=1)     # reciprocal-rank fusion constant (hybrid)
+    bm25_language: str = "english"  # PyStemmer language of BM25; "" = no stemming/stopwords
+    rrf_k: int = Field(60, ge=1)  # reciprocal-rank fusion constant (hybrid)
 
 
 class ModelParams(Section):
     """The cross-encoder finetune starts from and eval compares the fine-tuned one against."""
 
     base_model: str = DEFAULT_EMBEDDING_MODEL
-    trust_remote_code: bool = False   # run the model's own code from its folder or the hub
+    trust_remote_code: bool = False  # run the model's own code from its folder or the hub
 
-MAX_K = 10_000   # candidates reranked per query, and metric cut-offs: far past any useful depth
+
+MAX_K = 10_000  # candidates reranked per query, and metric cut-offs: far past any useful depth
 
 
 class EvalParams(Section):
-    questions_dir: str = "data/questions"   # one BEIR folder of real questions per subfolder (none: empty)
-    data_path: str = "data/prep/eval_beir"   # prep's synthetic split (any BEIR folder: corpus, queries, qrels)
+    questions_dir: str = (
+        "data/questions"  # one BEIR folder of real questions per subfolder (none: empty)
+    )
+    data_path: str = (
+        "data/prep/eval_beir"  # prep's synthetic split (any BEIR folder: corpus, queries, qrels)
+    )
     split: str = "test"
-    compare_first_stages: bool = True        # also report the other first stages alone
+    compare_first_stages: bool = True  # also report the other first stages alone
     top_k: int = Field(100, ge=1, le=MAX_K)
     k_values: list[Annotated[int, Field(ge=1, le=MAX_K)]] = Field([1, 5, 10, 100], min_length=1)
     mrr_k: int = Field(10, ge=1, le=MAX_K)
     batch_size: int = Field(64, ge=1)
-    mixed_precision: Literal["auto", "bf16", "fp32"] = "auto"   # auto: bf16 where the hardware has it
+    mixed_precision: Literal["auto", "bf16", "fp32"] = (
+        "auto"  # auto: bf16 where the hardware has it
+    )
     evaluate_base: Literal["auto", "always", "never"] = "auto"
-    significance_k: int = Field(10, ge=1, le=MAX_K)    # paired test on nDCG@significance_k
+    significance_k: int = Field(10, ge=1, le=MAX_K)  # paired test on nDCG@significance_k
     significance_resamples: int = Field(10000, ge=100)
     seed: int = 42
     breakdown_keys: list[str] = ["query_type", "reasoning_type", "hop_count"]
-    endpoint_url: str = ""                   # a running /v1/ranking API to check; "" = skip
-    endpoint_model: str = ""                 # "" = the first id from GET /v1/models
+    endpoint_url: str = ""  # a running /v1/ranking API to check; "" = skip
+    endpoint_model: str = ""  # "" = the first id from GET /v1/models
     endpoint_api_key_env: str = "RERANKTUNE_ENDPOINT_API_KEY"  # the variable's name, not a key
     endpoint_timeout_s: float = Field(120.0, gt=0)
     endpoint_tolerance_at_1: float = Field(0.03, ge=0)
@@ -240,19 +301,19 @@ class ExportParams(Section):
 
     opset: int = Field(17, ge=14)
     variants: list[ExportVariant] = ["fp32", "optimized", "int8", "fp16"]
-    parity_atol: float = Field(1e-3, gt=0)            # fp32/optimized: max |score - PyTorch score|
+    parity_atol: float = Field(1e-3, gt=0)  # fp32/optimized: max |score - PyTorch score|
     lossy_min_spearman: float = Field(0.9, ge=-1, le=1)  # int8/fp16: rank correlation with PyTorch
-    max_ndcg_drop: float = Field(0.01, ge=0)           # every variant: NDCG@10 below PyTorch's
+    max_ndcg_drop: float = Field(0.01, ge=0)  # every variant: NDCG@10 below PyTorch's
     parity_pairs: int = Field(64, ge=1)
-    gate_queries: int = Field(48, ge=0)                # test queries reranked for the gate; 0 = all
-    gate_top_k: int = Field(10, ge=1)                  # dense candidates per query
+    gate_queries: int = Field(48, ge=0)  # test queries reranked for the gate; 0 = all
+    gate_top_k: int = Field(10, ge=1)  # dense candidates per query
     batch_size: int = Field(64, ge=1)
-    tensorrt: bool = True                              # build an engine when `tensorrt` imports
-    trt_batch: list[int] = [1, 16, 64]                 # TensorRT profile min/opt/max
+    tensorrt: bool = True  # build an engine when `tensorrt` imports
+    trt_batch: list[int] = [1, 16, 64]  # TensorRT profile min/opt/max
     trt_length: list[int] = [3, 256, 512]
 
     @model_validator(mode="after")
-    def _variants(self) -> "ExportParams":
+    def _variants(self) -> ExportParams:
         if "fp32" not in self.variants:
             raise ValueError("variants must include fp32: every other variant is derived from it")
         if len(set(self.variants)) != len(self.variants):
@@ -269,9 +330,9 @@ class NimParams(Section):
 
     image: str = "nvcr.io/nim/nvidia/llama-nemotron-rerank-1b-v2:1.10.0"
     container_name: str = "reranktune-nim"
-    model_mount: str = "/opt/nim/custom_model"   # where the export folder appears, read-only
-    cache_dir: str | None = "~/.cache/nim"       # NIM's download cache (/opt/nim/.cache); null: none
-    gpus: str = "all"                            # "all" or device ids such as "0,1"
+    model_mount: str = "/opt/nim/custom_model"  # where the export folder appears, read-only
+    cache_dir: str | None = "~/.cache/nim"  # NIM's download cache (/opt/nim/.cache); null: none
+    gpus: str = "all"  # "all" or device ids such as "0,1"
     shm_size: str = "16g"
     poll_interval_s: float = Field(5.0, gt=0)
 
@@ -280,7 +341,7 @@ class DeployParams(Section):
     """``reranktune serve`` defaults and ``reranktune deploy``: where and how the ranking API runs."""
 
     runtime: Literal["local", "nim"] = "local"
-    host: str = "127.0.0.1"   # 0.0.0.0 exposes the API to the network: only behind a firewall or in a container
+    host: str = "127.0.0.1"  # 0.0.0.0 exposes the API to the network: only behind a firewall or in a container
     port: int = Field(8000, ge=1, le=65535)
     model_dir: str = "models/onnx"
     engine: Literal["onnx", "torch"] = "onnx"
@@ -292,15 +353,19 @@ class DeployParams(Section):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     # per passage: its query + passage pair's tokens, up to the model's max_length; summed. Over it: 413
     max_tokens_per_request: int = Field(65536, ge=1)
-    request_timeout_s: float = Field(30.0, gt=0)   # past it: 503, and the request's unscored pairs are dropped
+    request_timeout_s: float = Field(
+        30.0, gt=0
+    )  # past it: 503, and the request's unscored pairs are dropped
     # a connection's time limits; past one: 408 (if no answer started) and the connection is closed
-    headers_timeout_s: float = Field(10.0, gt=0)     # a request's headers, from its first byte (or the connection)
-    body_timeout_s: float = Field(30.0, gt=0)        # its body, from the end of its headers
-    keep_alive_timeout_s: float = Field(5.0, gt=0)   # idle between two requests
-    docs: bool = False   # /docs and /redoc; their pages load Swagger UI / ReDoc from a CDN
-    threads: int = Field(0, ge=0)   # 0: the engine's default (all cores)
-    ready_timeout_s: float = Field(120.0, gt=0)   # how long `deploy` waits for /v1/health/ready
-    state_dir: str = ".cache/deploy"   # pid and log files of `deploy.runtime: local`
+    headers_timeout_s: float = Field(
+        10.0, gt=0
+    )  # a request's headers, from its first byte (or the connection)
+    body_timeout_s: float = Field(30.0, gt=0)  # its body, from the end of its headers
+    keep_alive_timeout_s: float = Field(5.0, gt=0)  # idle between two requests
+    docs: bool = False  # /docs and /redoc; their pages load Swagger UI / ReDoc from a CDN
+    threads: int = Field(0, ge=0)  # 0: the engine's default (all cores)
+    ready_timeout_s: float = Field(120.0, gt=0)  # how long `deploy` waits for /v1/health/ready
+    state_dir: str = ".cache/deploy"  # pid and log files of `deploy.runtime: local`
     nim: NimParams = NimParams()
 
 
@@ -317,11 +382,18 @@ SECTIONS: dict[str, type[Section]] = {
 
 
 # keys an older params.yaml may still have, and where their value went
-RENAMED = {"finetune.prior_weight": "finetune.prior.dense_weight", "sdg.input_dir": "sdg.input_path",
-           "prep.embedding": "retrieval.embedding", "prep.bm25_language": "retrieval.bm25_language",
-           "finetune.prior.bm25_language": "retrieval.bm25_language", "eval.bm25_language": "retrieval.bm25_language",
-           "eval.rrf_k": "retrieval.rrf_k", "eval.first_stage": "retrieval.first_stage", "finetune.base_model": "model.base_model",
-           "finetune.trust_remote_code": "model.trust_remote_code"}
+RENAMED = {
+    "finetune.prior_weight": "finetune.prior.dense_weight",
+    "sdg.input_dir": "sdg.input_path",
+    "prep.embedding": "retrieval.embedding",
+    "prep.bm25_language": "retrieval.bm25_language",
+    "finetune.prior.bm25_language": "retrieval.bm25_language",
+    "eval.bm25_language": "retrieval.bm25_language",
+    "eval.rrf_k": "retrieval.rrf_k",
+    "eval.first_stage": "retrieval.first_stage",
+    "finetune.base_model": "model.base_model",
+    "finetune.trust_remote_code": "model.trust_remote_code",
+}
 
 
 def _format_error(path: Path, section: str, exc: ValidationError) -> str:
@@ -331,7 +403,7 @@ def _format_error(path: Path, section: str, exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             moved = f" (now {RENAMED[key]})" if key in RENAMED else ""
             lines.append(f"{path}: {key}: unknown key{moved}")
-        elif "api_key" in key:   # never echo what may be a pasted key
+        elif "api_key" in key:  # never echo what may be a pasted key
             lines.append(f"{path}: {key}: {err['msg']}")
         else:
             lines.append(f"{path}: {key}: {err['msg']} (got {err.get('input')!r})")
@@ -345,13 +417,17 @@ def load_section(section: str, path: str | Path = "params.yaml") -> Section:
         raise InputError(f"unknown params section {section!r}; expected one of {sorted(SECTIONS)}")
     raw = (read_yaml(path) if path.exists() else {}) or {}
     if not isinstance(raw, dict):
-        raise InputError(f"{path}: expected a mapping of sections (sdg:, prep:, ...), got {type(raw).__name__}")
+        raise InputError(
+            f"{path}: expected a mapping of sections (sdg:, prep:, ...), got {type(raw).__name__}"
+        )
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise InputError(f"{path}: unknown section(s): {', '.join(unknown)}")
     values = raw.get(section) or {}
     if not isinstance(values, dict):
-        raise InputError(f"{path}: {section}: expected a mapping of keys, got {type(values).__name__}")
+        raise InputError(
+            f"{path}: {section}: expected a mapping of keys, got {type(values).__name__}"
+        )
     try:
         return SECTIONS[section].model_validate(values)
     except ValidationError as exc:

@@ -5,6 +5,7 @@ the keys it changes. It is applied with ``dvc exp run -S key=value ...`` rather 
 by rewriting ``params.yaml`` ourselves, so DVC records the run as an experiment,
 keeps the file's comments, and ``dvc exp show`` / ``dvc params diff`` list the change.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,9 +30,13 @@ def load_preset(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: a preset is a non-empty mapping of params.yaml sections")
     for section, values in raw.items():
         if section not in SECTIONS:
-            raise InputError(f"{path}: unknown section {section!r}; expected one of {sorted(SECTIONS)}")
+            raise InputError(
+                f"{path}: unknown section {section!r}; expected one of {sorted(SECTIONS)}"
+            )
         if not isinstance(values, dict):
-            raise InputError(f"{path}: {section}: expected a mapping of keys, got {type(values).__name__}")
+            raise InputError(
+                f"{path}: {section}: expected a mapping of keys, got {type(values).__name__}"
+            )
     return raw
 
 
@@ -45,7 +50,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def check_preset(preset: dict[str, Any], preset_path: str | Path, params_path: str | Path = "params.yaml") -> None:
+def check_preset(
+    preset: dict[str, Any], preset_path: str | Path, params_path: str | Path = "params.yaml"
+) -> None:
     """Fail before DVC runs anything if the preset over ``params_path`` is not valid params."""
     params_path = Path(params_path)
     base = read_yaml(params_path) if params_path.exists() else {}

@@ -8,6 +8,7 @@ commands nor ``deploy``, so a stage's code deps in dvc.yaml are only the code it
 ``python -m reranktune.stage_cli <stage> [--params FILE]`` runs a stage too: finetune
 relaunches itself that way under torchrun.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,20 +33,35 @@ HELPS = {
 
 def add_stage_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     """The options of stage ``name``: ``--params``, and for eval the params it lets the command line override."""
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: params.yaml)"
+    )
     if name == "eval":
-        parser.add_argument("--endpoint-url", help="check a running /v1/ranking API against the "
-                            "checkpoint (overrides eval.endpoint_url)")
-        parser.add_argument("--data-path", help="BEIR folder of synthetic questions (overrides eval.data_path)")
-        parser.add_argument("--questions-dir", help="folder of BEIR folders of real questions over the same "
-                            "documents, one eval section each (overrides eval.questions_dir)")
-        parser.add_argument("--first-stage", choices=["dense", "bm25", "hybrid"],
-                            help="candidates to rerank (overrides retrieval.first_stage)")
+        parser.add_argument(
+            "--endpoint-url",
+            help="check a running /v1/ranking API against the "
+            "checkpoint (overrides eval.endpoint_url)",
+        )
+        parser.add_argument(
+            "--data-path", help="BEIR folder of synthetic questions (overrides eval.data_path)"
+        )
+        parser.add_argument(
+            "--questions-dir",
+            help="folder of BEIR folders of real questions over the same "
+            "documents, one eval section each (overrides eval.questions_dir)",
+        )
+        parser.add_argument(
+            "--first-stage",
+            choices=["dense", "bm25", "hybrid"],
+            help="candidates to rerank (overrides retrieval.first_stage)",
+        )
 
 
 def call_stage(stage: Callable[..., object], args: argparse.Namespace) -> object:
     """Run ``stage`` (a function of reranktune.stages) with the params file and overrides in ``args``."""
-    overrides = {key: value for key in EVAL_OVERRIDES if (value := getattr(args, key, None)) is not None}
+    overrides = {
+        key: value for key in EVAL_OVERRIDES if (value := getattr(args, key, None)) is not None
+    }
     return stage(args.params, **overrides)
 
 
@@ -60,7 +76,9 @@ def guarded(work: Callable[[], object]) -> int:
     return 0
 
 
-def run_stage(stage: Callable[..., object], argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+def run_stage(
+    stage: Callable[..., object], argv: Sequence[str] | None = None, prog: str | None = None
+) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) for ``stage`` and run it; returns the exit code."""
     name = stage.__name__
     parser = argparse.ArgumentParser(prog=prog, description=HELPS[name])
@@ -73,7 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m reranktune.stage_cli <stage> [options]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in STAGES:
-        print(f"usage: python -m reranktune.stage_cli {{{','.join(STAGES)}}} [--params FILE]", file=sys.stderr)
+        print(
+            f"usage: python -m reranktune.stage_cli {{{','.join(STAGES)}}} [--params FILE]",
+            file=sys.stderr,
+        )
         return 2
     from reranktune import stages
 

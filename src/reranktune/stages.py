@@ -4,6 +4,7 @@ The paths here are the ones ``dvc.yaml`` declares as deps and outs. Each stage w
 full report to ``metrics/<stage>_details.json`` and the few numbers a review decides on to
 ``metrics/<stage>.json``, the file DVC tracks as a metric.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,9 +65,14 @@ def prep(params_file: str = "params.yaml") -> dict:
     params: PrepParams = load_section("prep", params_file)
     retrieval: RetrievalParams = load_section("retrieval", params_file)
     report = run_prep(params, params.input_path, PREP_OUTPUT, PREP_DETAILS, retrieval)
-    return _review(PREP_METRICS, {"train_records": report.get("train_records", 0),
-                                  "test_queries": report.get("queries_per_split", {}).get("test", 0),
-                                  "corpus_chunks": report.get("corpus_chunks", 0)})
+    return _review(
+        PREP_METRICS,
+        {
+            "train_records": report.get("train_records", 0),
+            "test_queries": report.get("queries_per_split", {}).get("test", 0),
+            "corpus_chunks": report.get("corpus_chunks", 0),
+        },
+    )
 
 
 def finetune(params_file: str = "params.yaml") -> dict | None:
@@ -78,9 +84,19 @@ def finetune(params_file: str = "params.yaml") -> dict | None:
         relaunch_with_torchrun(params.nproc, ["finetune", "--params", str(params_file)])
         return None
     model: ModelParams = load_section("model", params_file)
-    retrieval: RetrievalParams = load_section("retrieval", params_file)   # it scored train.json: the prior
-    summary = run_finetune(params, TRAIN_FILE, MODEL_DIR, CHECKPOINT_DIR, FINETUNE_LIVE, VAL_FILE,
-                           model=model, retrieval=retrieval)
+    retrieval: RetrievalParams = load_section(
+        "retrieval", params_file
+    )  # it scored train.json: the prior
+    summary = run_finetune(
+        params,
+        TRAIN_FILE,
+        MODEL_DIR,
+        CHECKPOINT_DIR,
+        FINETUNE_LIVE,
+        VAL_FILE,
+        model=model,
+        retrieval=retrieval,
+    )
     review = {k: summary[k] for k in ("train_loss", "train_pairs_per_s")}
     return _review(FINETUNE_METRICS, review) if os.environ.get("RANK", "0") == "0" else review
 
@@ -100,12 +116,18 @@ def eval(params_file: str = "params.yaml", **overrides) -> dict:  # noqa: A001 -
 
 def export(params_file: str = "params.yaml") -> dict:
     from reranktune.export.run import run_export
-
     from reranktune.retrieval.first_stage import FirstStageSettings
 
     params: ExportParams = load_section("export", params_file)
-    first_stage = FirstStageSettings.from_params(load_section("retrieval", params_file))   # what the gate reranks
+    first_stage = FirstStageSettings.from_params(
+        load_section("retrieval", params_file)
+    )  # what the gate reranks
     report = run_export(params, first_stage, MODEL_DIR, BEIR_DIR, ONNX_DIR, EXPORT_DETAILS)
     variants = [name for name in report if "accepted" in report[name] and name != "prior"]
-    return _review(EXPORT_METRICS, {name: {"accepted": report[name]["accepted"], "ndcg_drop": report[name]["ndcg_drop"]}
-                                    for name in variants})
+    return _review(
+        EXPORT_METRICS,
+        {
+            name: {"accepted": report[name]["accepted"], "ndcg_drop": report[name]["ndcg_drop"]}
+            for name in variants
+        },
+    )

@@ -5,6 +5,7 @@
 (``score``: the first stage's cosine), and the corpus the parquet files (``id``, ``text``) in
 the folder ``corpus.path`` names, relative to the file.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,11 +22,12 @@ CORPUS_PATH = "./corpus/"
 class TrainingFile:
     path: Path
     records: list[dict]
-    corpus: dict[str, str]   # id -> text
+    corpus: dict[str, str]  # id -> text
 
 
-def record(question_id: str, question: str, positive: tuple[str, float],
-           negatives: list[tuple[str, float]]) -> dict:
+def record(
+    question_id: str, question: str, positive: tuple[str, float], negatives: list[tuple[str, float]]
+) -> dict:
     """One query's record: its positive and its negatives, each (id, score)."""
     return {
         "question_id": question_id,
@@ -51,7 +53,9 @@ def is_training_file(path: str | Path) -> bool:
     path = Path(path)
     if not (path.is_file() and path.suffix == ".json"):
         return False
-    with open(path, "rb") as fh:   # bytes: a file that is not UTF-8 is reported by the reader, by line
+    with open(
+        path, "rb"
+    ) as fh:  # bytes: a file that is not UTF-8 is reported by the reader, by line
         head = fh.read(4096)
     return b'"corpus"' in head or b'"data"' in head
 
@@ -70,4 +74,6 @@ def read_training_file(path: str | Path) -> TrainingFile:
     if not files:
         raise InputError(f"{path}: corpus folder {folder} has no .parquet files")
     frame = pd.concat([pd.read_parquet(f, columns=["id", "text"]) for f in files])
-    return TrainingFile(path, spec["data"], dict(zip(frame["id"].astype(str), frame["text"].astype(str))))
+    return TrainingFile(
+        path, spec["data"], dict(zip(frame["id"].astype(str), frame["text"].astype(str)))
+    )

@@ -1,4 +1,5 @@
 """``reranktune serve`` and ``reranktune deploy``: flags over the ``deploy`` section of params.yaml."""
+
 from __future__ import annotations
 
 import argparse
@@ -66,53 +67,106 @@ runtime nim    runs NVIDIA's reranking container (deploy.nim.image) through Dock
 
 def _params(args: argparse.Namespace) -> DeployParams:
     base = load_section("deploy", args.params)
-    overrides = {k: v for k, v in vars(args).items() if k in DeployParams.model_fields and v is not None}
+    overrides = {
+        k: v for k, v in vars(args).items() if k in DeployParams.model_fields and v is not None
+    }
     try:
         return DeployParams.model_validate({**base.model_dump(), **overrides})
     except ValidationError as exc:
-        errors = "; ".join(f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
-                           for e in exc.errors())
+        errors = "; ".join(
+            f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+            for e in exc.errors()
+        )
         raise InputError(errors) from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", default="params.yaml",
-                        help="params file whose `deploy` section gives the defaults (default: params.yaml)")
-    parser.add_argument("--model-dir", help=f"folder to serve: the export stage's ONNX folder, or a Hugging Face "
-                        f"model folder with --engine torch (default: {_D.model_dir}; models/reranker with --engine torch)")
+    parser.add_argument(
+        "--params",
+        default="params.yaml",
+        help="params file whose `deploy` section gives the defaults (default: params.yaml)",
+    )
+    parser.add_argument(
+        "--model-dir",
+        help=f"folder to serve: the export stage's ONNX folder, or a Hugging Face "
+        f"model folder with --engine torch (default: {_D.model_dir}; models/reranker with --engine torch)",
+    )
     parser.add_argument("--host", help=f"interface to bind (default: {_D.host}, this machine only)")
     parser.add_argument("--port", type=int, help=f"TCP port (default: {_D.port})")
 
 
 def add_serve_parser(sub) -> None:
-    p = sub.add_parser("serve", help="serve a reranker over the NIM ranking API (POST /v1/ranking)",
-                       description="Serve an exported reranker over HTTP with NVIDIA NIM's ranking API.",
-                       epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "serve",
+        help="serve a reranker over the NIM ranking API (POST /v1/ranking)",
+        description="Serve an exported reranker over HTTP with NVIDIA NIM's ranking API.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(p)
-    p.add_argument("--engine", choices=["onnx", "torch"],
-                   help=f"onnx: ONNX Runtime on model.onnx; torch: PyTorch on a model folder (default: {_D.engine})")
-    p.add_argument("--model-name", help=f"model id clients send and /v1/models lists (default: {_D.model_name})")
-    p.add_argument("--max-batch", type=int, help=f"pairs per forward pass (default: {_D.max_batch})")
-    p.add_argument("--max-wait-ms", type=float, help="how long the batcher waits for more requests before running "
-                   f"a batch that is not full (default: {_D.max_wait_ms:g})")
-    p.add_argument("--no-batching", dest="batching", action="store_const", const=False,
-                   help="score each request on its own, without gathering concurrent requests")
-    p.add_argument("--max-passages", type=int, help=f"passages per request; more is a 413 (default: {_D.max_passages})")
-    p.add_argument("--max-body-bytes", type=int,
-                   help=f"request body size; more is a 413 (default: {_D.max_body_bytes})")
-    p.add_argument("--max-tokens-per-request", type=int,
-                   help=f"token budget of one request (query + passage per passage, each up to the model's "
-                   f"max_length, summed); more is a 413 before any model work (default: {_D.max_tokens_per_request})")
-    p.add_argument("--request-timeout-s", type=float,
-                   help="seconds a request may take once read; then 503 and its unscored pairs are dropped "
-                   f"(default: {_D.request_timeout_s:g})")
-    p.add_argument("--docs", action="store_const", const=True,
-                   help="serve /docs (Swagger UI) and /redoc; their pages load scripts from a CDN, so they need a "
-                   "browser with internet access (default: off; /openapi.json is always served)")
-    p.add_argument("--threads", type=int, help="CPU threads for the engine, 0 for all cores (default: 0)")
+    p.add_argument(
+        "--engine",
+        choices=["onnx", "torch"],
+        help=f"onnx: ONNX Runtime on model.onnx; torch: PyTorch on a model folder (default: {_D.engine})",
+    )
+    p.add_argument(
+        "--model-name",
+        help=f"model id clients send and /v1/models lists (default: {_D.model_name})",
+    )
+    p.add_argument(
+        "--max-batch", type=int, help=f"pairs per forward pass (default: {_D.max_batch})"
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        help="how long the batcher waits for more requests before running "
+        f"a batch that is not full (default: {_D.max_wait_ms:g})",
+    )
+    p.add_argument(
+        "--no-batching",
+        dest="batching",
+        action="store_const",
+        const=False,
+        help="score each request on its own, without gathering concurrent requests",
+    )
+    p.add_argument(
+        "--max-passages",
+        type=int,
+        help=f"passages per request; more is a 413 (default: {_D.max_passages})",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        help=f"request body size; more is a 413 (default: {_D.max_body_bytes})",
+    )
+    p.add_argument(
+        "--max-tokens-per-request",
+        type=int,
+        help=f"token budget of one request (query + passage per passage, each up to the model's "
+        f"max_length, summed); more is a 413 before any model work (default: {_D.max_tokens_per_request})",
+    )
+    p.add_argument(
+        "--request-timeout-s",
+        type=float,
+        help="seconds a request may take once read; then 503 and its unscored pairs are dropped "
+        f"(default: {_D.request_timeout_s:g})",
+    )
+    p.add_argument(
+        "--docs",
+        action="store_const",
+        const=True,
+        help="serve /docs (Swagger UI) and /redoc; their pages load scripts from a CDN, so they need a "
+        "browser with internet access (default: off; /openapi.json is always served)",
+    )
+    p.add_argument(
+        "--threads", type=int, help="CPU threads for the engine, 0 for all cores (default: 0)"
+    )
     p.add_argument("--device", help="torch engine only: cpu or cuda (default: cuda when available)")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="torch engine only: run the model folder's own Python code (off unless asked)")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="torch engine only: run the model folder's own Python code (off unless asked)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -121,22 +175,42 @@ def _serve(args: argparse.Namespace) -> None:
 
     params = _params(args)
     if params.engine == "torch" and args.model_dir is None and params.model_dir == _D.model_dir:
-        params.model_dir = "models/reranker"   # the ONNX folder cannot feed PyTorch; finetune's output can
-    settings = ServeSettings(**params.model_dump(), device=args.device, trust_remote_code=args.trust_remote_code)
+        params.model_dir = (
+            "models/reranker"  # the ONNX folder cannot feed PyTorch; finetune's output can
+        )
+    settings = ServeSettings(
+        **params.model_dump(), device=args.device, trust_remote_code=args.trust_remote_code
+    )
     run_server(settings)
 
 
 def add_deploy_parser(sub) -> None:
-    p = sub.add_parser("deploy", help="start the ranking API in the background (local) or as NVIDIA's NIM container",
-                       description="Start the ranking API and wait until /v1/health/ready answers.",
-                       epilog=DEPLOY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "deploy",
+        help="start the ranking API in the background (local) or as NVIDIA's NIM container",
+        description="Start the ranking API and wait until /v1/health/ready answers.",
+        epilog=DEPLOY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(p)
-    p.add_argument("--runtime", choices=["local", "nim"], help=f"where it runs (default: deploy.runtime, {_D.runtime})")
-    p.add_argument("--stop", action="store_true", help="stop what `reranktune deploy` started, then exit")
-    p.add_argument("--replace", action="store_true",
-                   help="nim: replace an existing container of the same name (only one reranktune started)")
-    p.add_argument("--keep-failed", action="store_true",
-                   help="nim: keep a container that failed to become ready, for `docker logs`")
+    p.add_argument(
+        "--runtime",
+        choices=["local", "nim"],
+        help=f"where it runs (default: deploy.runtime, {_D.runtime})",
+    )
+    p.add_argument(
+        "--stop", action="store_true", help="stop what `reranktune deploy` started, then exit"
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="nim: replace an existing container of the same name (only one reranktune started)",
+    )
+    p.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="nim: keep a container that failed to become ready, for `docker logs`",
+    )
     p.set_defaults(func=_deploy)
 
 
@@ -150,7 +224,9 @@ def _deploy(args: argparse.Namespace) -> None:
             print(f"stopped pid {pid}" if pid else "no server was running")
             return
         deployment = start_local(params, args.params)
-        print(f"ready: {deployment.url}/v1/ranking (pid {deployment.pid}, log {deployment.log_file})")
+        print(
+            f"ready: {deployment.url}/v1/ranking (pid {deployment.pid}, log {deployment.log_file})"
+        )
         return
     from reranktune.deploy.nim import launch_nim, stop_nim
 

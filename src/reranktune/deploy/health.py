@@ -1,4 +1,5 @@
 """Readiness polling shared by the local and NIM runtimes."""
+
 from __future__ import annotations
 
 import time

@@ -4,6 +4,7 @@ The pid file names the process so ``reranktune deploy --stop`` can end it with
 SIGTERM (uvicorn finishes in-flight requests first); before signalling, the
 pid's command line is checked, so a pid reused by another program is left alone.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,7 @@ from reranktune.params import DeployParams
 
 log = logging.getLogger(__name__)
 
-MARKER = "reranktune.cli"   # in the server's command line; see _ours
+MARKER = "reranktune.cli"  # in the server's command line; see _ours
 
 
 @dataclass
@@ -40,13 +41,15 @@ def _files(params: DeployParams) -> tuple[Path, Path]:
 def _ours(pid: int) -> bool:
     """The process exists and is a reranktune server (not a stranger that got the pid)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        cmdline = (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         try:
             os.kill(pid, 0)
         except OSError:
             return False
-        return True   # no /proc (macOS): trust the pid file
+        return True  # no /proc (macOS): trust the pid file
     return MARKER in cmdline and " serve" in cmdline
 
 
@@ -60,8 +63,22 @@ def running_pid(params: DeployParams) -> int | None:
 
 
 def serve_command(params: DeployParams, params_file: str) -> list[str]:
-    return [sys.executable, "-m", MARKER, "serve", "--params", str(params_file), "--host", params.host,
-            "--port", str(params.port), "--model-dir", params.model_dir, "--engine", params.engine]
+    return [
+        sys.executable,
+        "-m",
+        MARKER,
+        "serve",
+        "--params",
+        str(params_file),
+        "--host",
+        params.host,
+        "--port",
+        str(params.port),
+        "--model-dir",
+        params.model_dir,
+        "--engine",
+        params.engine,
+    ]
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -76,12 +93,19 @@ def start_local(params: DeployParams, params_file: str = "params.yaml") -> Local
     pid_file, log_file = _files(params)
     existing = running_pid(params)
     if existing is not None:
-        raise DeployError(f"a server is already running (pid {existing}, {pid_file}); "
-                          "stop it with `reranktune deploy --stop`")
+        raise DeployError(
+            f"a server is already running (pid {existing}, {pid_file}); "
+            "stop it with `reranktune deploy --stop`"
+        )
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
-        proc = subprocess.Popen(serve_command(params, params_file), stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            serve_command(params, params_file),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     write_text(pid_file, f"{proc.pid}\n")
     url = f"http://{client_host(params.host)}:{params.port}"
 
@@ -115,7 +139,7 @@ def _terminate(pid: int, grace_s: float = 30.0) -> None:
 
 def _alive(pid: int) -> bool:
     try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)   # reap it if it is our child
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
         if waited == pid:
             return False
     except ChildProcessError:

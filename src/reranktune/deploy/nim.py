@@ -12,6 +12,7 @@ Needs a Docker engine with the NVIDIA Container Toolkit, a GPU and an NGC key:
 none of these exist on the CPU machines the tests run on, so the tests drive this
 module with a fake Docker client at the SDK boundary.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,10 @@ class NimDeployment:
 def ngc_key(environ: dict[str, str] | None = None) -> str:
     key = (environ if environ is not None else os.environ).get(KEY_ENV, "").strip()
     if not key:
-        raise InputError(f"{KEY_ENV} is not set: export your NGC API key (https://org.ngc.nvidia.com/setup/api-keys) "
-                         "in the environment; it is never read from params.yaml")
+        raise InputError(
+            f"{KEY_ENV} is not set: export your NGC API key (https://org.ngc.nvidia.com/setup/api-keys) "
+            "in the environment; it is never read from params.yaml"
+        )
     return key
 
 
@@ -58,9 +61,13 @@ def docker_client():
     try:
         client = docker.from_env()
         client.ping()
-    except Exception as exc:   # DockerException, FileNotFoundError, ConnectionError...: all mean "no engine"
-        raise DeployError(f"no Docker engine reachable ({type(exc).__name__}: {exc}); install and start Docker "
-                          "(with the NVIDIA Container Toolkit for GPUs), or check DOCKER_HOST") from None
+    except (
+        Exception
+    ) as exc:  # DockerException, FileNotFoundError, ConnectionError...: all mean "no engine"
+        raise DeployError(
+            f"no Docker engine reachable ({type(exc).__name__}: {exc}); install and start Docker "
+            "(with the NVIDIA Container Toolkit for GPUs), or check DOCKER_HOST"
+        ) from None
     return client
 
 
@@ -69,7 +76,11 @@ def _device_requests(gpus: str) -> list:
 
     if gpus == "all":
         return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    return [DeviceRequest(device_ids=[g.strip() for g in gpus.split(",") if g.strip()], capabilities=[["gpu"]])]
+    return [
+        DeviceRequest(
+            device_ids=[g.strip() for g in gpus.split(",") if g.strip()], capabilities=[["gpu"]]
+        )
+    ]
 
 
 def container_spec(params: DeployParams, model_dir: Path, api_key: str) -> dict[str, Any]:
@@ -89,7 +100,7 @@ def container_spec(params: DeployParams, model_dir: Path, api_key: str) -> dict[
         "ports": {NIM_PORT: (params.host, params.port)},
         "device_requests": _device_requests(nim.gpus),
         "shm_size": nim.shm_size,
-        "user": f"{os.getuid()}:{os.getgid()}",   # cache files stay the user's
+        "user": f"{os.getuid()}:{os.getgid()}",  # cache files stay the user's
         "labels": {LABEL: "true", "org.reranktune.model_dir": str(model_dir.resolve())},
     }
 
@@ -135,8 +146,11 @@ def launch_nim(
     if not model_dir.is_dir():
         raise InputError(f"{model_dir}: model folder not found (run `reranktune export` first)")
     if RerankerConfig.load(model_dir).prior:
-        log.warning("%s was trained with a first-stage prior, which NIM does not add: the container serves the "
-                    "cross-encoder's logit alone; `deploy.runtime: local` serves logit + prior", model_dir)
+        log.warning(
+            "%s was trained with a first-stage prior, which NIM does not add: the container serves the "
+            "cross-encoder's logit alone; `deploy.runtime: local` serves logit + prior",
+            model_dir,
+        )
     api_key = ngc_key(environ)
     client = client if client is not None else docker_client()
     name = params.nim.container_name
@@ -144,11 +158,15 @@ def launch_nim(
     old = _existing(client, name)
     if old is not None:
         if not replace:
-            raise DeployError(f"container {name!r} already exists ({old.status}); pass --replace to replace it, "
-                              "or set deploy.nim.container_name")
+            raise DeployError(
+                f"container {name!r} already exists ({old.status}); pass --replace to replace it, "
+                "or set deploy.nim.container_name"
+            )
         if not _is_ours(old):
-            raise DeployError(f"container {name!r} was not started by reranktune (no {LABEL} label); "
-                              "refusing to remove it")
+            raise DeployError(
+                f"container {name!r} was not started by reranktune (no {LABEL} label); "
+                "refusing to remove it"
+            )
         log.info("replacing container %s (%s)", name, old.status)
         old.remove(force=True)
 
@@ -165,8 +183,14 @@ def launch_nim(
 
     timing = {k: v for k, v in (("sleep", sleep), ("clock", clock)) if v is not None}
     try:
-        wait_ready(f"{url}/v1/health/ready", params.ready_timeout_s, params.nim.poll_interval_s,
-                   failed=exited, probe=probe, **timing)
+        wait_ready(
+            f"{url}/v1/health/ready",
+            params.ready_timeout_s,
+            params.nim.poll_interval_s,
+            failed=exited,
+            probe=probe,
+            **timing,
+        )
     except DeployError as exc:
         logs = _logs_tail(container, api_key)
         if keep_failed:
@@ -186,7 +210,9 @@ def stop_nim(params: DeployParams, client=None) -> bool:
     if container is None:
         return False
     if not _is_ours(container):
-        raise DeployError(f"container {params.nim.container_name!r} was not started by reranktune; not stopping it")
+        raise DeployError(
+            f"container {params.nim.container_name!r} was not started by reranktune; not stopping it"
+        )
     container.stop(timeout=30)
     container.remove(force=True)
     return True

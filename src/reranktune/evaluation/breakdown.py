@@ -1,4 +1,5 @@
 """Mean per-query scores by query metadata (query type, reasoning type, hop count)."""
+
 from __future__ import annotations
 
 from collections import defaultdict

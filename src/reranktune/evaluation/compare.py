@@ -5,6 +5,7 @@
 Prints the paired randomisation test of the new run against the old one on the queries
 both contain (e.g. the fine-tuned model before and after a params change).
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,10 +22,14 @@ def read_per_query(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh, delimiter="\t")
             if not reader.fieldnames or reader.fieldnames[:2] != ["query_id", "system"]:
-                raise InputError(f"{path}: line 1: expected a header starting with query_id, system")
+                raise InputError(
+                    f"{path}: line 1: expected a header starting with query_id, system"
+                )
             for lineno, row in enumerate(reader, start=2):
                 try:
-                    scores = {k: float(v) for k, v in row.items() if k not in ("query_id", "system")}
+                    scores = {
+                        k: float(v) for k, v in row.items() if k not in ("query_id", "system")
+                    }
                 except (TypeError, ValueError) as exc:
                     raise InputError(f"{path}: line {lineno}: {exc}") from exc
                 out.setdefault(row["system"], {})[row["query_id"]] = scores
@@ -33,14 +38,24 @@ def read_per_query(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def compare_files(old: str | Path, new: str | Path, system: str = "finetuned", measure: str = "NDCG@10",
-                  n_resamples: int = 10000, seed: int = 42) -> dict[str, float]:
+def compare_files(
+    old: str | Path,
+    new: str | Path,
+    system: str = "finetuned",
+    measure: str = "NDCG@10",
+    n_resamples: int = 10000,
+    seed: int = 42,
+) -> dict[str, float]:
     """Mean of ``measure`` in both runs, the difference and its paired p-value."""
     runs = {}
     for name, path in (("old", old), ("new", new)):
         per_query = read_per_query(path)
         # "finetuned" means the first test set's (human questions when eval had them): "human/finetuned"
-        match = system if system in per_query else next((s for s in per_query if s.endswith(f"/{system}")), None)
+        match = (
+            system
+            if system in per_query
+            else next((s for s in per_query if s.endswith(f"/{system}")), None)
+        )
         if match is None:
             raise InputError(f"{path}: no rows for system {system!r} (found {sorted(per_query)})")
         runs[name] = per_query[match]

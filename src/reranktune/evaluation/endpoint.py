@@ -5,6 +5,7 @@
 run are compared with the checkpoint's on the same candidates: a deployment that
 formats prompts, truncates or quantises differently shows up here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,8 @@ import httpx
 from tqdm.auto import tqdm
 
 from reranktune.beir_data import BeirData
-from reranktune.ir_metrics import Run
 from reranktune.io import InputError
+from reranktune.ir_metrics import Run
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,9 @@ class RankingClient:
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise InputError(f"{what}: malformed rankings in {str(body)[:300]}") from exc
         if any(x is None for x in logits):
-            raise InputError(f"{what}: {logits.count(None)} of {len(passages)} passages have no ranking")
+            raise InputError(
+                f"{what}: {logits.count(None)} of {len(passages)} passages have no ranking"
+            )
         return logits  # type: ignore[return-value]
 
     def close(self) -> None:
@@ -118,15 +121,24 @@ def compare_metrics(
             k = _cutoff(name)
             allowed = tolerance_at_1 if k is not None and k < 5 else tolerance
             diff = abs(other - value)
-            rows.append({
-                "metric": name, "checkpoint": value, "endpoint": other,
-                "abs_diff": round(diff, 5), "tolerance": allowed, "ok": diff <= allowed + 1e-9,
-            })
+            rows.append(
+                {
+                    "metric": name,
+                    "checkpoint": value,
+                    "endpoint": other,
+                    "abs_diff": round(diff, 5),
+                    "tolerance": allowed,
+                    "ok": diff <= allowed + 1e-9,
+                }
+            )
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| metric | checkpoint | endpoint | abs diff | tolerance | ok |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| metric | checkpoint | endpoint | abs diff | tolerance | ok |",
+        "|---|---|---|---|---|---|",
+    ]
     lines += [
         f"| {r['metric']} | {r['checkpoint']:.4f} | {r['endpoint']:.4f} | {r['abs_diff']:.4f} "
         f"| {r['tolerance']:.2f} | {'yes' if r['ok'] else 'NO'} |"

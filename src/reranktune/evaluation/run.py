@@ -5,6 +5,7 @@ call it, so their figures come from the same code and settings as the stage); ``
 is the DVC stage: it evaluates each test set (human questions first, when there are any,
 then prep's synthetic split) and writes the files.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,20 +24,20 @@ from reranktune.evaluation.endpoint import (
     format_table,
     rerank_with_endpoint,
 )
-from reranktune.retrieval.first_stage import FIRST_STAGES, FirstStageSettings, first_stage_runs
-from reranktune.ir_metrics import Run, per_query_scores, ranking_metrics
 from reranktune.evaluation.report import PARTS, SYSTEMS, markdown_report
 from reranktune.evaluation.significance import compare_systems
 from reranktune.io import atomic_path, write_json, write_text
+from reranktune.ir_metrics import Run, per_query_scores, ranking_metrics
 from reranktune.models import bf16_enabled
 from reranktune.params import EvalParams, ModelParams, RetrievalParams
 from reranktune.reranker.model import Reranker
+from reranktune.retrieval.first_stage import FIRST_STAGES, FirstStageSettings, first_stage_runs
 
 log = logging.getLogger(__name__)
 
 SIGNIFICANCE_LEVEL = 0.05
 SYNTHETIC = "synthetic"
-RECALL_K = 100   # the review's recall cut-off: what a first stage hands to the reranker
+RECALL_K = 100  # the review's recall cut-off: what a first stage hands to the reranker
 
 
 @dataclass
@@ -54,8 +55,8 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class EvalOutputs:
-    metrics: Path      # the review numbers (DVC metrics)
-    details: Path      # every figure, every k, tests, breakdowns
+    metrics: Path  # the review numbers (DVC metrics)
+    details: Path  # every figure, every k, tests, breakdowns
     plots: Path
     per_query: Path
     report: Path
@@ -63,7 +64,7 @@ class EvalOutputs:
 
 @dataclass(frozen=True)
 class TestSet:
-    name: str          # a real-question folder's name, or "synthetic" (prep's split of generated queries)
+    name: str  # a real-question folder's name, or "synthetic" (prep's split of generated queries)
     path: str
     description: str
 
@@ -71,9 +72,14 @@ class TestSet:
 def rerank_speed(run: Run, seconds: float, reranker: Reranker, batch_size: int) -> dict:
     """How fast a reranker scored a run, prior included: on a GPU, what to hold against bench/gpu/gpu_throughput.py."""
     pairs = sum(len(docs) for docs in run.values())
-    return {"pairs": pairs, "seconds": round(seconds, 3), "pairs_per_s": round(pairs / max(seconds, 1e-9), 1),
-            "device": getattr(reranker.backend, "device", None), "bf16": getattr(reranker.backend, "bf16", None),
-            "batch_size": batch_size}
+    return {
+        "pairs": pairs,
+        "seconds": round(seconds, 3),
+        "pairs_per_s": round(pairs / max(seconds, 1e-9), 1),
+        "device": getattr(reranker.backend, "device", None),
+        "bf16": getattr(reranker.backend, "bf16", None),
+        "batch_size": batch_size,
+    }
 
 
 def first_stage_names(params: EvalParams, reranked: str) -> list[str]:
@@ -98,18 +104,26 @@ def verdict(per_query: dict, params: EvalParams, first_stages: list[str]) -> dic
     key = f"NDCG@{params.significance_k}"
     untrained = [*first_stages, *(["prior"] if "prior" in per_query else [])]
     best = max(untrained, key=lambda n: mean_of(per_query, n, key))
-    test = compare_systems(per_query, [("finetuned", best)], key, params.significance_resamples,
-                           params.seed)[f"finetuned_vs_{best}"]
+    test = compare_systems(
+        per_query, [("finetuned", best)], key, params.significance_resamples, params.seed
+    )[f"finetuned_vs_{best}"]
     beats = test["delta"] > 0 and test["p_value"] < SIGNIFICANCE_LEVEL
     outcome = "beats" if beats else "DOES NOT beat"
-    line = (f"the fine-tuned reranker (on {reranked} candidates) {outcome} the best untrained system, "
-            f"{best}: {key} {test[f'mean_{best}']:.4f} -> {test['mean_finetuned']:.4f} "
-            f"({test['delta'] * 100:+.1f} points, p = {test['p_value']:.4f}, {test['queries']} queries)")
+    line = (
+        f"the fine-tuned reranker (on {reranked} candidates) {outcome} the best untrained system, "
+        f"{best}: {key} {test[f'mean_{best}']:.4f} -> {test['mean_finetuned']:.4f} "
+        f"({test['delta'] * 100:+.1f} points, p = {test['p_value']:.4f}, {test['queries']} queries)"
+    )
     best_first_stage = max(first_stages, key=lambda n: mean_of(per_query, n, key))
     if best_first_stage != reranked:
         line += f"; {best_first_stage} is the better first stage here: set retrieval.first_stage: {best_first_stage}"
-    return {"best_baseline": best, "beats_best_baseline": beats, "gain": test["delta"],
-            "p_value": test["p_value"], "line": line}
+    return {
+        "best_baseline": best,
+        "beats_best_baseline": beats,
+        "gain": test["delta"],
+        "p_value": test["p_value"],
+        "line": line,
+    }
 
 
 def evaluate(
@@ -133,17 +147,35 @@ def evaluate(
             runs[name] = parts.pop("finetuned")
             if name == "finetuned":
                 runs.update(parts)
-            speed[name] = rerank_speed(runs[name], time.perf_counter() - start, reranker, params.batch_size)
-            log.info("%s: %d pairs in %.1f s, %.0f pairs/s (%s)", name, speed[name]["pairs"], speed[name]["seconds"],
-                     speed[name]["pairs_per_s"], speed[name]["device"])
+            speed[name] = rerank_speed(
+                runs[name], time.perf_counter() - start, reranker, params.batch_size
+            )
+            log.info(
+                "%s: %d pairs in %.1f s, %.0f pairs/s (%s)",
+                name,
+                speed[name]["pairs"],
+                speed[name]["seconds"],
+                speed[name]["pairs_per_s"],
+                speed[name]["device"],
+            )
 
     key = f"NDCG@{params.significance_k}"
     recall_k = max(params.k_values)
-    metrics: dict = {name: ranking_metrics(data.qrels, run, params.k_values, params.mrr_k) for name, run in runs.items()}
-    per_query = {name: per_query_scores(data.qrels, run, params.significance_k, recall_k, params.mrr_k)
-                 for name, run in runs.items()}
-    candidates = (("finetuned", reranked), ("finetuned", "prior"), ("finetuned", "base"),
-                  ("base", reranked), *(("crossencoder", n) for n in names))
+    metrics: dict = {
+        name: ranking_metrics(data.qrels, run, params.k_values, params.mrr_k)
+        for name, run in runs.items()
+    }
+    per_query = {
+        name: per_query_scores(data.qrels, run, params.significance_k, recall_k, params.mrr_k)
+        for name, run in runs.items()
+    }
+    candidates = (
+        ("finetuned", reranked),
+        ("finetuned", "prior"),
+        ("finetuned", "base"),
+        ("base", reranked),
+        *(("crossencoder", n) for n in names),
+    )
     pairs = [(a, b) for a, b in candidates if a in runs and b in runs]
     metrics["significance"] = {
         "metric": key,
@@ -154,8 +186,12 @@ def evaluate(
     by_meta = breakdown(per_query, data.metadata, params.breakdown_keys, key)
     if by_meta:
         metrics["breakdown"] = {"metric": key, **by_meta}
-    metrics["dataset"] = {"queries": len(data.queries), "passages": len(data.corpus),
-                          "first_stage": reranked, "top_k": first_stage.top_k}
+    metrics["dataset"] = {
+        "queries": len(data.queries),
+        "passages": len(data.corpus),
+        "first_stage": reranked,
+        "top_k": first_stage.top_k,
+    }
     if speed:
         metrics["rerank_speed"] = speed
     if notes:
@@ -171,14 +207,25 @@ def review_metrics(metrics: dict, params: EvalParams) -> dict:
     """
     systems = [s for s in SYSTEMS if s in metrics]
 
-    def cut(family: str, prefix: str, wanted: int) -> str:   # the wanted cut-off, or the deepest measured
+    def cut(
+        family: str, prefix: str, wanted: int
+    ) -> str:  # the wanted cut-off, or the deepest measured
         name = f"{prefix}@{wanted}"
         return name if name in metrics[systems[0]][family] else f"{prefix}@{max(params.k_values)}"
 
-    columns = [("NDCG", cut("NDCG", "NDCG", params.significance_k)), ("Recall", cut("Recall", "Recall", RECALL_K)),
-               ("MRR", f"MRR@{params.mrr_k}")]
-    out: dict = {system: {name: metrics[system][family][name] for family, name in columns
-                          if system not in PARTS or family == "NDCG"} for system in systems}
+    columns = [
+        ("NDCG", cut("NDCG", "NDCG", params.significance_k)),
+        ("Recall", cut("Recall", "Recall", RECALL_K)),
+        ("MRR", f"MRR@{params.mrr_k}"),
+    ]
+    out: dict = {
+        system: {
+            name: metrics[system][family][name]
+            for family, name in columns
+            if system not in PARTS or family == "NDCG"
+        }
+        for system in systems
+    }
     out["gain_over_best_baseline"] = round(metrics["verdict"]["gain"], 5)
     out["p_value"] = metrics["verdict"]["p_value"]
     return out
@@ -188,20 +235,30 @@ def check_endpoint(
     data: BeirData, params: EvalParams, candidates: Run, checkpoint_metrics: dict
 ) -> tuple[dict, list[dict]]:
     """Score ``candidates`` through ``params.endpoint_url``; (summary, per-metric rows)."""
-    client = RankingClient(params.endpoint_url, params.endpoint_model, params.endpoint_timeout_s,
-                           params.endpoint_api_key_env)
+    client = RankingClient(
+        params.endpoint_url,
+        params.endpoint_model,
+        params.endpoint_timeout_s,
+        params.endpoint_api_key_env,
+    )
     try:
         log.info("endpoint check: %s (model %s)", client.url, client.model)
         run = rerank_with_endpoint(data, candidates, client)
     finally:
         client.close()
     endpoint_metrics = ranking_metrics(data.qrels, run, params.k_values, params.mrr_k)
-    rows = compare_metrics(checkpoint_metrics, endpoint_metrics,
-                           params.endpoint_tolerance_at_1, params.endpoint_tolerance)
+    rows = compare_metrics(
+        checkpoint_metrics,
+        endpoint_metrics,
+        params.endpoint_tolerance_at_1,
+        params.endpoint_tolerance,
+    )
     return endpoint_summary(rows, client.url, client.model), rows
 
 
-def load_base(base_model: str, finetuned: Reranker, mode: str, trust_remote_code: bool) -> tuple[Reranker | None, str | None]:
+def load_base(
+    base_model: str, finetuned: Reranker, mode: str, trust_remote_code: bool
+) -> tuple[Reranker | None, str | None]:
     """The base model as a reranker with the fine-tuned prompt, or None with the reason why."""
     if mode == "never":
         return None, "base model not evaluated (eval.evaluate_base: never)"
@@ -213,8 +270,10 @@ def load_base(base_model: str, finetuned: Reranker, mode: str, trust_remote_code
         bf16=finetuned.backend.bf16,
     )
     if mode == "auto" and base.head_was_new:
-        return None, (f"base model {base_model} skipped: it has no trained ranking head "
-                      "(its scores would be random); set eval.evaluate_base: always to force it")
+        return None, (
+            f"base model {base_model} skipped: it has no trained ranking head "
+            "(its scores would be random); set eval.evaluate_base: always to force it"
+        )
     return base, None
 
 
@@ -222,18 +281,28 @@ def _plot_rows(test_set: str, metrics: dict, k_values: list[int]) -> list[dict]:
     """One row per (system, k): DVC draws one line per ``model`` (test set / system)."""
     systems = [s for s in SYSTEMS if s in metrics]
     return [
-        {"model": f"{test_set}/{name}", "k": k,
-         "NDCG": metrics[name]["NDCG"][f"NDCG@{k}"], "Recall": metrics[name]["Recall"][f"Recall@{k}"],
-         "MAP": metrics[name]["MAP"][f"MAP@{k}"], "Precision": metrics[name]["Precision"][f"P@{k}"]}
+        {
+            "model": f"{test_set}/{name}",
+            "k": k,
+            "NDCG": metrics[name]["NDCG"][f"NDCG@{k}"],
+            "Recall": metrics[name]["Recall"][f"Recall@{k}"],
+            "MAP": metrics[name]["MAP"][f"MAP@{k}"],
+            "Precision": metrics[name]["Precision"][f"P@{k}"],
+        }
         for name in systems
         for k in sorted(set(k_values))
     ]
 
 
-def write_per_query(path: str | Path, per_query: dict[str, dict[str, dict[str, dict[str, float]]]]) -> None:
+def write_per_query(
+    path: str | Path, per_query: dict[str, dict[str, dict[str, dict[str, float]]]]
+) -> None:
     """Long TSV (query_id, system as ``test_set/system``, measures...) so two runs can be joined and compared."""
-    rows = {f"{test_set}/{system}": scores for test_set, systems in per_query.items()
-            for system, scores in systems.items()}
+    rows = {
+        f"{test_set}/{system}": scores
+        for test_set, systems in per_query.items()
+        for system, scores in systems.items()
+    }
     measures = sorted({m for scores in rows.values() for s in scores.values() for m in s})
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
@@ -250,11 +319,17 @@ def test_sets(params: EvalParams) -> list[TestSet]:
     they cannot tell rerankers apart: they stand in only where no real question exists.
     """
     root = Path(params.questions_dir)
-    human = sorted(p for p in root.iterdir() if (p / "queries.jsonl").is_file()) if root.is_dir() else []
+    human = (
+        sorted(p for p in root.iterdir() if (p / "queries.jsonl").is_file())
+        if root.is_dir()
+        else []
+    )
     if human:
         return [TestSet(p.name, str(p), "real questions") for p in human]
-    log.warning("no real questions under %s: judging on prep's split of generated queries, which favour BM25",
-                root)
+    log.warning(
+        "no real questions under %s: judging on prep's split of generated queries, which favour BM25",
+        root,
+    )
     return [TestSet(SYNTHETIC, params.data_path, "prep's test split of generated queries")]
 
 
@@ -272,10 +347,17 @@ def run_eval(
 
     A failed endpoint check raises EndpointMismatch after every file is written.
     """
-    sets = [(test_set, load_beir(test_set.path, params.split)) for test_set in test_sets(params)]   # bad data fails first
-    finetuned = Reranker.from_pretrained(str(finetuned_model), trust_remote_code=model.trust_remote_code,
-                                         bf16=bf16_enabled(params.mixed_precision))
-    base, note = load_base(model.base_model, finetuned, params.evaluate_base, model.trust_remote_code)
+    sets = [
+        (test_set, load_beir(test_set.path, params.split)) for test_set in test_sets(params)
+    ]  # bad data fails first
+    finetuned = Reranker.from_pretrained(
+        str(finetuned_model),
+        trust_remote_code=model.trust_remote_code,
+        bf16=bf16_enabled(params.mixed_precision),
+    )
+    base, note = load_base(
+        model.base_model, finetuned, params.evaluate_base, model.trust_remote_code
+    )
     first_stage = FirstStageSettings.from_params(retrieval, params.top_k)
     if note:
         log.info(note)
@@ -284,17 +366,24 @@ def run_eval(
     plots: list[dict] = []
     endpoint_rows: list[dict] = []
     for test_set, data in sets:
-        log.info("eval (%s): %d queries over %d passages from %s", test_set.name, len(data.queries),
-                 len(data.corpus), test_set.path)
+        log.info(
+            "eval (%s): %d queries over %d passages from %s",
+            test_set.name,
+            len(data.queries),
+            len(data.corpus),
+            test_set.path,
+        )
         result = evaluate(data, params, first_stage, finetuned, base, [note] if note else None)
         result.metrics["dataset"].update(path=test_set.path, description=test_set.description)
         if params.endpoint_url and not endpoint_rows:
             result.metrics["endpoint"], endpoint_rows = check_endpoint(
-                data, params, result.runs[first_stage.name], result.metrics["finetuned"])
+                data, params, result.runs[first_stage.name], result.metrics["finetuned"]
+            )
         details[test_set.name], per_query[test_set.name] = result.metrics, result.per_query
         plots += _plot_rows(test_set.name, result.metrics, params.k_values)
-        (log.info if result.verdict["beats_best_baseline"] else log.warning)("%s: %s", test_set.name,
-                                                                              result.verdict["line"])
+        (log.info if result.verdict["beats_best_baseline"] else log.warning)(
+            "%s: %s", test_set.name, result.verdict["line"]
+        )
     review = {name: review_metrics(metrics, params) for name, metrics in details.items()}
     write_json(outputs.metrics, review)
     write_json(outputs.details, details)

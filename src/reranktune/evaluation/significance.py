@@ -1,4 +1,5 @@
 """Paired randomisation test: is system A's per-query score better than B's by chance?"""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,10 @@ from scipy import stats
 
 
 def paired_randomization_test(
-    a: list[float] | np.ndarray, b: list[float] | np.ndarray, n_resamples: int = 10000, seed: int = 42
+    a: list[float] | np.ndarray,
+    b: list[float] | np.ndarray,
+    n_resamples: int = 10000,
+    seed: int = 42,
 ) -> float:
     """Two-sided p-value for mean(a - b) == 0 by flipping the sign of each query's difference.
 
@@ -16,7 +20,9 @@ def paired_randomization_test(
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
-        raise ValueError(f"paired test needs two equally long, non-empty score lists (got {a.shape}, {b.shape})")
+        raise ValueError(
+            f"paired test needs two equally long, non-empty score lists (got {a.shape}, {b.shape})"
+        )
     diff = a - b
     result = stats.permutation_test(
         (diff,),
@@ -46,7 +52,9 @@ def compare_systems(
             f"mean_{a}": round(float(np.mean(sa)), 5) if qids else 0.0,
             f"mean_{b}": round(float(np.mean(sb)), 5) if qids else 0.0,
             "delta": round(float(np.mean(sa) - np.mean(sb)), 5) if qids else 0.0,
-            "p_value": round(paired_randomization_test(sa, sb, n_resamples, seed), 5) if qids else 1.0,
+            "p_value": round(paired_randomization_test(sa, sb, n_resamples, seed), 5)
+            if qids
+            else 1.0,
             "queries": len(qids),
         }
     return out

@@ -6,6 +6,7 @@ queries' top-k candidates from eval's first stage, which must not drop more than
 ``max_ndcg_drop``. Every variant scores through ``Reranker`` with its session as the
 backend, so the gate measures exactly what serve will compute.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reranktune.beir_data import BeirData, load_beir
-from reranktune.retrieval.first_stage import FirstStageSettings, first_stage_runs
-from reranktune.ir_metrics import Run, ranking_metrics
 from reranktune.export.parity import Parity
+from reranktune.ir_metrics import Run, ranking_metrics
 from reranktune.params import ExportParams
 from reranktune.reranker.model import Reranker
+from reranktune.retrieval.first_stage import FirstStageSettings, first_stage_runs
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,11 @@ class RankingSet:
 
     def texts(self) -> tuple[list[str], list[str]]:
         """(queries, passages), one entry per candidate pair."""
-        pairs = [(self.data.queries[q], self.data.passage_text(d)) for q, docs in self.candidates.items() for d in docs]
+        pairs = [
+            (self.data.queries[q], self.data.passage_text(d))
+            for q, docs in self.candidates.items()
+            for d in docs
+        ]
         return [q for q, _ in pairs], [p for _, p in pairs]
 
     def ndcg(self, reranker: Reranker, batch_size: int) -> tuple[float, float]:
@@ -51,7 +56,9 @@ class RankingSet:
         return float(value), self.pairs / seconds
 
 
-def ranking_set(beir_dir: str | Path, first_stage: FirstStageSettings, queries: int, top_k: int) -> RankingSet:
+def ranking_set(
+    beir_dir: str | Path, first_stage: FirstStageSettings, queries: int, top_k: int
+) -> RankingSet:
     """The first ``queries`` test queries (sorted ids; 0 = all) with their top-k first-stage candidates."""
     data = load_beir(beir_dir)
     if queries:
@@ -59,17 +66,25 @@ def ranking_set(beir_dir: str | Path, first_stage: FirstStageSettings, queries: 
         data.queries = {q: data.queries[q] for q in keep}
         data.qrels = {q: data.qrels[q] for q in keep}
     name = first_stage.name
-    return RankingSet(data, first_stage_runs(data, [name], first_stage.with_top_k(top_k))[name], name)
+    return RankingSet(
+        data, first_stage_runs(data, [name], first_stage.with_top_k(top_k))[name], name
+    )
 
 
-def judge(lossless: bool, parity: Parity, ndcg: float | None, torch_ndcg: float, params: ExportParams) -> dict:
+def judge(
+    lossless: bool, parity: Parity, ndcg: float | None, torch_ndcg: float, params: ExportParams
+) -> dict:
     """The gate's figures and verdict for one variant; ``ndcg`` None: not measured (parity only)."""
     drop = None if ndcg is None else torch_ndcg - ndcg
     reasons = []
     if lossless and not parity.max_abs_diff <= params.parity_atol:
-        reasons.append(f"max |score diff| {parity.max_abs_diff:.2e} > parity_atol {params.parity_atol:.0e}")
+        reasons.append(
+            f"max |score diff| {parity.max_abs_diff:.2e} > parity_atol {params.parity_atol:.0e}"
+        )
     if not lossless and not parity.spearman >= params.lossy_min_spearman:
-        reasons.append(f"Spearman {parity.spearman:.3f} < lossy_min_spearman {params.lossy_min_spearman}")
+        reasons.append(
+            f"Spearman {parity.spearman:.3f} < lossy_min_spearman {params.lossy_min_spearman}"
+        )
     if drop is not None and not drop <= params.max_ndcg_drop:
         reasons.append(f"{NDCG_KEY} drop {drop:.4f} > max_ndcg_drop {params.max_ndcg_drop}")
     return {

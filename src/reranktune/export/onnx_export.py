@@ -1,4 +1,5 @@
 """Export a sequence-classification reranker to ONNX with dynamic batch and length."""
+
 from __future__ import annotations
 
 import warnings
@@ -21,8 +22,14 @@ class _LogitsOnly(torch.nn.Module):
         return self.model(**dict(zip(self.input_names, tensors))).logits
 
 
-def export_onnx(model, tokenizer, path: Path, opset: int, sample: dict[str, torch.Tensor],
-                attn_implementation: str | None = "eager") -> list[str]:
+def export_onnx(
+    model,
+    tokenizer,
+    path: Path,
+    opset: int,
+    sample: dict[str, torch.Tensor],
+    attn_implementation: str | None = "eager",
+) -> list[str]:
     """Write ``path``; returns the input names the graph takes.
 
     Eager attention traces to explicit MatMul/Softmax nodes, the pattern onnxruntime's
@@ -41,12 +48,14 @@ def export_onnx(model, tokenizer, path: Path, opset: int, sample: dict[str, torc
     return names
 
 
-def _export(model, names: list[str], path: Path, opset: int, sample: dict[str, torch.Tensor]) -> None:
+def _export(
+    model, names: list[str], path: Path, opset: int, sample: dict[str, torch.Tensor]
+) -> None:
     wrapper = _LogitsOnly(model.eval(), names).eval()  # export restores this mode on exit
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes["logits"] = {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")   # TracerWarnings about shape-dependent branches
+        warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent branches
         torch.onnx.export(
             wrapper,
             tuple(sample[n] for n in names),

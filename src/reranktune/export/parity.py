@@ -1,10 +1,10 @@
 """Compare an ONNX reranker's scores with PyTorch's on real pairs, batch by batch."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
 import torch
 from scipy.stats import spearmanr
 
@@ -28,23 +28,37 @@ class Parity:
 class ParityProbe:
     """Fixed batches of real pairs (several batch sizes, up to the maximum length) and PyTorch's scores."""
 
-    def __init__(self, model, tokenizer, texts: list[str], max_length: int, input_names: list[str],
-                 batch_sizes: tuple[int, ...] = (1, 7, 64)) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        texts: list[str],
+        max_length: int,
+        input_names: list[str],
+        batch_sizes: tuple[int, ...] = (1, 7, 64),
+    ) -> None:
         self.input_names = input_names
         self.batches: list[dict[str, np.ndarray]] = []
         start = 0
         while start < len(texts):
             size = batch_sizes[len(self.batches) % len(batch_sizes)]
-            batch = tokenizer(texts[start : start + size], padding=True, truncation=True,
-                              max_length=max_length, return_tensors="pt")
+            batch = tokenizer(
+                texts[start : start + size],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
             self.batches.append({n: batch[n].numpy() for n in input_names})
             start += size
         model = model.eval().float().cpu()
         with torch.inference_mode():
-            self.torch_scores = np.concatenate([
-                model(**{n: torch.from_numpy(b[n]) for n in input_names}).logits[:, 0].numpy()
-                for b in self.batches
-            ])
+            self.torch_scores = np.concatenate(
+                [
+                    model(**{n: torch.from_numpy(b[n]) for n in input_names}).logits[:, 0].numpy()
+                    for b in self.batches
+                ]
+            )
 
     def compare(self, session) -> Parity:
         scores = np.concatenate([session.run(["logits"], b)[0][:, 0] for b in self.batches])
@@ -52,4 +66,3 @@ class ParityProbe:
         rho = float(spearmanr(a, b).statistic) if len(a) > 1 else 1.0
         shapes = [list(batch["input_ids"].shape) for batch in self.batches]
         return Parity(float(np.max(np.abs(a - b))), rho, len(a), shapes)
-

@@ -2,6 +2,7 @@
 self-describing folder (tokenizer, prompt, max length, inputs, accepted variants, and the
 first-stage prior's embedding model when the reranker has one) for serve.
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,20 +13,25 @@ from pathlib import Path
 import numpy as np
 
 from reranktune.beir_data import load_beir
-from reranktune.retrieval.first_stage import FirstStageSettings
 from reranktune.export.gate import NDCG_KEY, RankingSet, judge, ranking_set
 from reranktune.export.onnx_export import export_onnx
 from reranktune.export.parity import ParityProbe
-from reranktune.reranker.onnx import onnx_session
-from reranktune.export.tensorrt_engine import ENGINE_FILE, TensorRTSession, build_engine, tensorrt_missing
+from reranktune.export.tensorrt_engine import (
+    ENGINE_FILE,
+    TensorRTSession,
+    build_engine,
+    tensorrt_missing,
+)
 from reranktune.export.variants import CPU_PREFERENCE, VARIANTS, Variant, build_variants
 from reranktune.io import InputError, atomic_dir, write_json
 from reranktune.models import on_cpu
 from reranktune.params import ExportParams
-from reranktune.reranker.prior import PRIOR_ONNX, Prior, export_prior_onnx
-from reranktune.reranker.model import Reranker
 from reranktune.reranker.config import OnnxConfig, PriorConfig, VariantConfig
+from reranktune.reranker.model import Reranker
+from reranktune.reranker.onnx import onnx_session
+from reranktune.reranker.prior import PRIOR_ONNX, Prior, export_prior_onnx
 from reranktune.reranker.scoring import SessionBackend, format_pair
+from reranktune.retrieval.first_stage import FirstStageSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +53,9 @@ def parity_texts(beir_dir: str | Path, template: str, n_pairs: int, seed: int = 
             texts.append(format_pair(template, data.queries[qid], data.passage_text(did)))
     rng.shuffle(texts)
     # one over-long pair exercises the truncation path at the maximum length
-    texts.append(format_pair(template, "long query", " ".join(data.passage_text(d) for d in doc_ids[:20])))
+    texts.append(
+        format_pair(template, "long query", " ".join(data.passage_text(d) for d in doc_ids[:20]))
+    )
     return texts[:n_pairs] if len(texts) > n_pairs else texts
 
 
@@ -59,7 +67,9 @@ def _tensorrt(params: ExportParams, out: Path, names: list[str]) -> dict[str, Va
     if missing:
         log.info("TensorRT engine skipped: %s; the ONNX variants are unaffected", missing)
         return {}
-    build_engine(out / VARIANTS["fp32"].file, out / ENGINE_FILE, names, params.trt_batch, params.trt_length)
+    build_engine(
+        out / VARIANTS["fp32"].file, out / ENGINE_FILE, names, params.trt_batch, params.trt_length
+    )
     return {"tensorrt": TENSORRT}
 
 
@@ -67,8 +77,9 @@ def _session(variant: Variant, path: Path):
     return TensorRTSession(path) if variant is TENSORRT else onnx_session(str(path), variant.device)
 
 
-def _export_prior(reranker: Reranker, model_dir: Path, out: Path, ranking: RankingSet,
-                  params: ExportParams) -> tuple[Prior, PriorConfig, dict]:
+def _export_prior(
+    reranker: Reranker, model_dir: Path, out: Path, ranking: RankingSet, params: ExportParams
+) -> tuple[Prior, PriorConfig, dict]:
     """Copy the prior next to the graph, with an ONNX graph of its encoder if that scores like PyTorch.
 
     Returns the prior serve will use (the ONNX one, or PyTorch's when its graph was rejected),
@@ -77,96 +88,179 @@ def _export_prior(reranker: Reranker, model_dir: Path, out: Path, ranking: Ranki
     config = reranker.config.prior
     folder = out / config.folder
     shutil.copytree(model_dir / config.folder, folder)
-    if config.dense is None:   # lexical only: statistics, nothing to export
+    if config.dense is None:  # lexical only: statistics, nothing to export
         return reranker.prior, config, {"onnx_file": None, "accepted": True}
     export_prior_onnx(reranker.prior, folder / PRIOR_ONNX, params.opset)
-    candidate = config.model_copy(update={"dense": config.dense.model_copy(update={"onnx_file": PRIOR_ONNX})})
+    candidate = config.model_copy(
+        update={"dense": config.dense.model_copy(update={"onnx_file": PRIOR_ONNX})}
+    )
     exported = Prior.load(out, candidate, onnx=True)
     queries, passages = ranking.texts()
-    diff = float(np.max(np.abs(exported.scores(queries, passages) - reranker.prior.scores(queries, passages))))
+    diff = float(
+        np.max(
+            np.abs(exported.scores(queries, passages) - reranker.prior.scores(queries, passages))
+        )
+    )
     accepted = diff <= params.parity_atol
-    log.info("prior ONNX graph: max |prior score diff| %.2e over %d pairs: %s", diff, len(queries),
-             "accepted" if accepted else "REJECTED, serve uses PyTorch for the prior")
+    log.info(
+        "prior ONNX graph: max |prior score diff| %.2e over %d pairs: %s",
+        diff,
+        len(queries),
+        "accepted" if accepted else "REJECTED, serve uses PyTorch for the prior",
+    )
     if not accepted:
         (folder / PRIOR_ONNX).unlink()
         exported, candidate = reranker.prior, config
-    return exported, candidate, {"onnx_file": f"{config.folder}/{PRIOR_ONNX}" if accepted else None,
-                                 "max_abs_diff": diff, "pairs": len(queries), "accepted": accepted}
+    return (
+        exported,
+        candidate,
+        {
+            "onnx_file": f"{config.folder}/{PRIOR_ONNX}" if accepted else None,
+            "max_abs_diff": diff,
+            "pairs": len(queries),
+            "accepted": accepted,
+        },
+    )
 
 
 def _default_variant(report: dict) -> str:
     return next(name for name in CPU_PREFERENCE if report.get(name, {}).get("accepted"))
 
 
-def run_export(params: ExportParams, first_stage: FirstStageSettings, model_dir: str | Path,
-               beir_dir: str | Path, output_dir: str | Path, report_path: str | Path) -> dict:
+def run_export(
+    params: ExportParams,
+    first_stage: FirstStageSettings,
+    model_dir: str | Path,
+    beir_dir: str | Path,
+    output_dir: str | Path,
+    report_path: str | Path,
+) -> dict:
     # the gate's PyTorch reference reranks in fp32 on the GPU where there is one; export and parity use a CPU copy
     reranker = Reranker.from_pretrained(str(model_dir), bf16=False)
     cpu_model = on_cpu(reranker.model)
     texts = parity_texts(beir_dir, reranker.prompt_template, params.parity_pairs)
-    probe = ParityProbe(cpu_model, reranker.tokenizer, texts, reranker.max_length, reranker.input_names)
+    probe = ParityProbe(
+        cpu_model, reranker.tokenizer, texts, reranker.max_length, reranker.input_names
+    )
     broken = int(np.sum(~np.isfinite(probe.torch_scores)))
-    if broken:   # no export can match such scores: a bad model, not a bad export
-        raise InputError(f"{model_dir}: the model produced NaN or infinite scores on {broken} of "
-                         f"{len(probe.torch_scores)} test pairs: its weights are broken (a diverged training run?); "
-                         "retrain it")
+    if broken:  # no export can match such scores: a bad model, not a bad export
+        raise InputError(
+            f"{model_dir}: the model produced NaN or infinite scores on {broken} of "
+            f"{len(probe.torch_scores)} test pairs: its weights are broken (a diverged training run?); "
+            "retrain it"
+        )
     sample = reranker.tokenizer(texts[:2], padding=True, return_tensors="pt")
     with atomic_dir(output_dir) as out:
-        names = export_onnx(cpu_model, reranker.tokenizer, out / VARIANTS["fp32"].file, params.opset, sample)
+        names = export_onnx(
+            cpu_model, reranker.tokenizer, out / VARIANTS["fp32"].file, params.opset, sample
+        )
         built = build_variants(out, params.variants, reranker.model.config)
         variants = {name: VARIANTS[name] for name in built} | _tensorrt(params, out, names)
         ranking = ranking_set(beir_dir, first_stage, params.gate_queries, params.gate_top_k)
-        report, served_prior, prior_config = _gate(reranker, variants, built, probe, ranking, Path(model_dir), out,
-                                                   params)
+        report, served_prior, prior_config = _gate(
+            reranker, variants, built, probe, ranking, Path(model_dir), out, params
+        )
         write_json(report_path, report)
         if not report["fp32"]["accepted"]:
-            raise ParityError(f"the fp32 ONNX export fails the accuracy gate: {report['fp32']['rejected_because']}")
+            raise ParityError(
+                f"the fp32 ONNX export fails the accuracy gate: {report['fp32']['rejected_because']}"
+            )
         for name, variant in variants.items():
             if not report[name]["accepted"]:
-                (out / variant.file).unlink()   # rejected: not offered to serve
+                (out / variant.file).unlink()  # rejected: not offered to serve
         default = _default_variant(report)
         reranker.tokenizer.save_pretrained(out)
         shutil.copy(Path(model_dir) / "config.json", out / "config.json")
         onnx = OnnxConfig(
-            inputs=names, output="logits", file=VARIANTS[default].file, default_variant=default,
-            variants={name: VariantConfig(file=variant.file if report[name]["accepted"] else None,
-                                          accepted=report[name]["accepted"], device=variant.device,
-                                          precision=variant.precision, ndcg_at_10=report[name][NDCG_KEY],
-                                          ndcg_drop=report[name]["ndcg_drop"])
-                      for name, variant in variants.items()},
-            tensorrt_profile={"batch": params.trt_batch, "length": params.trt_length} if "tensorrt" in variants else None,
+            inputs=names,
+            output="logits",
+            file=VARIANTS[default].file,
+            default_variant=default,
+            variants={
+                name: VariantConfig(
+                    file=variant.file if report[name]["accepted"] else None,
+                    accepted=report[name]["accepted"],
+                    device=variant.device,
+                    precision=variant.precision,
+                    ndcg_at_10=report[name][NDCG_KEY],
+                    ndcg_drop=report[name]["ndcg_drop"],
+                )
+                for name, variant in variants.items()
+            },
+            tensorrt_profile={"batch": params.trt_batch, "length": params.trt_length}
+            if "tensorrt" in variants
+            else None,
             source_model=str(model_dir),
         )
         reranker.config.model_copy(update={"onnx": onnx, "prior": prior_config}).save(out)
-    log.info("exported %s: default %s, accepted %s", output_dir, default,
-             ", ".join(n for n in variants if report[n]["accepted"]))
+    log.info(
+        "exported %s: default %s, accepted %s",
+        output_dir,
+        default,
+        ", ".join(n for n in variants if report[n]["accepted"]),
+    )
     return report
 
 
-def _gate(reranker: Reranker, variants: dict[str, Variant], built: dict, probe: ParityProbe, ranking: RankingSet,
-          model_dir: Path, out: Path, params: ExportParams) -> tuple[dict, Prior | None, PriorConfig | None]:
+def _gate(
+    reranker: Reranker,
+    variants: dict[str, Variant],
+    built: dict,
+    probe: ParityProbe,
+    ranking: RankingSet,
+    model_dir: Path,
+    out: Path,
+    params: ExportParams,
+) -> tuple[dict, Prior | None, PriorConfig | None]:
     """Every variant judged against PyTorch; returns the report, the prior serve will use and its config."""
     torch_ndcg, torch_speed = ranking.ndcg(reranker, params.batch_size)
     report: dict = {
-        "gate": {"queries": len(ranking.data.queries), "pairs": ranking.pairs, "top_k": params.gate_top_k,
-                 "first_stage": ranking.first_stage, "max_ndcg_drop": params.max_ndcg_drop},
-        "torch": {NDCG_KEY: round(torch_ndcg, 5), "pairs_per_s": round(torch_speed, 1),
-                  "device": reranker.backend.device},
+        "gate": {
+            "queries": len(ranking.data.queries),
+            "pairs": ranking.pairs,
+            "top_k": params.gate_top_k,
+            "first_stage": ranking.first_stage,
+            "max_ndcg_drop": params.max_ndcg_drop,
+        },
+        "torch": {
+            NDCG_KEY: round(torch_ndcg, 5),
+            "pairs_per_s": round(torch_speed, 1),
+            "device": reranker.backend.device,
+        },
     }
     served_prior, prior_config = reranker.prior, reranker.config.prior
     if prior_config is not None:
-        served_prior, prior_config, report["prior"] = _export_prior(reranker, model_dir, out, ranking, params)
+        served_prior, prior_config, report["prior"] = _export_prior(
+            reranker, model_dir, out, ranking, params
+        )
     for name, variant in variants.items():
         session = _session(variant, out / variant.file)
         ndcg = speed = None
         provider = "TensorRT" if variant is TENSORRT else session.get_providers()[0]
         if variant.device == "cpu" or provider != "CPUExecutionProvider":
-            ndcg, speed = ranking.ndcg(reranker.with_backend(SessionBackend(session), served_prior), params.batch_size)
-        else:   # a GPU variant on a CPU-only machine: it loads and scores the probe pairs; that is all
-            log.info("%s: no CUDA provider here, so %s is not measured (parity only)", name, NDCG_KEY)
-        report[name] = {**judge(variant.lossless, probe.compare(session), ndcg, torch_ndcg, params),
-                        "pairs_per_s": speed and round(speed, 1), "provider": provider, **built.get(name, {})}
-        log.info("%s: %s=%s (torch %.4f), max |diff| %.2e, Spearman %.4f: %s", name, NDCG_KEY,
-                 report[name][NDCG_KEY], torch_ndcg, report[name]["max_abs_diff"], report[name]["spearman"],
-                 "accepted" if report[name]["accepted"] else f"REJECTED ({report[name]['rejected_because']})")
+            ndcg, speed = ranking.ndcg(
+                reranker.with_backend(SessionBackend(session), served_prior), params.batch_size
+            )
+        else:  # a GPU variant on a CPU-only machine: it loads and scores the probe pairs; that is all
+            log.info(
+                "%s: no CUDA provider here, so %s is not measured (parity only)", name, NDCG_KEY
+            )
+        report[name] = {
+            **judge(variant.lossless, probe.compare(session), ndcg, torch_ndcg, params),
+            "pairs_per_s": speed and round(speed, 1),
+            "provider": provider,
+            **built.get(name, {}),
+        }
+        log.info(
+            "%s: %s=%s (torch %.4f), max |diff| %.2e, Spearman %.4f: %s",
+            name,
+            NDCG_KEY,
+            report[name][NDCG_KEY],
+            torch_ndcg,
+            report[name]["max_abs_diff"],
+            report[name]["spearman"],
+            "accepted"
+            if report[name]["accepted"]
+            else f"REJECTED ({report[name]['rejected_because']})",
+        )
     return report, served_prior, prior_config

@@ -5,6 +5,7 @@ accepts and the recommended one since 10.12: the fp32 graph is converted to fp16
 with every normalisation node blocked, then parsed as is. One optimisation profile
 covers (batch, length) from min to max, tuned for opt.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,7 @@ def tensorrt_missing() -> str | None:
     """Why TensorRT cannot be used here, or None when it can."""
     try:
         import tensorrt  # noqa: F401
-    except (ImportError, OSError) as exc:   # OSError: bindings present, libnvinfer missing
+    except (ImportError, OSError) as exc:  # OSError: bindings present, libnvinfer missing
         return f"`import tensorrt` failed ({exc})"
     import torch
 
@@ -33,14 +34,17 @@ def tensorrt_missing() -> str | None:
     return None
 
 
-def build_engine(fp32_onnx: Path, dst: Path, input_names: list[str],
-                 batch: list[int], length: list[int]) -> None:
+def build_engine(
+    fp32_onnx: Path, dst: Path, input_names: list[str], batch: list[int], length: list[int]
+) -> None:
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):   # implied (and ignored) in 11.x
+    if hasattr(
+        trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"
+    ):  # implied (and ignored) in 11.x
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -76,7 +80,7 @@ class TensorRTSession:
     def run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         import torch
 
-        keep = []   # the device buffers must outlive the launch
+        keep = []  # the device buffers must outlive the launch
         for name, array in feed.items():
             dtype = self._trt.nptype(self.engine.get_tensor_dtype(name))
             tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=dtype)).cuda()

@@ -3,6 +3,7 @@
 Each builder reads one ``.onnx`` file and writes another; the accuracy gate in
 ``gate.py`` decides afterwards which of them serve may use.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,9 +20,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Variant:
     file: str
-    device: str       # where it is meant to run: "cpu" or "cuda"
+    device: str  # where it is meant to run: "cpu" or "cuda"
     precision: str
-    lossless: bool    # True: must match PyTorch to parity_atol; False: judged by rank correlation
+    lossless: bool  # True: must match PyTorch to parity_atol; False: judged by rank correlation
 
 
 VARIANTS: dict[str, Variant] = {
@@ -56,7 +57,8 @@ def optimize(src: Path, dst: Path, config) -> dict[str, int]:
 
     with _quiet_root_logger():
         model = optimize_model(
-            str(src), model_type="bert",
+            str(src),
+            model_type="bert",
             num_heads=getattr(config, "num_attention_heads", 0) or 0,
             hidden_size=getattr(config, "hidden_size", 0) or 0,
         )
@@ -70,14 +72,19 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
     with _quiet_root_logger():
         # DefaultTensorType: the fused graph's contrib ops carry no type info for some outputs
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(
+            src,
+            dst,
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
 
 
 def norm_node_names(model: onnx.ModelProto) -> list[str]:
     """Normalisation nodes (LayerNorm, RMSNorm pieces): kept in fp32, where fp16 overflows first."""
     return [
-        node.name for node in model.graph.node
+        node.name
+        for node in model.graph.node
         if "norm" in node.name.lower() or "Normalization" in node.op_type
     ]
 
@@ -107,7 +114,10 @@ def build_variants(folder: Path, names: list[str], config) -> dict[str, dict]:
         fused = optimize(fp32, folder / VARIANTS["optimized"].file, config)
         info["optimized"] = {"source": fp32.name, "fused_ops": fused}
         base = folder / VARIANTS["optimized"].file
-        log.info("optimised graph: %s", ", ".join(f"{n} {op}" for op, n in fused.items()) or "nothing fused")
+        log.info(
+            "optimised graph: %s",
+            ", ".join(f"{n} {op}" for op, n in fused.items()) or "nothing fused",
+        )
     if "int8" in names:
         quantize_int8(base, folder / VARIANTS["int8"].file)
         info["int8"] = {"source": base.name}

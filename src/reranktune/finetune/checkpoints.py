@@ -7,6 +7,7 @@ its files and their sizes. A checkpoint is complete when its seal is there and e
 file it lists has that size; a rerun resumes from the newest complete one and removes
 the others, saying so.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,10 @@ def _step(folder: Path) -> int:
 
 def _checkpoints(folder: Path) -> list[Path]:
     """``checkpoint-<step>`` folders, oldest first."""
-    return sorted((p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and _step(p) >= 0), key=_step)
+    return sorted(
+        (p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and _step(p) >= 0),
+        key=_step,
+    )
 
 
 def is_complete(checkpoint: Path) -> bool:
@@ -51,8 +55,13 @@ def discard_incomplete(folder: Path) -> None:
     resume = last_complete(folder)
     for checkpoint in _checkpoints(folder):
         if not is_complete(checkpoint):
-            log.warning("%s is incomplete (a run was stopped while saving it): removed; %s", checkpoint,
-                        f"resuming from {resume.name}" if resume else "no complete checkpoint, training starts over")
+            log.warning(
+                "%s is incomplete (a run was stopped while saving it): removed; %s",
+                checkpoint,
+                f"resuming from {resume.name}"
+                if resume
+                else "no complete checkpoint, training starts over",
+            )
             shutil.rmtree(checkpoint)
 
 
@@ -62,6 +71,9 @@ class SealCheckpoints(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if args.should_save and checkpoint.is_dir():
-            files = {str(p.relative_to(checkpoint)): p.stat().st_size
-                     for p in sorted(checkpoint.rglob("*")) if p.is_file() and p.name != SEAL}
+            files = {
+                str(p.relative_to(checkpoint)): p.stat().st_size
+                for p in sorted(checkpoint.rglob("*"))
+                if p.is_file() and p.name != SEAL
+            }
             write_json(checkpoint / SEAL, {"step": state.global_step, "files": files})

@@ -1,4 +1,5 @@
 """Training data in the reference trainer's format, served as listwise groups."""
+
 from __future__ import annotations
 
 import random
@@ -24,8 +25,14 @@ class ListwiseDataset(torch.utils.data.Dataset):
     (``documents.without_source_sentence``); the file's score stays that of the whole passage.
     """
 
-    def __init__(self, training_file: str | Path, n_passages: int, with_scores: bool = False,
-                 cloze_rate: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        training_file: str | Path,
+        n_passages: int,
+        with_scores: bool = False,
+        cloze_rate: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         training = read_training_file(training_file)
         training_file, corpus, records = training.path, training.corpus, training.records
         self.items: list[dict] = []
@@ -35,9 +42,13 @@ class ListwiseDataset(torch.utils.data.Dataset):
                 docs = [record["pos_doc"][0], *islice(cycle(record["neg_doc"]), n_passages - 1)]
                 item = {"query": record["question"], "passages": [corpus[d["id"]] for d in docs]}
             except (KeyError, IndexError) as exc:
-                raise InputError(f"{training_file}: data[{n}]: unknown or missing document {exc}") from None
+                raise InputError(
+                    f"{training_file}: data[{n}]: unknown or missing document {exc}"
+                ) from None
             if len(docs) < 2:
-                raise InputError(f"{training_file}: data[{n}] ({record.get('question_id')}): no negatives")
+                raise InputError(
+                    f"{training_file}: data[{n}] ({record.get('question_id')}): no negatives"
+                )
             if cloze_rate and draw.random() < cloze_rate:
                 positive = without_source_sentence(item["query"], item["passages"][0])
                 item["clozed"] = positive != item["passages"][0]
@@ -52,8 +63,10 @@ class ListwiseDataset(torch.utils.data.Dataset):
                 item["scores"] = [float(d["score"]) for d in docs]
             self.items.append(item)
         if not self.items:
-            raise InputError(f"{training_file}: no training records ('data' is empty); rerun `reranktune prep` "
-                             "on more Q&A pairs or a lower prep.quality_threshold")
+            raise InputError(
+                f"{training_file}: no training records ('data' is empty); rerun `reranktune prep` "
+                "on more Q&A pairs or a lower prep.quality_threshold"
+            )
         self.corpus_texts = list(corpus.values())
 
     def pairs(self) -> tuple[list[str], list[str]]:
@@ -98,8 +111,10 @@ class ListwiseDataset(torch.utils.data.Dataset):
         start = 0
         for item in self.items:
             end = start + len(item["passages"])
-            item["encoded"] = [{name: np.asarray(ids, dtype=np.int32) for name, ids in pair.items()}
-                               for pair in encoded[start:end]]
+            item["encoded"] = [
+                {name: np.asarray(ids, dtype=np.int32) for name, ids in pair.items()}
+                for pair in encoded[start:end]
+            ]
             start = end
 
     def lengths(self) -> list[int]:
@@ -125,7 +140,9 @@ class LengthGroupedSampler(torch.utils.data.Sampler[int]):
     interrupted epoch.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, pool_batches: int = 50) -> None:
+    def __init__(
+        self, lengths: list[int], batch_size: int, seed: int, pool_batches: int = 50
+    ) -> None:
         self.lengths = lengths
         self.batch_size = batch_size
         self.seed = seed
@@ -159,7 +176,7 @@ class ListwiseCollator:
         self.encoder = encoder
 
     def __call__(self, features: list[dict]) -> dict:
-        if "encoded" in features[0]:   # ListwiseDataset.tokenize ran
+        if "encoded" in features[0]:  # ListwiseDataset.tokenize ran
             encoded = [pair for f in features for pair in f["encoded"]]
         else:
             queries = [f["query"] for f in features for _ in f["passages"]]

@@ -1,4 +1,5 @@
 """Multi-process training: the stage re-launches itself under torchrun when nproc > 1."""
+
 from __future__ import annotations
 
 import logging
@@ -17,8 +18,14 @@ def relaunch_with_torchrun(nproc: int, cli_args: list[str]) -> None:
     """Run stage ``cli_args`` (e.g. ``finetune --params params.yaml``) in ``nproc`` processes (NCCL on GPUs,
     gloo on CPU), through the stage entry that stages/*.py use, not the whole CLI."""
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "reranktune.stage_cli", *cli_args,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "reranktune.stage_cli",
+        *cli_args,
     ]
     log.info("launching %d training processes: %s", nproc, " ".join(command))
     subprocess.run(command, check=True)

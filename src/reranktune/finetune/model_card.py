@@ -1,4 +1,5 @@
 """A Hugging Face model card (README.md) for the fine-tuned reranker."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,14 @@ from reranktune.io import write_text
 from reranktune.params import FinetuneParams, ModelParams
 
 
-def write_model_card(folder: Path, params: FinetuneParams, model: ModelParams, summary: dict) -> None:
+def write_model_card(
+    folder: Path, params: FinetuneParams, model: ModelParams, summary: dict
+) -> None:
     distilled = (
         f" {params.distillation_weight:g} of the loss matched the first-stage embedder's scores"
         f" (distillation, temperature {params.distillation_temperature:g})."
-        if params.distillation_weight else ""
+        if params.distillation_weight
+        else ""
     )
     weights = summary.get("prior_weights")
     prior = (
@@ -21,7 +25,8 @@ def write_model_card(folder: Path, params: FinetuneParams, model: ModelParams, s
         " divided by its query's maximum (corpus statistics), both saved in `prior/` and described in"
         " `reranktune.json`. Load the folder with `reranktune.reranker.Reranker.from_pretrained`,"
         " which adds the prior."
-        if weights else ""
+        if weights
+        else ""
     )
     text = f"""---
 library_name: transformers

@@ -1,4 +1,5 @@
 """Finetune end to end: data, prior, model, Trainer, checkpoints, final Hugging Face folder."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,9 +22,9 @@ from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
 from reranktune.io import InputError, atomic_dir, write_json
 from reranktune.models import resolve_model
 from reranktune.params import FinetuneParams, ModelParams, RetrievalParams
-from reranktune.reranker.prior import PRIOR_FOLDER, Prior, fit_scale, save_prior
-from reranktune.reranker.model import load_classifier, load_tokenizer, model_input_names
 from reranktune.reranker.config import PriorConfig, RerankerConfig
+from reranktune.reranker.model import load_classifier, load_tokenizer, model_input_names
+from reranktune.reranker.prior import PRIOR_FOLDER, Prior, fit_scale, save_prior
 from reranktune.reranker.scoring import PairEncoder
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,10 @@ def batch_layout(params: FinetuneParams, n_devices: int) -> tuple[int, int]:
     if per_device * n_devices * accumulation != params.global_batch_size:
         log.warning(
             "global_batch_size %d is not a multiple of %d devices x %d; using %d",
-            params.global_batch_size, n_devices, per_device, per_device * n_devices * accumulation,
+            params.global_batch_size,
+            n_devices,
+            per_device,
+            per_device * n_devices * accumulation,
         )
     return per_device, accumulation
 
@@ -65,7 +69,9 @@ def _prepare_checkpoints(folder: Path, fingerprint: str) -> bool:
     """Keep complete checkpoints only if they belong to this exact run; True when one can be resumed."""
     marker = folder / FINGERPRINT
     if folder.exists():
-        same_run = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
+        same_run = (
+            marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
+        )
         if not same_run:
             log.info("%s: checkpoints from another configuration, starting fresh", folder)
             shutil.rmtree(folder)
@@ -75,15 +81,23 @@ def _prepare_checkpoints(folder: Path, fingerprint: str) -> bool:
     return last_complete(folder) is not None
 
 
-def prior_evidence(prior: Prior, data: ListwiseDataset, source: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def prior_evidence(
+    prior: Prior, data: ListwiseDataset, source: Path, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per pair of ``data``, the prior's (cosine, normalised BM25), the file's cosines reused (checked)."""
     queries, passages = data.pairs()
     scores = data.file_scores() if prior.encoder is not None else None
     return prior.training_evidence(queries, passages, scores, data.clozed_rows(), source, seed)
 
 
-def attach_prior(prior: Prior, datasets: list[ListwiseDataset], source: Path, seed: int, in_loss: bool = True,
-                 as_teacher: bool = False) -> None:
+def attach_prior(
+    prior: Prior,
+    datasets: list[ListwiseDataset],
+    source: Path,
+    seed: int,
+    in_loss: bool = True,
+    as_teacher: bool = False,
+) -> None:
     """Each passage's prior score, weighed by the recipe: added to the logit in the loss, and/or the teacher."""
     if not (in_loss or as_teacher):
         return
@@ -95,18 +109,28 @@ def attach_prior(prior: Prior, datasets: list[ListwiseDataset], source: Path, se
             data.set_teacher(scores)
 
 
-def fitted_prior(prior: Prior, trainer, val_data: ListwiseDataset, val_file: Path, seed: int) -> Prior | None:
+def fitted_prior(
+    prior: Prior, trainer, val_data: ListwiseDataset, val_file: Path, seed: int
+) -> Prior | None:
     """The prior rescaled to rank the validation queries best with the trained logit (``prior.fit_scale``)."""
     logits = trainer.predict(val_data).predictions.astype(np.float64)
-    weighted = prior.recipe.prior(*prior_evidence(prior, val_data, val_file, seed)).reshape(logits.shape)
+    weighted = prior.recipe.prior(*prior_evidence(prior, val_data, val_file, seed)).reshape(
+        logits.shape
+    )
     scale, mrr = fit_scale(logits, weighted)
-    log.info("prior scale fitted on %d validation queries: x%g (MRR %.4f)%s", len(val_data), scale, mrr,
-             "" if scale else "; the reranker ships without a prior")
+    log.info(
+        "prior scale fitted on %d validation queries: x%g (MRR %.4f)%s",
+        len(val_data),
+        scale,
+        mrr,
+        "" if scale else "; the reranker ships without a prior",
+    )
     return prior.scaled(scale)
 
 
-def stage_prior(params: FinetuneParams, retrieval: RetrievalParams, train_data: ListwiseDataset,
-                staging: Path) -> Prior | None:
+def stage_prior(
+    params: FinetuneParams, retrieval: RetrievalParams, train_data: ListwiseDataset, staging: Path
+) -> Prior | None:
     """Save the prior in ``staging`` and load it back as eval and serve will; the output folder gets a copy."""
     if not (params.prior.dense_weight or params.prior.lexical_weight):
         return None
@@ -114,8 +138,9 @@ def stage_prior(params: FinetuneParams, retrieval: RetrievalParams, train_data: 
     return Prior.load(staging, config, trust_remote_code=retrieval.embedding.trust_remote_code)
 
 
-def training_arguments(params: FinetuneParams, checkpoint_dir: Path, per_device: int, accumulation: int,
-                       validate: bool) -> TrainingArguments:
+def training_arguments(
+    params: FinetuneParams, checkpoint_dir: Path, per_device: int, accumulation: int, validate: bool
+) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         per_device_train_batch_size=per_device,
@@ -130,7 +155,7 @@ def training_arguments(params: FinetuneParams, checkpoint_dir: Path, per_device:
         save_strategy="steps",
         save_steps=params.save_steps,
         save_total_limit=2,
-        eval_strategy="steps" if validate else "no",   # validated at every checkpoint
+        eval_strategy="steps" if validate else "no",  # validated at every checkpoint
         eval_steps=params.save_steps,
         load_best_model_at_end=validate,
         save_only_model=False,
@@ -141,10 +166,12 @@ def training_arguments(params: FinetuneParams, checkpoint_dir: Path, per_device:
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
-        optim="adamw_torch_fused",   # transformers' default since torch 2.8, named so that it stays
+        optim="adamw_torch_fused",  # transformers' default since torch 2.8, named so that it stays
         # the loss's NaN check is a host sync every step on a GPU; a NaN loss shows in the curves instead
         logging_nan_inf_filter=False,
-        accelerator_config={"non_blocking": torch.cuda.is_available()},   # pinned batches, copied without a wait
+        accelerator_config={
+            "non_blocking": torch.cuda.is_available()
+        },  # pinned batches, copied without a wait
         ddp_find_unused_parameters=False,
         fsdp=params.fsdp,
         report_to="none",
@@ -152,8 +179,17 @@ def training_arguments(params: FinetuneParams, checkpoint_dir: Path, per_device:
     )
 
 
-def run_summary(params: FinetuneParams, model: ModelParams, trainer, result, head_was_new: bool, train_data, val_data,
-                per_device: int, accumulation: int) -> dict:
+def run_summary(
+    params: FinetuneParams,
+    model: ModelParams,
+    trainer,
+    result,
+    head_was_new: bool,
+    train_data,
+    val_data,
+    per_device: int,
+    accumulation: int,
+) -> dict:
     summary = {
         "base_model": model.base_model,
         "base_head_was_new": head_was_new,
@@ -166,15 +202,24 @@ def run_summary(params: FinetuneParams, model: ModelParams, trainer, result, hea
         "world_size": world_size(),
         "train_loss": round(result.training_loss, 6),
         "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
-        "train_pairs_per_s": round(result.metrics.get("train_samples_per_second", 0.0) * params.train_n_passages, 2),
+        "train_pairs_per_s": round(
+            result.metrics.get("train_samples_per_second", 0.0) * params.train_n_passages, 2
+        ),
     }
     if val_data is not None:
         summary["best_val_mrr"] = trainer.state.best_metric
     return summary
 
 
-def save_reranker(trainer, params: FinetuneParams, model: ModelParams, prior: Prior | None, staging: Path, output_dir: Path,
-                  summary: dict) -> None:
+def save_reranker(
+    trainer,
+    params: FinetuneParams,
+    model: ModelParams,
+    prior: Prior | None,
+    staging: Path,
+    output_dir: Path,
+    summary: dict,
+) -> None:
     """The Hugging Face folder with ``reranktune.json``, the prior training used, the card and the summary."""
     with atomic_dir(output_dir) as tmp:
         trainer.save_model(str(tmp))
@@ -182,9 +227,13 @@ def save_reranker(trainer, params: FinetuneParams, model: ModelParams, prior: Pr
         if prior is not None:
             shutil.copytree(staging / PRIOR_FOLDER, tmp / PRIOR_FOLDER)
             prior_config = prior.config
-        RerankerConfig(prompt_template=params.prompt_template, max_length=params.rerank_max_length,
-                       base_model=model.base_model, train_n_passages=params.train_n_passages,
-                       prior=prior_config).save(tmp)
+        RerankerConfig(
+            prompt_template=params.prompt_template,
+            max_length=params.rerank_max_length,
+            base_model=model.base_model,
+            train_n_passages=params.train_n_passages,
+            prior=prior_config,
+        ).save(tmp)
         write_model_card(tmp, params, model, summary)
         write_json(tmp / "training_summary.json", summary)
 
@@ -205,56 +254,115 @@ def run_finetune(
     ``retrieval`` is the first stage that scored the training file: the prior carries its
     evidence, is trained against and is saved with the reranker.
     """
-    train_file, output_dir, checkpoint_dir = Path(train_file), Path(output_dir), Path(checkpoint_dir)
+    train_file, output_dir, checkpoint_dir = (
+        Path(train_file),
+        Path(output_dir),
+        Path(checkpoint_dir),
+    )
     set_seed(params.seed)
     base = resolve_model(model.base_model)
     tokenizer = load_tokenizer(base, model.trust_remote_code)
-    classifier, head_was_new = load_classifier(base, model.trust_remote_code, params.attn_implementation,
-                                               tokenizer.pad_token_id)
+    classifier, head_was_new = load_classifier(
+        base, model.trust_remote_code, params.attn_implementation, tokenizer.pad_token_id
+    )
     if params.gradient_checkpointing:
         classifier.gradient_checkpointing_enable()
     with_scores = params.distillation_weight > 0 or params.prior.dense_weight > 0
-    train_data, val_data = (ListwiseDataset(path, params.train_n_passages, with_scores, params.cloze_rate, params.seed)
-                            if path and Path(path).exists() else None for path in (train_file, val_file))
+    train_data, val_data = (
+        ListwiseDataset(path, params.train_n_passages, with_scores, params.cloze_rate, params.seed)
+        if path and Path(path).exists()
+        else None
+        for path in (train_file, val_file)
+    )
     fit = params.prior.fit_scale and (params.prior.dense_weight or params.prior.lexical_weight)
     if fit and (params.prior.in_training or val_data is None):
-        raise InputError("finetune.prior.fit_scale: fits the prior's scale to a logit trained alone, on validation "
-                         "queries; set finetune.prior.in_training to false and prep.val_ratio above 0")
+        raise InputError(
+            "finetune.prior.fit_scale: fits the prior's scale to a logit trained alone, on validation "
+            "queries; set finetune.prior.in_training to false and prep.val_ratio above 0"
+        )
 
     is_main = int(os.environ.get("RANK", "0")) == 0
-    resume = _prepare_checkpoints(checkpoint_dir, _fingerprint(params, model, train_file)) if is_main else True
+    resume = (
+        _prepare_checkpoints(checkpoint_dir, _fingerprint(params, model, train_file))
+        if is_main
+        else True
+    )
     with tempfile.TemporaryDirectory(prefix="reranktune-prior-") as staging:
         prior = stage_prior(params, retrieval, train_data, Path(staging))
         if prior is not None:
-            attach_prior(prior, [d for d in (train_data, val_data) if d is not None], train_file, params.seed,
-                         params.prior.in_training, params.distillation_teacher == "prior")
+            attach_prior(
+                prior,
+                [d for d in (train_data, val_data) if d is not None],
+                train_file,
+                params.seed,
+                params.prior.in_training,
+                params.distillation_teacher == "prior",
+            )
         per_device, accumulation = batch_layout(params, world_size())
-        trainer, result = _train(params, classifier, tokenizer, train_data, val_data, checkpoint_dir, live_dir,
-                                 callbacks, resume, per_device, accumulation)
-        summary = run_summary(params, model, trainer, result, head_was_new, train_data, val_data, per_device, accumulation)
-        if fit:   # fit needs a weight above 0, so there is a prior
+        trainer, result = _train(
+            params,
+            classifier,
+            tokenizer,
+            train_data,
+            val_data,
+            checkpoint_dir,
+            live_dir,
+            callbacks,
+            resume,
+            per_device,
+            accumulation,
+        )
+        summary = run_summary(
+            params,
+            model,
+            trainer,
+            result,
+            head_was_new,
+            train_data,
+            val_data,
+            per_device,
+            accumulation,
+        )
+        if fit:  # fit needs a weight above 0, so there is a prior
             prior = fitted_prior(prior, trainer, val_data, Path(val_file), params.seed)
-        summary["prior_weights"] = {"dense": prior.recipe.dense_weight, "lexical": prior.recipe.lexical_weight
-                                    } if prior is not None else None
+        summary["prior_weights"] = (
+            {"dense": prior.recipe.dense_weight, "lexical": prior.recipe.lexical_weight}
+            if prior is not None
+            else None
+        )
         if is_main:
             save_reranker(trainer, params, model, prior, Path(staging), output_dir, summary)
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return summary
 
 
-def make_trainer(params: FinetuneParams, model, tokenizer, train_data: ListwiseDataset,
-                 val_data: ListwiseDataset | None, checkpoint_dir: Path, per_device: int, accumulation: int,
-                 callbacks: list | None = None) -> ListwiseTrainer:
+def make_trainer(
+    params: FinetuneParams,
+    model,
+    tokenizer,
+    train_data: ListwiseDataset,
+    val_data: ListwiseDataset | None,
+    checkpoint_dir: Path,
+    per_device: int,
+    accumulation: int,
+    callbacks: list | None = None,
+) -> ListwiseTrainer:
     """The stage's Trainer: collator, loss, schedule, and the data options (bench/gpu/gpu_throughput.py times it too)."""
-    encoder = PairEncoder(tokenizer, params.prompt_template, params.rerank_max_length,
-                          model_input_names(model, tokenizer))
+    encoder = PairEncoder(
+        tokenizer,
+        params.prompt_template,
+        params.rerank_max_length,
+        model_input_names(model, tokenizer),
+    )
     if params.pretokenize:
         for data in (train_data, val_data):
             if data is not None:
                 data.tokenize(encoder)
     return ListwiseTrainer(
         model=model,
-        args=training_arguments(params, checkpoint_dir, per_device, accumulation, val_data is not None),
+        args=training_arguments(
+            params, checkpoint_dir, per_device, accumulation, val_data is not None
+        ),
         train_dataset=train_data,
         eval_dataset=val_data,
         data_collator=ListwiseCollator(encoder),
@@ -271,15 +379,34 @@ def make_trainer(params: FinetuneParams, model, tokenizer, train_data: ListwiseD
     )
 
 
-def _train(params: FinetuneParams, model, tokenizer, train_data: ListwiseDataset, val_data: ListwiseDataset | None,
-           checkpoint_dir: Path, live_dir: str | Path, callbacks: list | None, resume: bool, per_device: int,
-           accumulation: int):
+def _train(
+    params: FinetuneParams,
+    model,
+    tokenizer,
+    train_data: ListwiseDataset,
+    val_data: ListwiseDataset | None,
+    checkpoint_dir: Path,
+    live_dir: str | Path,
+    callbacks: list | None,
+    resume: bool,
+    per_device: int,
+    accumulation: int,
+):
     """Run the Trainer, resuming where a checkpoint allows; returns (trainer, train result)."""
     is_main = int(os.environ.get("RANK", "0")) == 0
     # the seal comes first: a callback after it that stops the run finds the checkpoint complete
     ours = [SealCheckpoints()] + ([_dvclive_callback(live_dir)] if is_main else [])
-    trainer = make_trainer(params, model, tokenizer, train_data, val_data, checkpoint_dir, per_device, accumulation,
-                           ours + list(callbacks or []))
+    trainer = make_trainer(
+        params,
+        model,
+        tokenizer,
+        train_data,
+        val_data,
+        checkpoint_dir,
+        per_device,
+        accumulation,
+        ours + list(callbacks or []),
+    )
     checkpoint = last_complete(checkpoint_dir) if resume else None
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)

@@ -1,4 +1,5 @@
 """``transformers.Trainer`` with the spec's listwise loss and learning-rate schedule."""
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,10 @@ def listwise_loss(logits: torch.Tensor, n_passages: int, temperature: float) -> 
 
 
 def distillation_loss(
-    logits: torch.Tensor, teacher_scores: torch.Tensor, temperature: float, teacher_temperature: float
+    logits: torch.Tensor,
+    teacher_scores: torch.Tensor,
+    temperature: float,
+    teacher_temperature: float,
 ) -> torch.Tensor:
     """KL(teacher || student) between each group's softmax distributions.
 
@@ -78,21 +82,28 @@ class ListwiseTrainer(Trainer):
         if not self.group_by_length:
             return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        return LengthGroupedSampler(dataset.lengths(), self.args.train_batch_size, self.args.data_seed)
+        return LengthGroupedSampler(
+            dataset.lengths(), self.args.train_batch_size, self.args.data_seed
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         teacher_scores = inputs.pop("teacher_scores", None)
         prior_scores = inputs.pop("prior_scores", None)
         logits = model(**inputs).logits[:, 0]
-        if prior_scores is not None:   # trained as it will be scored: logit + prior (scoring.py)
+        if prior_scores is not None:  # trained as it will be scored: logit + prior (scoring.py)
             alone = logits
             logits = ScoreRecipe.total(logits.float(), prior_scores.view(-1).to(logits.device))
         loss = listwise_loss(logits, self.n_passages, self.temperature)
-        if prior_scores is not None and self.logit_loss_weight:   # gradient where the prior alone is right too
-            loss = ((1 - self.logit_loss_weight) * loss
-                    + self.logit_loss_weight * listwise_loss(alone, self.n_passages, self.temperature))
+        if (
+            prior_scores is not None and self.logit_loss_weight
+        ):  # gradient where the prior alone is right too
+            loss = (1 - self.logit_loss_weight) * loss + self.logit_loss_weight * listwise_loss(
+                alone, self.n_passages, self.temperature
+            )
         if teacher_scores is not None and self.distillation_weight > 0:
-            distilled = distillation_loss(logits, teacher_scores, self.temperature, self.distillation_temperature)
+            distilled = distillation_loss(
+                logits, teacher_scores, self.temperature, self.distillation_temperature
+            )
             loss = (1 - self.distillation_weight) * loss + self.distillation_weight * distilled
         return (loss, logits.view(-1, self.n_passages)) if return_outputs else loss
 

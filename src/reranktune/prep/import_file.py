@@ -1,4 +1,5 @@
 """A ready training file in the reference trainer's format: checked and copied, not rebuilt."""
+
 from __future__ import annotations
 
 import logging
@@ -6,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reranktune.retrieval.embedder import Embedder
 from reranktune.io import InputError, atomic_dir
 from reranktune.params import EmbeddingParams
+from reranktune.retrieval.embedder import Embedder
 from reranktune.training_file import read_training_file, write_corpus, write_records
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,9 @@ def _has_score(doc: dict) -> bool:
     return isinstance(doc.get("score"), (int, float))
 
 
-def fill_missing_scores(records: list[dict], corpus: dict[str, str], embedding: EmbeddingParams) -> int:
+def fill_missing_scores(
+    records: list[dict], corpus: dict[str, str], embedding: EmbeddingParams
+) -> int:
     """Score unscored documents with the embedding model, as mining would have (distillation's teacher).
 
     Scores already in the file are kept. Returns how many records were scored.
@@ -47,14 +50,28 @@ def import_training_file(path: Path, output_dir: Path, embedding: EmbeddingParam
                 raise InputError(f"{path}: data[{n}]: missing key {key!r}")
         missing = [d["id"] for d in record["pos_doc"] + record["neg_doc"] if d["id"] not in corpus]
         if missing:
-            raise InputError(f"{path}: data[{n}] ({record.get('question_id')}): ids not in the corpus: {missing[:5]}")
+            raise InputError(
+                f"{path}: data[{n}] ({record.get('question_id')}): ids not in the corpus: {missing[:5]}"
+            )
     scored = fill_missing_scores(training.records, corpus, embedding)
     if scored:
-        log.info("%s: %d records had documents without a score; scored them with %s", path, scored, embedding.model)
+        log.info(
+            "%s: %d records had documents without a score; scored them with %s",
+            path,
+            scored,
+            embedding.model,
+        )
     with atomic_dir(output_dir) as out:
         write_records(out / "train.json", training.records)
         write_corpus(out, corpus)
-    log.warning("%s: ready training file imported as is; it carries no test set, so point eval.data_path "
-                "at a labelled BEIR folder", path)
-    return {"input": "training_file", "train_records": len(training.records), "corpus_chunks": len(corpus),
-            "records_scored_on_import": scored}
+    log.warning(
+        "%s: ready training file imported as is; it carries no test set, so point eval.data_path "
+        "at a labelled BEIR folder",
+        path,
+    )
+    return {
+        "input": "training_file",
+        "train_records": len(training.records),
+        "corpus_chunks": len(corpus),
+        "records_scored_on_import": scored,
+    }

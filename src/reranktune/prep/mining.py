@@ -9,6 +9,7 @@ candidate is judged by its dense cosine all the same. A candidate scoring above 
 for ``abs``) is treated as a likely unlabelled positive and dropped. Queries left
 short of negatives are padded with random chunks under the guard, or dropped.
 """
+
 from __future__ import annotations
 
 import random
@@ -22,7 +23,7 @@ from reranktune.retrieval.index import DenseIndex, reciprocal_rank_fusion
 
 @dataclass
 class MinedNegatives:
-    negatives: list[list[tuple[str, float]]]     # per query: (corpus id, score), best first
+    negatives: list[list[tuple[str, float]]]  # per query: (corpus id, score), best first
     counts: Counter = field(default_factory=Counter)
     negative_scores: list[float] = field(default_factory=list)
     positive_scores: list[float] = field(default_factory=list)
@@ -58,7 +59,9 @@ def mine_hard_negatives(
     wanted = max(n_negatives, sample_from)
     rng = random.Random(seed)
     index = DenseIndex(pool_vectors)
-    _, rows = index.search(query_vectors, max(candidates, sample_from) + max(len(p) for p in positives))
+    _, rows = index.search(
+        query_vectors, max(candidates, sample_from) + max(len(p) for p in positives)
+    )
     result = MinedNegatives(negatives=[])
     for q, pos_ids in enumerate(positives):
         pos_scores = [float(query_vectors[q] @ positive_vectors[p]) for p in pos_ids]
@@ -88,8 +91,13 @@ def mine_hard_negatives(
                 result.negatives.append([])
                 continue
             padding = _random_negatives(
-                rng, query_vectors[q], pool_ids, pool_vectors, banned | {c for c, _ in chosen},
-                limit, n_negatives - len(chosen),
+                rng,
+                query_vectors[q],
+                pool_ids,
+                pool_vectors,
+                banned | {c for c, _ in chosen},
+                limit,
+                n_negatives - len(chosen),
             )
             result.counts["random_negatives_added"] += len(padding)
             chosen += padding

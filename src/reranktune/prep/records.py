@@ -1,4 +1,5 @@
 """Read SDG JSONL (this project's or the reference's published shape) into queries and a corpus."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,8 @@ class Query:
 
 @dataclass
 class SdgData:
-    corpus: dict[str, str]                      # corpus id -> text, exact duplicates merged
-    doc_chunks: dict[str, set[str]]             # source id -> its corpus ids
+    corpus: dict[str, str]  # corpus id -> text, exact duplicates merged
+    doc_chunks: dict[str, set[str]]  # source id -> its corpus ids
     queries: list[Query]
     counts: Counter = field(default_factory=Counter)
     bad_lines: list[str] = field(default_factory=list)

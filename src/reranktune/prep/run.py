@@ -1,4 +1,5 @@
 """Prep end to end: filter, split by document, mine, unroll, write."""
+
 from __future__ import annotations
 
 import logging
@@ -7,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from reranktune.retrieval.embedder import Embedder
 from reranktune.io import atomic_dir, write_json
-from reranktune.retrieval.bm25 import bm25_search
 from reranktune.params import PrepParams, RetrievalParams
+from reranktune.prep.import_file import import_training_file
 from reranktune.prep.mining import mine_hard_negatives
 from reranktune.prep.records import Query, load_sdg
 from reranktune.prep.split import split_documents, split_queries
-from reranktune.prep.import_file import import_training_file
 from reranktune.prep.writers import unroll, write_beir
+from reranktune.retrieval.bm25 import bm25_search
+from reranktune.retrieval.embedder import Embedder
 from reranktune.training_file import is_training_file, write_corpus, write_records
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,11 @@ def bm25_rows(queries: list[str], passages: list[str], k: int, language: str) ->
 
 
 def _mine_split(
-    queries: list[Query], pool: list[str], corpus: dict[str, str], embedder: Embedder, params: PrepParams,
+    queries: list[Query],
+    pool: list[str],
+    corpus: dict[str, str],
+    embedder: Embedder,
+    params: PrepParams,
     retrieval: RetrievalParams,
 ) -> tuple[list[dict], Counter, dict]:
     """Mine negatives for one split's queries from ``pool`` and unroll them into records."""
@@ -52,8 +57,12 @@ def _mine_split(
     positive_vectors = {c: all_vectors[row_of[c]] for q in queries for c in q.positives}
     lexical_rows = None
     if params.mining_first_stage == "hybrid":
-        lexical_rows = bm25_rows([q.text for q in queries], [corpus[c] for c in pool],
-                                 max(params.mining_candidates, params.hard_negatives_sample_from), retrieval.bm25_language)
+        lexical_rows = bm25_rows(
+            [q.text for q in queries],
+            [corpus[c] for c in pool],
+            max(params.mining_candidates, params.hard_negatives_sample_from),
+            retrieval.bm25_language,
+        )
     mined = mine_hard_negatives(
         query_vectors,
         [q.positives for q in queries],
@@ -87,7 +96,10 @@ def _mine_split(
 
 
 def run_prep(
-    params: PrepParams, sdg_path: str | Path, output_dir: str | Path, report_path: str | Path,
+    params: PrepParams,
+    sdg_path: str | Path,
+    output_dir: str | Path,
+    report_path: str | Path,
     retrieval: RetrievalParams = RetrievalParams(),
 ) -> dict:
     """Write ``output_dir`` (training files, corpus, BEIR test set) and the report metrics.
@@ -99,9 +111,13 @@ def run_prep(
         write_json(report_path, report)
         return report
     data = load_sdg(sdg_path, params.quality_threshold, params.max_pos_docs)
-    assignment = split_documents(list(data.doc_chunks), params.seed, params.train_ratio, params.val_ratio)
+    assignment = split_documents(
+        list(data.doc_chunks), params.seed, params.train_ratio, params.val_ratio
+    )
     splits = split_queries(data.queries, assignment)
-    test_chunks = {c for doc, split in assignment.items() if split == "test" for c in data.doc_chunks[doc]}
+    test_chunks = {
+        c for doc, split in assignment.items() if split == "test" for c in data.doc_chunks[doc]
+    }
     pool = [c for c in data.corpus if c not in test_chunks]
     embedder = Embedder(retrieval.embedding)
 
@@ -116,19 +132,28 @@ def run_prep(
         for split in ("train", "val"):
             if split == "val" and not splits["val"]:
                 continue
-            records, counts, histograms = _mine_split(splits[split], pool, data.corpus, embedder, params,
-                                                    retrieval)
+            records, counts, histograms = _mine_split(
+                splits[split], pool, data.corpus, embedder, params, retrieval
+            )
             write_records(out / f"{split}.json", records)
             report[f"{split}_records"] = len(records)
             report[f"{split}_mining"] = dict(counts)
             report[f"{split}_score_histograms"] = histograms
         # a train positive whose exact text also sits in a test document is kept as a positive
-        trained_on = set(pool) | {c for split in ("train", "val") for q in splits[split] for c in q.positives}
+        trained_on = set(pool) | {
+            c for split in ("train", "val") for q in splits[split] for c in q.positives
+        }
         write_corpus(out, {c: data.corpus[c] for c in data.corpus if c in trained_on})
         write_beir(out / "eval_beir", data.corpus, splits["test"])
     write_json(report_path, report)
     if len(splits["test"]) < MIN_TEST_QUERIES:
-        log.warning("only %d test queries (< %d): metrics will be noisy", len(splits["test"]), MIN_TEST_QUERIES)
+        log.warning(
+            "only %d test queries (< %d): metrics will be noisy",
+            len(splits["test"]),
+            MIN_TEST_QUERIES,
+        )
     if report.get("train_records", 0) < MIN_TRAIN_RECORDS:
-        log.warning("only %d training records (< %d)", report.get("train_records", 0), MIN_TRAIN_RECORDS)
+        log.warning(
+            "only %d training records (< %d)", report.get("train_records", 0), MIN_TRAIN_RECORDS
+        )
     return report

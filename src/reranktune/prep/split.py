@@ -1,4 +1,5 @@
 """Split queries by document, so no document gives queries to two splits."""
+
 from __future__ import annotations
 
 import random
@@ -15,7 +16,7 @@ def split_documents(
     n_train = int(round(len(docs) * train_ratio))
     n_val = int(round(len(docs) * val_ratio))
     if len(docs) >= 2:
-        n_train = min(max(n_train, 1), len(docs) - 1)   # keep at least one test document
+        n_train = min(max(n_train, 1), len(docs) - 1)  # keep at least one test document
     n_val = min(n_val, len(docs) - n_train - 1) if len(docs) >= 3 else 0
     assignment = {}
     for i, doc in enumerate(docs):

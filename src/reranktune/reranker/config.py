@@ -5,6 +5,7 @@ graphs; everything that loads a reranker reads it through ``RerankerConfig.load`
 folder from an older reranktune is migrated on read (see ``_migrate``); one from a newer
 one, or a hand-edited file that does not validate, stops with the file and key named.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,9 @@ class DensePriorConfig(_Strict):
     query_prefix: str = ""
     passage_prefix: str = ""
     max_length: int = Field(ge=8)
-    onnx_file: str | None = None   # the encoder as one ONNX graph, written by export when it matches PyTorch
+    onnx_file: str | None = (
+        None  # the encoder as one ONNX graph, written by export when it matches PyTorch
+    )
 
 
 class PriorConfig(_Strict):
@@ -82,10 +85,13 @@ class RerankerConfig(_Strict):
     def save(self, folder: str | Path) -> None:
         from reranktune.io import write_json
 
-        write_json(Path(folder) / CONFIG_FILE, self.model_dump(mode="json", by_alias=True, exclude_none=True))
+        write_json(
+            Path(folder) / CONFIG_FILE,
+            self.model_dump(mode="json", by_alias=True, exclude_none=True),
+        )
 
     @classmethod
-    def load(cls, folder: str | Path) -> "RerankerConfig":
+    def load(cls, folder: str | Path) -> RerankerConfig:
         """The folder's config; defaults for a plain Hugging Face checkpoint that has none."""
         path = Path(folder) / CONFIG_FILE
         if not path.is_file():
@@ -98,10 +104,14 @@ class RerankerConfig(_Strict):
             raise InputError(f"{path}: expected a JSON object")
         version = raw.get("format_version", 1)
         if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise InputError(f"{path}: format_version {version!r} is newer than this reranktune reads "
-                             f"({FORMAT_VERSION}); upgrade reranktune")
+            raise InputError(
+                f"{path}: format_version {version!r} is newer than this reranktune reads "
+                f"({FORMAT_VERSION}); upgrade reranktune"
+            )
         try:
-            return cls.model_validate(_migrate(raw, Path(folder)) if version < FORMAT_VERSION else raw)
+            return cls.model_validate(
+                _migrate(raw, Path(folder)) if version < FORMAT_VERSION else raw
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
@@ -110,18 +120,35 @@ class RerankerConfig(_Strict):
 
 def _migrate(old: dict, folder: Path) -> dict:
     """Version 1 (reranktune before the typed config): a flat dict, a dense-only prior."""
-    new: dict = {k: old[k] for k in ("prompt_template", "max_length", "base_model", "train_n_passages") if k in old}
+    new: dict = {
+        k: old[k]
+        for k in ("prompt_template", "max_length", "base_model", "train_n_passages")
+        if k in old
+    }
     if old.get("prior"):
         prior = old["prior"]
-        new["prior"] = {"folder": prior.get("folder", "prior"), "dense": {
-            "weight": prior["weight"], "source_model": prior.get("source_model", "unknown"),
-            "query_prefix": prior.get("query_prefix", ""), "passage_prefix": prior.get("passage_prefix", ""),
-            "max_length": prior.get("max_length", 256)}}
-        if (folder / new["prior"]["folder"] / "model.onnx").is_file():   # version 1 found it by its name
+        new["prior"] = {
+            "folder": prior.get("folder", "prior"),
+            "dense": {
+                "weight": prior["weight"],
+                "source_model": prior.get("source_model", "unknown"),
+                "query_prefix": prior.get("query_prefix", ""),
+                "passage_prefix": prior.get("passage_prefix", ""),
+                "max_length": prior.get("max_length", 256),
+            },
+        }
+        if (
+            folder / new["prior"]["folder"] / "model.onnx"
+        ).is_file():  # version 1 found it by its name
             new["prior"]["dense"]["onnx_file"] = "model.onnx"
     if old.get("onnx_inputs"):
-        new["onnx"] = {"inputs": old["onnx_inputs"], "output": old.get("onnx_output", "logits"),
-                       "file": old.get("onnx_file", "model.onnx"), "default_variant": old.get("default_variant"),
-                       "variants": old.get("variants") or {}, "tensorrt_profile": old.get("tensorrt_profile"),
-                       "source_model": old.get("source_model")}
+        new["onnx"] = {
+            "inputs": old["onnx_inputs"],
+            "output": old.get("onnx_output", "logits"),
+            "file": old.get("onnx_file", "model.onnx"),
+            "default_variant": old.get("default_variant"),
+            "variants": old.get("variants") or {},
+            "tensorrt_profile": old.get("tensorrt_profile"),
+            "source_model": old.get("source_model"),
+        }
     return new

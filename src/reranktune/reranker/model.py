@@ -7,6 +7,7 @@ with ``Reranker.with_backend``. Whatever the backend, pairs are formatted and cu
 same ``PairEncoder`` and scores combined by the same ``ScoreRecipe`` (scoring.py), with the
 prompt, maximum length and prior that ``reranktune.json`` saved beside the weights.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,15 +24,22 @@ from tqdm.auto import tqdm
 from reranktune.beir_data import BeirData
 from reranktune.ir_metrics import Run
 from reranktune.models import best_device, check_tokenizer, loads, resolve_model, warn_remote_code
-from reranktune.reranker.prior import Prior
-from reranktune.reranker.onnx import onnx_session
 from reranktune.reranker.config import RerankerConfig
-from reranktune.reranker.scoring import Encoded, LogitBackend, PairEncoder, ScoreRecipe, SessionBackend, TorchBackend
+from reranktune.reranker.onnx import onnx_session
+from reranktune.reranker.prior import Prior
+from reranktune.reranker.scoring import (
+    Encoded,
+    LogitBackend,
+    PairEncoder,
+    ScoreRecipe,
+    SessionBackend,
+    TorchBackend,
+)
 
 log = logging.getLogger(__name__)
 
 Backend = Literal["torch", "onnx"]
-SCORE_CHUNK_BATCHES = 8   # Reranker.score tokenizes up to this many batches' pairs at a time
+SCORE_CHUNK_BATCHES = 8  # Reranker.score tokenizes up to this many batches' pairs at a time
 
 
 def model_input_names(model, tokenizer) -> list[str]:
@@ -72,11 +80,15 @@ def load_classifier(
 
     warn_remote_code(name, trust_remote_code)
     # fp32 master weights: training autocasts to bf16, and an fp16 checkpoint still trains
-    kwargs = {"num_labels": 1, "trust_remote_code": trust_remote_code, "dtype": torch_dtype or torch.float32}
+    kwargs = {
+        "num_labels": 1,
+        "trust_remote_code": trust_remote_code,
+        "dtype": torch_dtype or torch.float32,
+    }
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()   # the "newly initialised head" load report is expected
+    hf_logging.set_verbosity_error()  # the "newly initialised head" load report is expected
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             name, output_loading_info=True, **kwargs
@@ -87,7 +99,9 @@ def load_classifier(
         model.config.pad_token_id = pad_token_id
     head_was_new = bool(info.get("missing_keys"))
     if head_was_new:
-        log.info("%s: new classification head (%s)", name, ", ".join(sorted(info["missing_keys"]))[:200])
+        log.info(
+            "%s: new classification head (%s)", name, ", ".join(sorted(info["missing_keys"]))[:200]
+        )
     return model, head_was_new
 
 
@@ -108,8 +122,14 @@ def ranked(scores: list[float], top_n: int | None = None) -> list[RankResult]:
 class Reranker:
     """Scores (query, passage) pairs: ``ScoreRecipe.total(backend logit, prior)``."""
 
-    def __init__(self, encoder: PairEncoder, backend: LogitBackend, config: RerankerConfig,
-                 prior: Prior | None = None, head_was_new: bool = False) -> None:
+    def __init__(
+        self,
+        encoder: PairEncoder,
+        backend: LogitBackend,
+        config: RerankerConfig,
+        prior: Prior | None = None,
+        head_was_new: bool = False,
+    ) -> None:
         self.encoder = encoder
         self.backend = backend
         self.config = config
@@ -128,7 +148,7 @@ class Reranker:
         threads: int = 0,
         onnx_file: str | None = None,
         bf16: bool | None = None,
-    ) -> "Reranker":
+    ) -> Reranker:
         """A hub id or folder; ``backend="onnx"`` loads ``onnx_file`` (default: the one export chose).
 
         ``bf16``: autocast PyTorch to bf16 (None: on CUDA devices that support it).
@@ -136,8 +156,13 @@ class Reranker:
         path = resolve_model(name)
         config = RerankerConfig.load(path)
         if prompt_template or max_length:
-            config = config.model_copy(update={k: v for k, v in
-                                               (("prompt_template", prompt_template), ("max_length", max_length)) if v})
+            config = config.model_copy(
+                update={
+                    k: v
+                    for k, v in (("prompt_template", prompt_template), ("max_length", max_length))
+                    if v
+                }
+            )
         tokenizer = load_tokenizer(path, trust_remote_code)
         device = device or best_device()
         head_was_new = False
@@ -149,14 +174,23 @@ class Reranker:
 
             if threads:
                 torch.set_num_threads(threads)
-            model, head_was_new = load_classifier(path, trust_remote_code, pad_token_id=tokenizer.pad_token_id)
+            model, head_was_new = load_classifier(
+                path, trust_remote_code, pad_token_id=tokenizer.pad_token_id
+            )
             logits = TorchBackend(model, device, bf16)
             input_names = model_input_names(model, tokenizer)
-        prior = Prior.load(path, config.prior, device, trust_remote_code, onnx=backend == "onnx", threads=threads)
-        return cls(PairEncoder(tokenizer, config.prompt_template, config.max_length, input_names),
-                   logits, config, prior, head_was_new)
+        prior = Prior.load(
+            path, config.prior, device, trust_remote_code, onnx=backend == "onnx", threads=threads
+        )
+        return cls(
+            PairEncoder(tokenizer, config.prompt_template, config.max_length, input_names),
+            logits,
+            config,
+            prior,
+            head_was_new,
+        )
 
-    def with_backend(self, backend: LogitBackend, prior: Prior | None = None) -> "Reranker":
+    def with_backend(self, backend: LogitBackend, prior: Prior | None = None) -> Reranker:
         """The same recipe on another backend (the export gate's ONNX sessions), optionally another prior copy."""
         return Reranker(self.encoder, backend, self.config, prior or self.prior, self.head_was_new)
 
@@ -181,21 +215,29 @@ class Reranker:
     def input_names(self) -> list[str]:
         return self.encoder.input_names
 
-    def rank(self, query: str, passages: list[str], top_n: int | None = None,
-             batch_size: int = 64) -> list[RankResult]:
+    def rank(
+        self, query: str, passages: list[str], top_n: int | None = None, batch_size: int = 64
+    ) -> list[RankResult]:
         """``passages`` best first for ``query`` (the ``top_n`` best when given)."""
         return ranked(self.score([query] * len(passages), passages, batch_size), top_n)
 
-    def rerank(self, data: BeirData, candidates: Run, batch_size: int = 64, progress: bool = False) -> Run:
+    def rerank(
+        self, data: BeirData, candidates: Run, batch_size: int = 64, progress: bool = False
+    ) -> Run:
         """A first-stage run rescored as the reranker ships: logit + prior for every (query, candidate)."""
         return self.rerank_parts(data, candidates, batch_size, progress)["finetuned"]
 
-    def rerank_parts(self, data: BeirData, candidates: Run, batch_size: int = 64,
-                     progress: bool = False) -> dict[str, Run]:
+    def rerank_parts(
+        self, data: BeirData, candidates: Run, batch_size: int = 64, progress: bool = False
+    ) -> dict[str, Run]:
         """``rerank``'s run ("finetuned"), and with a prior its two parts alone ("prior", "crossencoder")."""
         pairs = [(qid, did) for qid, docs in candidates.items() for did in docs]
-        logits, prior = self.score_parts([data.queries[q] for q, _ in pairs], [data.passage_text(d) for _, d in pairs],
-                                         batch_size, progress)
+        logits, prior = self.score_parts(
+            [data.queries[q] for q, _ in pairs],
+            [data.passage_text(d) for _, d in pairs],
+            batch_size,
+            progress,
+        )
         parts = {"finetuned": ScoreRecipe.total(logits, prior)}
         if self.prior is not None:
             parts.update(prior=prior, crossencoder=logits)
@@ -215,24 +257,32 @@ class Reranker:
             pair["prior"] = value
         return pairs
 
-    def score_encoded(self, pairs: list[Encoded], batch_size: int = 64, progress: bool = False) -> list[float]:
+    def score_encoded(
+        self, pairs: list[Encoded], batch_size: int = 64, progress: bool = False
+    ) -> list[float]:
         """Logit + prior per encoded pair; similar lengths share a batch so padding stays small."""
         logits = self.logits_encoded(pairs, batch_size, progress)
         prior = np.array([p.get("prior", 0.0) for p in pairs], dtype=np.float64)
         return ScoreRecipe.total(logits.astype(np.float64), prior).tolist()
 
-    def logits_encoded(self, pairs: list[Encoded], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def logits_encoded(
+        self, pairs: list[Encoded], batch_size: int = 64, progress: bool = False
+    ) -> np.ndarray:
         """The cross-encoder's logit alone per encoded pair."""
-        return self._logits([(list(range(len(pairs))), lambda: pairs)], len(pairs), batch_size, progress)
+        return self._logits(
+            [(list(range(len(pairs))), lambda: pairs)], len(pairs), batch_size, progress
+        )
 
-    def score(self, queries: list[str], passages: list[str], batch_size: int = 64,
-              progress: bool = False) -> list[float]:
+    def score(
+        self, queries: list[str], passages: list[str], batch_size: int = 64, progress: bool = False
+    ) -> list[float]:
         """One score per pair, the logit plus the prior's score (see ``score_parts``)."""
         logits, prior = self.score_parts(queries, passages, batch_size, progress)
         return ScoreRecipe.total(logits, prior).tolist()
 
-    def score_parts(self, queries: list[str], passages: list[str], batch_size: int = 64,
-                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def score_parts(
+        self, queries: list[str], passages: list[str], batch_size: int = 64, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per pair, the cross-encoder's logit and the weighted prior apart (float64 arrays).
 
         Eval reports each alone too: the prior is what a user gets without training, the
@@ -259,8 +309,15 @@ class Reranker:
         try:
             prior = pool.submit(self._prior, queries, passages) if gpu else None
             prior_scores = None if gpu else self._prior(queries, passages)
-            chunks = [(span, pool.submit(self.encoder.encode, [queries[i] for i in span],
-                                         [passages[i] for i in span]).result) for span in spans]
+            chunks = [
+                (
+                    span,
+                    pool.submit(
+                        self.encoder.encode, [queries[i] for i in span], [passages[i] for i in span]
+                    ).result,
+                )
+                for span in spans
+            ]
             logits = self._logits(chunks, len(queries), batch_size, progress)
             prior_scores = prior.result() if prior else prior_scores
         finally:
@@ -268,10 +325,19 @@ class Reranker:
         return logits.astype(np.float64), np.asarray(prior_scores, dtype=np.float64)
 
     def _prior(self, queries: list[str], passages: list[str]) -> np.ndarray:
-        return self.prior.scores(queries, passages) if self.prior is not None else np.zeros(len(queries))
+        return (
+            self.prior.scores(queries, passages)
+            if self.prior is not None
+            else np.zeros(len(queries))
+        )
 
-    def _logits(self, chunks: list[tuple[list[int], Callable[[], list[Encoded]]]], total: int, batch_size: int,
-                progress: bool) -> np.ndarray:
+    def _logits(
+        self,
+        chunks: list[tuple[list[int], Callable[[], list[Encoded]]]],
+        total: int,
+        batch_size: int,
+        progress: bool,
+    ) -> np.ndarray:
         """Logits of ``total`` pairs given as (their positions, a call returning them encoded) chunks.
 
         Within a chunk similar token lengths share a batch, so padding stays small; the
@@ -296,12 +362,16 @@ class Reranker:
         return out
 
 
-def _onnx_backend(folder: Path, config: RerankerConfig, onnx_file: str | None, threads: int) -> SessionBackend:
+def _onnx_backend(
+    folder: Path, config: RerankerConfig, onnx_file: str | None, threads: int
+) -> SessionBackend:
     from reranktune.io import InputError
 
     if config.onnx is None:
-        raise InputError(f"{folder}: no ONNX export here (reranktune.json has no 'onnx' entry; "
-                         "run `reranktune export`)")
+        raise InputError(
+            f"{folder}: no ONNX export here (reranktune.json has no 'onnx' entry; "
+            "run `reranktune export`)"
+        )
     path = folder / (onnx_file or config.onnx.file)
     if not path.is_file():
         raise InputError(f"{path}: ONNX graph not found (run `reranktune export` first)")

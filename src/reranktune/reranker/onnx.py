@@ -1,4 +1,5 @@
 """The one place an onnxruntime session is built: the reranker's graphs, the prior's encoder, the export gate."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -18,6 +18,7 @@ Its whole life is here: ``save_prior`` (finetune saves it from the first stage's
 ``Prior.training_evidence`` (the training file's scores, checked), ``fit_scale``,
 ``Prior.load`` and ``Prior.scores`` (eval, the gate, serve), ``export_prior_onnx`` (export).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,21 +28,26 @@ from pathlib import Path
 
 import numpy as np
 
-from reranktune.retrieval.embedder import CachedEncoder, Embedder, load_sentence_transformer, model_prefixes
 from reranktune.io import InputError
-from reranktune.retrieval.bm25 import LexicalScorer
 from reranktune.models import on_cpu
 from reranktune.params import EmbeddingParams, PriorParams, RetrievalParams
-from reranktune.reranker.onnx import onnx_session
 from reranktune.reranker.config import DensePriorConfig, LexicalPriorConfig, PriorConfig
+from reranktune.reranker.onnx import onnx_session
 from reranktune.reranker.scoring import ScoreRecipe, positive_ranks
+from reranktune.retrieval.bm25 import LexicalScorer
+from reranktune.retrieval.embedder import (
+    CachedEncoder,
+    Embedder,
+    load_sentence_transformer,
+    model_prefixes,
+)
 
 log = logging.getLogger(__name__)
 
 PRIOR_FOLDER = "prior"
 PRIOR_ONNX = "model.onnx"
-CHECK_PAIRS = 32          # training pairs whose file score is checked against the prior's cosine
-CHECK_TOLERANCE = 0.02    # cosine units; bf16 vs fp32 and batch padding stay far below this
+CHECK_PAIRS = 32  # training pairs whose file score is checked against the prior's cosine
+CHECK_TOLERANCE = 0.02  # cosine units; bf16 vs fp32 and batch padding stay far below this
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -58,13 +64,22 @@ class OnnxEncoder:
     def __call__(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 1), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))   # similar lengths share a batch
+        order = sorted(
+            range(len(texts)), key=lambda i: len(texts[i])
+        )  # similar lengths share a batch
         vectors: list[np.ndarray | None] = [None] * len(texts)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="np")
-            out = self.session.run(["embedding"], {n: batch[n].astype(np.int64) for n in self.input_names})[0]
+            batch = self.tokenizer(
+                [texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            out = self.session.run(
+                ["embedding"], {n: batch[n].astype(np.int64) for n in self.input_names}
+            )[0]
             for i, vector in zip(rows, out):
                 vectors[i] = vector
         return np.stack(vectors).astype(np.float32)
@@ -73,17 +88,28 @@ class OnnxEncoder:
 class Prior:
     """The prior's evidence for any pair: the dense cosine and the normalised BM25, unweighted."""
 
-    def __init__(self, config: PriorConfig, encoder=None, lexical: LexicalScorer | None = None) -> None:
+    def __init__(
+        self, config: PriorConfig, encoder=None, lexical: LexicalScorer | None = None
+    ) -> None:
         self.config = config
         self.encoder = encoder
         self.embed = CachedEncoder(encoder) if encoder is not None else None
         self.lexical = lexical
-        self.recipe = ScoreRecipe(config.dense.weight if config.dense else 0.0,
-                                  config.lexical.weight if config.lexical else 0.0)
+        self.recipe = ScoreRecipe(
+            config.dense.weight if config.dense else 0.0,
+            config.lexical.weight if config.lexical else 0.0,
+        )
 
     @classmethod
-    def load(cls, reranker_dir: str | Path, config: PriorConfig | None, device: str | None = None,
-             trust_remote_code: bool = False, onnx: bool = False, threads: int = 0) -> "Prior | None":
+    def load(
+        cls,
+        reranker_dir: str | Path,
+        config: PriorConfig | None,
+        device: str | None = None,
+        trust_remote_code: bool = False,
+        onnx: bool = False,
+        threads: int = 0,
+    ) -> Prior | None:
         """The prior ``config`` describes; None when the reranker has none.
 
         ``onnx``: the dense encoder's ONNX graph where export wrote one (PyTorch otherwise).
@@ -95,23 +121,33 @@ class Prior:
         encoder = lexical = None
         if config.dense:
             if not (folder / "config.json").is_file():
-                raise InputError(f"{folder}: the reranker's prior embedding model is missing "
-                                 "(reranktune.json names it)")
+                raise InputError(
+                    f"{folder}: the reranker's prior embedding model is missing "
+                    "(reranktune.json names it)"
+                )
             encoder = _load_encoder(folder, config.dense, device, trust_remote_code, onnx, threads)
         if config.lexical:
             if not (folder / config.lexical.file).is_file():
-                raise InputError(f"{folder / config.lexical.file}: the reranker's BM25 statistics are missing "
-                                 "(reranktune.json names them)")
+                raise InputError(
+                    f"{folder / config.lexical.file}: the reranker's BM25 statistics are missing "
+                    "(reranktune.json names them)"
+                )
             lexical = LexicalScorer.load(folder / config.lexical.file)
         return cls(config, encoder, lexical)
 
-    def scaled(self, factor: float) -> "Prior | None":
+    def scaled(self, factor: float) -> Prior | None:
         """The same evidence with both weights times ``factor`` (their ratio, so the prior's order, stays); None at 0."""
         if not factor:
             return None
-        config = self.config.model_copy(update={
-            part: getattr(self.config, part).model_copy(update={"weight": getattr(self.config, part).weight * factor})
-            for part in ("dense", "lexical") if getattr(self.config, part)})
+        config = self.config.model_copy(
+            update={
+                part: getattr(self.config, part).model_copy(
+                    update={"weight": getattr(self.config, part).weight * factor}
+                )
+                for part in ("dense", "lexical")
+                if getattr(self.config, part)
+            }
+        )
         return Prior(config, self.encoder, self.lexical)
 
     def cosines(self, queries: list[str], passages: list[str]) -> np.ndarray:
@@ -135,10 +171,19 @@ class Prior:
 
     def scores(self, queries: list[str], passages: list[str]) -> np.ndarray:
         """The weighted prior per pair, as the model was trained with it."""
-        return self.recipe.prior(self.cosines(queries, passages), self.lexical_scores(queries, passages))
+        return self.recipe.prior(
+            self.cosines(queries, passages), self.lexical_scores(queries, passages)
+        )
 
-    def training_evidence(self, queries: list[str], passages: list[str], file_scores: list[float] | None,
-                          clozed: list[int], source: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def training_evidence(
+        self,
+        queries: list[str],
+        passages: list[str],
+        file_scores: list[float] | None,
+        clozed: list[int],
+        source: Path,
+        seed: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per training pair, (cosine, normalised BM25) unweighted.
 
         The cosines are the training file's ``score`` values (prep's embedder computed them; a
@@ -150,16 +195,27 @@ class Prior:
             self.check_file_scores(queries, passages, file_scores, set(clozed), source, seed)
             cosine = np.array(file_scores, dtype=np.float64)
             if clozed:
-                cosine[clozed] = self.cosines([queries[i] for i in clozed], [passages[i] for i in clozed])
+                cosine[clozed] = self.cosines(
+                    [queries[i] for i in clozed], [passages[i] for i in clozed]
+                )
         return cosine, self.lexical_scores(queries, passages)
 
-    def check_file_scores(self, queries: list[str], passages: list[str], file_scores: list[float],
-                          skip: set[int], source: Path, seed: int) -> None:
+    def check_file_scores(
+        self,
+        queries: list[str],
+        passages: list[str],
+        file_scores: list[float],
+        skip: set[int],
+        source: Path,
+        seed: int,
+    ) -> None:
         """Stop when a training file's scores are not this prior's cosines (another model scored it)."""
         rows = [i for i in range(len(queries)) if i not in skip]
         rows = random.Random(seed).sample(rows, min(CHECK_PAIRS, len(rows)))
         own = self.cosines([queries[i] for i in rows], [passages[i] for i in rows])
-        diff = float(np.max(np.abs(own - np.array([file_scores[i] for i in rows])))) if rows else 0.0
+        diff = (
+            float(np.max(np.abs(own - np.array([file_scores[i] for i in rows])))) if rows else 0.0
+        )
         if diff > CHECK_TOLERANCE:
             raise InputError(
                 f"{source}: its documents' 'score' values are not {self.config.dense.source_model}'s cosines "
@@ -170,8 +226,14 @@ class Prior:
             )
 
 
-def _load_encoder(folder: Path, dense: DensePriorConfig, device: str | None, trust_remote_code: bool,
-                  onnx: bool, threads: int):
+def _load_encoder(
+    folder: Path,
+    dense: DensePriorConfig,
+    device: str | None,
+    trust_remote_code: bool,
+    onnx: bool,
+    threads: int,
+):
     if onnx and dense.onnx_file and (folder / dense.onnx_file).is_file():
         from transformers import AutoTokenizer
 
@@ -182,12 +244,19 @@ def _load_encoder(folder: Path, dense: DensePriorConfig, device: str | None, tru
     if threads:
         torch.set_num_threads(threads)
     # the prefixes are added per text by Prior.cosines; the embedder adds none
-    params = EmbeddingParams(model=str(folder), query_prefix="", passage_prefix="", max_length=dense.max_length,
-                             trust_remote_code=trust_remote_code)
+    params = EmbeddingParams(
+        model=str(folder),
+        query_prefix="",
+        passage_prefix="",
+        max_length=dense.max_length,
+        trust_remote_code=trust_remote_code,
+    )
     return Embedder(params, device, "prior embedding model")
 
 
-def save_prior(params: PriorParams, retrieval: RetrievalParams, corpus: list[str], reranker_dir: Path) -> PriorConfig:
+def save_prior(
+    params: PriorParams, retrieval: RetrievalParams, corpus: list[str], reranker_dir: Path
+) -> PriorConfig:
     """Save what the prior needs into ``reranker_dir/prior``; returns its ``reranktune.json`` entry.
 
     ``retrieval`` is the first stage (its embedder scored the training file); ``corpus`` the
@@ -201,14 +270,24 @@ def save_prior(params: PriorParams, retrieval: RetrievalParams, corpus: list[str
         model = load_sentence_transformer(embedding.model, "cpu", embedding.trust_remote_code)
         model.save(str(folder))
         query_prefix, passage_prefix = model_prefixes(model, embedding)
-        dense = DensePriorConfig(weight=params.dense_weight, source_model=embedding.model,
-                                 query_prefix=query_prefix, passage_prefix=passage_prefix,
-                                 max_length=embedding.max_length)
+        dense = DensePriorConfig(
+            weight=params.dense_weight,
+            source_model=embedding.model,
+            query_prefix=query_prefix,
+            passage_prefix=passage_prefix,
+            max_length=embedding.max_length,
+        )
     if params.lexical_weight:
         lexical = LexicalPriorConfig(weight=params.lexical_weight)
         LexicalScorer.fit(corpus, retrieval.bm25_language).save(folder / lexical.file)
-    log.info("saved the first-stage prior in %s (dense %s x %s, lexical BM25 x %s over %d passages)", folder,
-             embedding.model, params.dense_weight, params.lexical_weight, len(corpus))
+    log.info(
+        "saved the first-stage prior in %s (dense %s x %s, lexical BM25 x %s over %d passages)",
+        folder,
+        embedding.model,
+        params.dense_weight,
+        params.lexical_weight,
+        len(corpus),
+    )
     return PriorConfig(folder=PRIOR_FOLDER, dense=dense, lexical=lexical)
 
 
@@ -235,7 +314,9 @@ def export_prior_onnx(prior: Prior, path: Path, opset: int) -> None:
     """Write the prior's PyTorch encoder as one ONNX graph: token ids in, normalised embedding out."""
     import torch
 
-    model = on_cpu(prior.encoder.model)   # a sentence-transformers model: Transformer, Pooling[, Normalize]
+    model = on_cpu(
+        prior.encoder.model
+    )  # a sentence-transformers model: Transformer, Pooling[, Normalize]
     sample = model.tokenizer(["a b", "c d e"], padding=True, return_tensors="pt")
     names = [n for n in ENCODER_INPUTS if n in sample]
 
@@ -250,15 +331,24 @@ def export_prior_onnx(prior: Prior, path: Path, opset: int) -> None:
 
     transformer = model[0].auto_model
     previous = transformer.config._attn_implementation
-    transformer.set_attn_implementation("eager")   # traces to ops onnxruntime fuses, as for the reranker
+    transformer.set_attn_implementation(
+        "eager"
+    )  # traces to ops onnxruntime fuses, as for the reranker
     try:
         with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")   # TracerWarnings about shape-dependent branches
+            warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent branches
             torch.onnx.export(
-                _Embedding().eval(), tuple(sample[n] for n in names), str(path), input_names=names,
-                output_names=["embedding"], dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names},
-                                                          "embedding": {0: "batch"}},
-                opset_version=opset, dynamo=False,
+                _Embedding().eval(),
+                tuple(sample[n] for n in names),
+                str(path),
+                input_names=names,
+                output_names=["embedding"],
+                dynamic_axes={
+                    **{n: {0: "batch", 1: "sequence"} for n in names},
+                    "embedding": {0: "batch"},
+                },
+                opset_version=opset,
+                dynamo=False,
             )
     finally:
         transformer.set_attn_implementation(previous)

@@ -7,6 +7,7 @@ benches all combine scores through ``ScoreRecipe``, and all format and cut pairs
 ``PairEncoder``; what differs between them is only the backend that turns token ids into
 logits (PyTorch, ONNX Runtime, TensorRT), which ``reranker.Reranker`` picks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -15,7 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-Encoded = dict[str, Any]   # one pair: the model's inputs as token id lists, and "prior", its prior score
+Encoded = dict[
+    str, Any
+]  # one pair: the model's inputs as token id lists, and "prior", its prior score
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class PairTooLong(ValueError):
     def __init__(self, index: int, tokens: int, max_length: int) -> None:
         super().__init__(
             f"passages[{index}]: query + passage is {tokens} tokens, over the model's maximum of "
-            f"{max_length}; shorten it or send \"truncate\": \"END\" to cut it"
+            f'{max_length}; shorten it or send "truncate": "END" to cut it'
         )
         self.index, self.tokens, self.max_length = index, tokens, max_length
 
@@ -64,8 +67,14 @@ class PairEncoder:
     would be ranked on the query alone.
     """
 
-    def __init__(self, tokenizer, prompt_template: str, max_length: int, input_names: list[str],
-                 max_query_share: float = 0.5) -> None:
+    def __init__(
+        self,
+        tokenizer,
+        prompt_template: str,
+        max_length: int,
+        input_names: list[str],
+        max_query_share: float = 0.5,
+    ) -> None:
         self.tokenizer = tokenizer
         self.prompt_template = prompt_template
         self.max_length = max_length
@@ -74,24 +83,34 @@ class PairEncoder:
 
     def cut_query(self, query: str) -> str:
         """``query`` cut at a token boundary to at most ``max_query_tokens`` tokens (unchanged if shorter)."""
-        if not self.tokenizer.is_fast:   # no offsets: cut through the tokens instead
+        if not self.tokenizer.is_fast:  # no offsets: cut through the tokens instead
             tokens = self.tokenizer.tokenize(query)
-            return self.tokenizer.convert_tokens_to_string(tokens[: self.max_query_tokens]) \
-                if len(tokens) > self.max_query_tokens else query
-        offsets = self.tokenizer(query, add_special_tokens=False, return_offsets_mapping=True,
-                                 verbose=False)["offset_mapping"]
+            return (
+                self.tokenizer.convert_tokens_to_string(tokens[: self.max_query_tokens])
+                if len(tokens) > self.max_query_tokens
+                else query
+            )
+        offsets = self.tokenizer(
+            query, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )["offset_mapping"]
         if len(offsets) <= self.max_query_tokens:
             return query
         return query[: offsets[self.max_query_tokens - 1][1]]
 
-    def encode(self, queries: list[str], passages: list[str], truncate: bool = True) -> list[Encoded]:
+    def encode(
+        self, queries: list[str], passages: list[str], truncate: bool = True
+    ) -> list[Encoded]:
         """Token ids per pair; with ``truncate`` off an over-long pair raises PairTooLong."""
         if truncate:
             cut = {q: self.cut_query(q) for q in dict.fromkeys(queries)}
             queries = [cut[q] for q in queries]
         texts = [format_pair(self.prompt_template, q, p) for q, p in zip(queries, passages)]
-        enc = self.tokenizer(texts, truncation=truncate, max_length=self.max_length if truncate else None,
-                             verbose=False)
+        enc = self.tokenizer(
+            texts,
+            truncation=truncate,
+            max_length=self.max_length if truncate else None,
+            verbose=False,
+        )
         if not truncate:
             for i, ids in enumerate(enc["input_ids"]):
                 if len(ids) > self.max_length:
@@ -109,7 +128,7 @@ class PairEncoder:
             for j, row in enumerate(rows):
                 values = row[name]
                 if left:
-                    out[j, width - len(values):] = values
+                    out[j, width - len(values) :] = values
                 else:
                     out[j, : len(values)] = values
             arrays[name] = out
@@ -146,8 +165,10 @@ class TorchBackend:
         import torch
 
         outputs = []
-        with torch.inference_mode(), torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16,
-                                                    enabled=self.bf16):
+        with (
+            torch.inference_mode(),
+            torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.bf16),
+        ):
             for arrays in batches:
                 batch = {name: self._to_device(torch.from_numpy(a)) for name, a in arrays.items()}
                 outputs.append(self.model(**batch).logits[:, 0].float())

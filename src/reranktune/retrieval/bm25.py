@@ -11,6 +11,7 @@ score tends to idf as the term frequency grows): 1 means every query term is sat
 the passage. That puts every query on one 0..1 scale, which a fixed weight against the
 dense cosine needs, and it can be computed from the query alone.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,15 +52,19 @@ def tokenize(texts: list[str], language: str = "english") -> list[list[str]]:
         try:
             stemmer = Stemmer.Stemmer(language)
         except KeyError:
-            raise InputError(f"BM25 language {language!r}: PyStemmer has no stemmer for it "
-                             f"(known: {', '.join(Stemmer.algorithms())})") from None
+            raise InputError(
+                f"BM25 language {language!r}: PyStemmer has no stemmer for it "
+                f"(known: {', '.join(Stemmer.algorithms())})"
+            ) from None
         stopwords = "en" if language == "english" else None
-    return bm25s.tokenize(texts, stopwords=stopwords, stemmer=stemmer, show_progress=False,
-                          return_ids=False)
+    return bm25s.tokenize(
+        texts, stopwords=stopwords, stemmer=stemmer, show_progress=False, return_ids=False
+    )
 
 
-def bm25_search(queries: list[str], passages: list[str], k: int,
-                language: str = "english") -> tuple[np.ndarray, np.ndarray]:
+def bm25_search(
+    queries: list[str], passages: list[str], k: int, language: str = "english"
+) -> tuple[np.ndarray, np.ndarray]:
     """Okapi BM25 (bm25s, Lucene variant) over ``passages``: per query the best ``min(k, len)`` (rows, scores).
 
     Zero-scored passages fill a query's list when fewer match; bm25s's numpy backend ranks
@@ -67,15 +72,26 @@ def bm25_search(queries: list[str], passages: list[str], k: int,
     """
     retriever = load_bm25s().BM25()
     retriever.index(tokenize(passages, language), show_progress=False)
-    return retriever.retrieve(tokenize(queries, language), k=min(k, len(passages)), show_progress=False,
-                              backend_selection="numpy")
+    return retriever.retrieve(
+        tokenize(queries, language),
+        k=min(k, len(passages)),
+        show_progress=False,
+        backend_selection="numpy",
+    )
 
 
 class LexicalScorer:
     """Normalised BM25 of a pair: ``sum idf(t) x tf / (tf + k1 (1 - b + b dl / avgdl)) / sum idf(t)``."""
 
-    def __init__(self, idf: dict[str, float], avgdl: float, documents: int, language: str = "english",
-                 k1: float = K1, b: float = B) -> None:
+    def __init__(
+        self,
+        idf: dict[str, float],
+        avgdl: float,
+        documents: int,
+        language: str = "english",
+        k1: float = K1,
+        b: float = B,
+    ) -> None:
         self.idf = idf
         self.avgdl = avgdl
         self.documents = documents
@@ -84,7 +100,9 @@ class LexicalScorer:
         self.b = b
 
     @classmethod
-    def fit(cls, corpus: list[str], language: str = "english", k1: float = K1, b: float = B) -> "LexicalScorer":
+    def fit(
+        cls, corpus: list[str], language: str = "english", k1: float = K1, b: float = B
+    ) -> LexicalScorer:
         """Statistics of ``corpus``; terms get bm25s's Lucene idf, ``ln(1 + (N - df + 0.5) / (df + 0.5))``."""
         if not corpus:
             raise ValueError("the lexical prior needs a non-empty corpus")
@@ -96,25 +114,45 @@ class LexicalScorer:
         return cls(idf, avgdl, n, language, k1, b)
 
     def save(self, path: str | Path) -> None:
-        write_json(path, {"k1": self.k1, "b": self.b, "language": self.language, "documents": self.documents,
-                          "avgdl": self.avgdl, "idf": self.idf}, indent=None)
+        write_json(
+            path,
+            {
+                "k1": self.k1,
+                "b": self.b,
+                "language": self.language,
+                "documents": self.documents,
+                "avgdl": self.avgdl,
+                "idf": self.idf,
+            },
+            indent=None,
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "LexicalScorer":
+    def load(cls, path: str | Path) -> LexicalScorer:
         stats = read_json(path)
         try:
-            return cls(stats["idf"], float(stats["avgdl"]), int(stats["documents"]), stats["language"],
-                       float(stats["k1"]), float(stats["b"]))
+            return cls(
+                stats["idf"],
+                float(stats["avgdl"]),
+                int(stats["documents"]),
+                stats["language"],
+                float(stats["k1"]),
+                float(stats["b"]),
+            )
         except KeyError as exc:
-            raise InputError(f"{path}: missing key {exc} (written by `reranktune finetune`)") from None
+            raise InputError(
+                f"{path}: missing key {exc} (written by `reranktune finetune`)"
+            ) from None
 
     def scores(self, queries: list[str], passages: list[str]) -> np.ndarray:
         """One score in [0, 1) per pair; each distinct text is tokenized once."""
         unique_queries = list(dict.fromkeys(queries))
         unique_passages = list(dict.fromkeys(passages))
         query_terms = dict(zip(unique_queries, tokenize(unique_queries, self.language)))
-        passage_terms = {text: (Counter(tokens), len(tokens))
-                         for text, tokens in zip(unique_passages, tokenize(unique_passages, self.language))}
+        passage_terms = {
+            text: (Counter(tokens), len(tokens))
+            for text, tokens in zip(unique_passages, tokenize(unique_passages, self.language))
+        }
         out = np.zeros(len(queries), dtype=np.float64)
         for i, (query, passage) in enumerate(zip(queries, passages)):
             terms = [t for t in query_terms[query] if t in self.idf]
@@ -123,5 +161,8 @@ class LexicalScorer:
                 continue
             counts, length = passage_terms[passage]
             norm = self.k1 * (1 - self.b + self.b * length / self.avgdl)
-            out[i] = sum(self.idf[t] * counts[t] / (counts[t] + norm) for t in terms if counts[t]) / ceiling
+            out[i] = (
+                sum(self.idf[t] * counts[t] / (counts[t] + norm) for t in terms if counts[t])
+                / ceiling
+            )
         return out

@@ -4,6 +4,7 @@ Two caches for two uses: a whole batch of texts (a corpus, a query set) is saved
 content hash, so a rerun of prep or eval reuses it; ``CachedEncoder`` keeps single texts in
 memory, for the prior in a server that sees the same passages again and again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,11 @@ def model_prefixes(model, params: EmbeddingParams) -> tuple[str, str]:
     """(query, passage) prefixes: the params' where set, else the prompts the model was trained with."""
     prompts = getattr(model, "prompts", None) or {}
     query = params.query_prefix if params.query_prefix is not None else prompts.get("query", "")
-    passage = params.passage_prefix if params.passage_prefix is not None else \
-        prompts.get("passage", prompts.get("document", ""))
+    passage = (
+        params.passage_prefix
+        if params.passage_prefix is not None
+        else prompts.get("passage", prompts.get("document", ""))
+    )
     return query, passage
 
 
@@ -35,15 +39,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RERANKTUNE_CACHE_DIR", ".cache/reranktune")) / "embeddings"
 
 
-def load_sentence_transformer(name: str, device: str | None = None, trust_remote_code: bool = False,
-                              what: str = "embedding model"):
+def load_sentence_transformer(
+    name: str,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    what: str = "embedding model",
+):
     """A sentence-transformers model from a hub id or folder, with a clear error when it does not load."""
     from sentence_transformers import SentenceTransformer
 
     warn_remote_code(name, trust_remote_code)
     with loading(name, what):
-        model = SentenceTransformer(resolve_model(name), device=device or best_device(),
-                                    trust_remote_code=trust_remote_code)
+        model = SentenceTransformer(
+            resolve_model(name), device=device or best_device(), trust_remote_code=trust_remote_code
+        )
     check_tokenizer(name, model.tokenizer)
     return model
 
@@ -51,7 +60,9 @@ def load_sentence_transformer(name: str, device: str | None = None, trust_remote
 class Embedder:
     """A sentence-transformers model with the query/passage prefixes of ``params``."""
 
-    def __init__(self, params: EmbeddingParams, device: str | None = None, what: str = "embedding model") -> None:
+    def __init__(
+        self, params: EmbeddingParams, device: str | None = None, what: str = "embedding model"
+    ) -> None:
         self.params = params
         self.model = load_sentence_transformer(params.model, device, params.trust_remote_code, what)
         self.model.max_seq_length = params.max_length
@@ -59,8 +70,13 @@ class Embedder:
 
     def __call__(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """L2-normalised float32 embeddings of ``texts`` as given (no prefix, no cache)."""
-        return self.model.encode(texts, batch_size=self.params.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=progress).astype(np.float32)
+        return self.model.encode(
+            texts,
+            batch_size=self.params.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        ).astype(np.float32)
 
     def _key(self, prefix: str, texts: list[str]) -> str:
         digest = hashlib.sha256()
@@ -98,11 +114,13 @@ class CachedEncoder:
     same passages again and again (its corpus is finite), so those are embedded once.
     """
 
-    def __init__(self, encoder, max_texts: int = 10_000) -> None:   # about 15 MB at MiniLM's 384 dimensions
+    def __init__(
+        self, encoder, max_texts: int = 10_000
+    ) -> None:  # about 15 MB at MiniLM's 384 dimensions
         self.encoder = encoder
         self.max_texts = max_texts
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()   # serve scores from more than one thread
+        self._lock = threading.Lock()  # serve scores from more than one thread
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         with self._lock:

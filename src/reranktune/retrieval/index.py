@@ -4,6 +4,7 @@ faiss when it is installed (a GPU index when faiss sees a GPU), otherwise a torc
 matrix product + top-k on the best device: same results, no extra dependency on
 machines that lack faiss.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@ One JSON line per finished unit (document or bundle), keyed by a hash of its con
 of the params that shape its result; each line is flushed and fsync'ed before the next
 unit is counted as done. A torn last line (killed mid-write) is ignored on load.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,9 @@ class Checkpoint:
                     entry = json.loads(line)
                     entries[entry["key"]] = entry
                 except (json.JSONDecodeError, KeyError, TypeError):
-                    log.warning("%s:%d: unreadable checkpoint line ignored (torn write?)", self.path, lineno)
+                    log.warning(
+                        "%s:%d: unreadable checkpoint line ignored (torn write?)", self.path, lineno
+                    )
         return entries
 
     def append(self, entry: dict) -> None:

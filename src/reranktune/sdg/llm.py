@@ -6,6 +6,7 @@ sections of consecutive chunks; steps 1, 2 and 4 run per section, dedup per unit
 A malformed reply is asked again ``parse_retries`` times, then that step is dropped and
 counted; transient HTTP failures propagate (the unit is retried on the next run).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,10 +28,25 @@ from reranktune.sdg.schemas import Artifacts, GeneratedPair, Judgement, QAGenera
 log = logging.getLogger(__name__)
 
 # Params that change what a unit's record is; the rest (limits, retries) do not.
-RESULT_FIELDS = {"base_url", "model", "step_models", "temperature", "top_p", "max_tokens", "extra_body",
-                 "query_types", "reasoning_types", "max_artifacts_per_type", "dedup_threshold",
-                 "dedup_embeddings", "embedding", "embedding_model", "embedding_extra_body",
-                 "max_prompt_tokens", "chars_per_token"}
+RESULT_FIELDS = {
+    "base_url",
+    "model",
+    "step_models",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "extra_body",
+    "query_types",
+    "reasoning_types",
+    "max_artifacts_per_type",
+    "dedup_threshold",
+    "dedup_embeddings",
+    "embedding",
+    "embedding_model",
+    "embedding_extra_body",
+    "max_prompt_tokens",
+    "chars_per_token",
+}
 
 
 @dataclass
@@ -62,7 +78,9 @@ def make_units(documents: list[Document], params: LlmParams) -> list[Unit]:
     return units
 
 
-def split_sections(chunks: list[tuple[str, str]], budget: int, chars_per_token: float) -> list[list[int]]:
+def split_sections(
+    chunks: list[tuple[str, str]], budget: int, chars_per_token: float
+) -> list[list[int]]:
     """Consecutive 1-based chunk ids grouped so each group's text fits ``budget`` tokens."""
     sections: list[list[int]] = []
     used = 0
@@ -98,7 +116,7 @@ class StepFailed(Exception):
 class UnitResult:
     record: dict
     stats: dict = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)   # "step: reason", redacted
+    failures: list[str] = field(default_factory=list)  # "step: reason", redacted
 
 
 class LlmGenerator:
@@ -115,8 +133,10 @@ class LlmGenerator:
         # artifacts (QA prompt) or pairs (judge prompt).
         self.section_budget = (params.max_prompt_tokens - overhead) // 2
         if self.section_budget < 64:
-            raise InputError(f"sdg.llm.max_prompt_tokens: {params.max_prompt_tokens} leaves no room for text "
-                             f"(the instructions alone take about {overhead} tokens)")
+            raise InputError(
+                f"sdg.llm.max_prompt_tokens: {params.max_prompt_tokens} leaves no room for text "
+                f"(the instructions alone take about {overhead} tokens)"
+            )
         self._embedder = None
         self._embedder_lock = threading.Lock()
 
@@ -129,7 +149,7 @@ class LlmGenerator:
             path, text = chunks[cid - 1]
             if not grouped or grouped[-1][0] != path:
                 grouped.append((path, []))
-            grouped[-1][1].append((cid, text[:limit]))   # only a lone over-long chunk is cut
+            grouped[-1][1].append((cid, text[:limit]))  # only a lone over-long chunk is cut
         return prompts.render_chunks(grouped)
 
     def _ask(self, step: str, messages: list[dict], schema, check=None):
@@ -156,12 +176,22 @@ class LlmGenerator:
     # -- the four steps --------------------------------------------------------------
     def _artifacts(self, text: str) -> Artifacts:
         messages = prompts.artifact_messages(text, self.params.max_artifacts_per_type)
-        return self._ask("artifacts", messages, Artifacts).capped(self.params.max_artifacts_per_type)
+        return self._ask("artifacts", messages, Artifacts).capped(
+            self.params.max_artifacts_per_type
+        )
 
-    def _questions(self, text: str, artifacts: Artifacts | None, ids: list[int]) -> tuple[list[GeneratedPair], int]:
+    def _questions(
+        self, text: str, artifacts: Artifacts | None, ids: list[int]
+    ) -> tuple[list[GeneratedPair], int]:
         p = self.params
-        messages = prompts.qa_messages(text, artifacts, p.query_types, p.reasoning_types,
-                                       p.max_prompt_tokens, p.chars_per_token)
+        messages = prompts.qa_messages(
+            text,
+            artifacts,
+            p.query_types,
+            p.reasoning_types,
+            p.max_prompt_tokens,
+            p.chars_per_token,
+        )
         pairs = self._ask("qa", messages, QAGeneration).pairs
         allowed = set(ids)
         good = [q for q in pairs if set(q.segment_ids) <= allowed]
@@ -182,26 +212,35 @@ class LlmGenerator:
 
     def _judge(self, text: str, pairs: list[dict]) -> list[dict]:
         evaluations: list[dict] = [{} for _ in pairs]
-        for indices, messages in prompts.judge_batches(text, pairs, self.params.max_prompt_tokens,
-                                                       self.params.chars_per_token):
+        for indices, messages in prompts.judge_batches(
+            text, pairs, self.params.max_prompt_tokens, self.params.chars_per_token
+        ):
+
             def check(j: Judgement, wanted=frozenset(indices)) -> None:
                 got = [e.index for e in j.evaluations]
                 if sorted(got) != sorted(wanted):
-                    raise prompts.MalformedReply(f"Judgement: evaluations for pairs {sorted(got)}, "
-                                                 f"expected {sorted(wanted)}")
+                    raise prompts.MalformedReply(
+                        f"Judgement: evaluations for pairs {sorted(got)}, expected {sorted(wanted)}"
+                    )
 
             for e in self._ask("judge", messages, Judgement, check).evaluations:
                 evaluations[e.index] = e.model_dump(exclude={"index"})
         return evaluations
 
     def generate(self, unit: Unit) -> UnitResult:
-        stats = {"sections": 0, "pairs_generated": 0, "pairs_bad_segment_ids": 0, "pairs_duplicate": 0,
-                 "pairs_unjudged": 0, "pairs_kept": 0}
+        stats = {
+            "sections": 0,
+            "pairs_generated": 0,
+            "pairs_bad_segment_ids": 0,
+            "pairs_duplicate": 0,
+            "pairs_unjudged": 0,
+            "pairs_kept": 0,
+        }
         failures: list[str] = []
         sections = split_sections(unit.chunks, self.section_budget, self.params.chars_per_token)
         stats["sections"] = len(sections)
         texts = [self._section_text(unit, ids) for ids in sections]
-        generated: list[tuple[int, GeneratedPair]] = []        # (section, pair)
+        generated: list[tuple[int, GeneratedPair]] = []  # (section, pair)
         for s, (ids, text) in enumerate(zip(sections, texts)):
             try:
                 artifacts = self._artifacts(text)
@@ -243,5 +282,7 @@ class LlmGenerator:
         stats["pairs_kept"] = len(kept_pairs)
         paths = [d.path for d in unit.documents]
         source_id = paths[0] if len(paths) == 1 else " + ".join(paths)
-        record = bundle_record(paths, source_id, [text for _, text in unit.chunks], kept_pairs, kept_evals)
+        record = bundle_record(
+            paths, source_id, [text for _, text in unit.chunks], kept_pairs, kept_evals
+        )
         return UnitResult(record, stats, failures)

@@ -14,6 +14,7 @@ call accounting); see docs/llm-generator.md.
 - the key is only ever placed in the ``Authorization`` header, and every error message
   passes through :func:`redact`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from reranktune.params import LlmParams
 
@@ -108,9 +115,11 @@ class LlmClient:
         self.slots = threading.BoundedSemaphore(params.concurrency)
         self.rate = RateLimiter(params.requests_per_minute)
         self.usage = Usage()
-        self.stop = threading.Event()   # set after a 401/403: no further calls
-        self.auth_error: AuthError | None = None   # the first rejection, for the final message
-        self._jitter = wait_random_exponential(multiplier=params.backoff_initial_s, max=params.backoff_max_s)
+        self.stop = threading.Event()  # set after a 401/403: no further calls
+        self.auth_error: AuthError | None = None  # the first rejection, for the final message
+        self._jitter = wait_random_exponential(
+            multiplier=params.backoff_initial_s, max=params.backoff_max_s
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -126,9 +135,13 @@ class LlmClient:
                 response = self.http.post(path, json=body)
             except httpx.TimeoutException as exc:
                 self.usage.add(timeouts=1)
-                raise TransientError(f"{path}: timed out after {self.params.timeout_s:g} s") from exc
+                raise TransientError(
+                    f"{path}: timed out after {self.params.timeout_s:g} s"
+                ) from exc
             except httpx.TransportError as exc:
-                raise TransientError(redact(f"{path}: {type(exc).__name__}: {exc}", self.api_key)) from exc
+                raise TransientError(
+                    redact(f"{path}: {type(exc).__name__}: {exc}", self.api_key)
+                ) from exc
         status = response.status_code
         if status == 200:
             try:
@@ -138,7 +151,9 @@ class LlmClient:
         detail = redact(response.text[:300], self.api_key)
         self.usage.add(**{f"http_{status}": 1})
         if status in (401, 403):
-            error = AuthError(f"{self.params.base_url}: HTTP {status}: the API key was rejected ({detail})")
+            error = AuthError(
+                f"{self.params.base_url}: HTTP {status}: the API key was rejected ({detail})"
+            )
             self.auth_error = self.auth_error or error
             self.stop.set()
             raise error
@@ -168,8 +183,13 @@ class LlmClient:
         return retrying(self._post_once, path, body)
 
     # -- API --------------------------------------------------------------------------
-    def chat(self, step: str, messages: list[dict], max_tokens: int | None = None,
-             temperature: float | None = None) -> str:
+    def chat(
+        self,
+        step: str,
+        messages: list[dict],
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> str:
         p = self.params
         body = {
             **p.extra_body,
@@ -181,17 +201,26 @@ class LlmClient:
         }
         reply = self.post("chat/completions", body)
         usage = reply.get("usage") or {}
-        self.usage.add(prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                       completion_tokens=int(usage.get("completion_tokens") or 0))
+        self.usage.add(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
         try:
             content = reply["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
-            raise RequestRejected("chat/completions: reply has no choices[0].message.content") from exc
+            raise RequestRejected(
+                "chat/completions: reply has no choices[0].message.content"
+            ) from exc
         return content if isinstance(content, str) else ""
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         p = self.params
-        body = {**p.embedding_extra_body, "model": p.embedding_model, "input": texts, "encoding_format": "float"}
+        body = {
+            **p.embedding_extra_body,
+            "model": p.embedding_model,
+            "input": texts,
+            "encoding_format": "float",
+        }
         reply = self.post("embeddings", body)
         try:
             data = sorted(reply["data"], key=lambda d: d["index"])
@@ -206,4 +235,9 @@ class LlmClient:
         """One tiny call per distinct model before any work: a rejected key or unknown model stops at once."""
         steps = {self.params.model_for(step): step for step in ("judge", "artifacts", "qa")}
         for step in steps.values():
-            self.chat(step, [{"role": "user", "content": "Reply with OK."}], max_tokens=16, temperature=0.0)
+            self.chat(
+                step,
+                [{"role": "user", "content": "Reply with OK."}],
+                max_tokens=16,
+                temperature=0.0,
+            )

@@ -1,4 +1,5 @@
 """Run the LLM generator over all units: preflight, resume, concurrency, progress, summary."""
+
 from __future__ import annotations
 
 import logging
@@ -14,10 +15,23 @@ from reranktune.io import InputError, write_json, write_jsonl
 from reranktune.params import LlmParams
 from reranktune.sdg.checkpoint import Checkpoint, checkpoint_path
 from reranktune.sdg.llm import LlmGenerator, Unit, make_units
-from reranktune.sdg.llm_client import AuthError, LlmClient, LlmError, RequestRejected, TransientError
+from reranktune.sdg.llm_client import (
+    AuthError,
+    LlmClient,
+    LlmError,
+    RequestRejected,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
-STAT_KEYS = ("sections", "pairs_generated", "pairs_bad_segment_ids", "pairs_duplicate", "pairs_unjudged", "pairs_kept")
+STAT_KEYS = (
+    "sections",
+    "pairs_generated",
+    "pairs_bad_segment_ids",
+    "pairs_duplicate",
+    "pairs_unjudged",
+    "pairs_kept",
+)
 
 
 def api_key(params: LlmParams, pending: int, total: int) -> str | None:
@@ -35,12 +49,22 @@ def api_key(params: LlmParams, pending: int, total: int) -> str | None:
 
 
 def _entry(unit: Unit, result) -> dict:
-    return {"key": unit.key, "files": [d.path for d in unit.documents], "record": result.record,
-            "stats": result.stats, "failures": result.failures}
+    return {
+        "key": unit.key,
+        "files": [d.path for d in unit.documents],
+        "record": result.record,
+        "stats": result.stats,
+        "failures": result.failures,
+    }
 
 
-def run_llm_sdg(params: LlmParams, documents: list[Document], read_report: ReadReport,
-                output_path: str | Path, summary_path: str | Path) -> dict:
+def run_llm_sdg(
+    params: LlmParams,
+    documents: list[Document],
+    read_report: ReadReport,
+    output_path: str | Path,
+    summary_path: str | Path,
+) -> dict:
     units = make_units(documents, params)
     checkpoint = Checkpoint(checkpoint_path(output_path))
     saved = checkpoint.load()
@@ -74,7 +98,9 @@ def run_llm_sdg(params: LlmParams, documents: list[Document], read_report: ReadR
         )
     write_jsonl(output_path, (e["record"] for e in entries))
     checkpoint.compact(entries)
-    log.info("sdg: %d documents, %d Q&A pairs kept -> %s", len(entries), summary["qa_pairs"], output_path)
+    log.info(
+        "sdg: %d documents, %d Q&A pairs kept -> %s", len(entries), summary["qa_pairs"], output_path
+    )
     return summary
 
 
@@ -83,18 +109,31 @@ def _preflight(client: LlmClient, params: LlmParams, pending: int, total: int) -
     try:
         client.preflight()
     except AuthError as exc:
-        raise InputError(f"sdg.llm: {exc} (key from ${params.api_key_env}); stopped before any work; {status}") from None
+        raise InputError(
+            f"sdg.llm: {exc} (key from ${params.api_key_env}); stopped before any work; {status}"
+        ) from None
     except (RequestRejected, TransientError) as exc:
-        raise InputError(f"sdg.llm: preflight call to {params.base_url} failed: {exc}; {status}") from None
+        raise InputError(
+            f"sdg.llm: preflight call to {params.base_url} failed: {exc}; {status}"
+        ) from None
 
 
-def _run_pending(generator: LlmGenerator, client: LlmClient, pending: list[Unit], done: dict[str, dict],
-                 checkpoint: Checkpoint, total: int, failed: list[dict]) -> None:
+def _run_pending(
+    generator: LlmGenerator,
+    client: LlmClient,
+    pending: list[Unit],
+    done: dict[str, dict],
+    checkpoint: Checkpoint,
+    total: int,
+    failed: list[dict],
+) -> None:
     kept = sum(e["stats"].get("pairs_kept", 0) for e in done.values())
     auth_error: AuthError | None = None
     bar = tqdm(total=total, initial=len(done), desc="sdg llm", unit="doc")
     bar.set_postfix(pairs=kept, failed=0)
-    with ThreadPoolExecutor(max_workers=generator.params.concurrency, thread_name_prefix="sdg") as pool:
+    with ThreadPoolExecutor(
+        max_workers=generator.params.concurrency, thread_name_prefix="sdg"
+    ) as pool:
         futures = {pool.submit(generator.generate, unit): unit for unit in pending}
         remaining = set(futures)
         while remaining:
@@ -124,13 +163,23 @@ def _run_pending(generator: LlmGenerator, client: LlmClient, pending: list[Unit]
                 bar.set_postfix(pairs=kept, failed=len(failed))
     bar.close()
     if auth_error:
-        raise InputError(f"sdg.llm: {client.auth_error or auth_error} (key from ${generator.params.api_key_env}); stopped. "
-                         f"{len(done)} of {total} documents done and kept in {checkpoint.path}; "
-                         "fix the key and run again to resume.")
+        raise InputError(
+            f"sdg.llm: {client.auth_error or auth_error} (key from ${generator.params.api_key_env}); stopped. "
+            f"{len(done)} of {total} documents done and kept in {checkpoint.path}; "
+            "fix the key and run again to resume."
+        )
 
 
-def _summary(read_report: ReadReport, params: LlmParams, units: list[Unit], entries: list[dict], restored: int,
-             failed: list[dict], calls: Counter, documents: list[Document]) -> dict:
+def _summary(
+    read_report: ReadReport,
+    params: LlmParams,
+    units: list[Unit],
+    entries: list[dict],
+    restored: int,
+    failed: list[dict],
+    calls: Counter,
+    documents: list[Document],
+) -> dict:
     stats: Counter = Counter()
     step_failures: Counter = Counter()
     units_with_failures = 0

@@ -14,6 +14,7 @@ Each query is scored by a heuristic judge (1-10): how rare its words are and
 whether its positive chunk is the best lexical match in the whole corpus, so that
 ambiguous queries (many chunks match equally) fall below the quality threshold.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,13 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
-from reranktune.documents import PARAGRAPH_BREAK, STOPWORDS, Document, content_words, split_sentences
+from reranktune.documents import (
+    PARAGRAPH_BREAK,
+    STOPWORDS,
+    Document,
+    content_words,
+    split_sentences,
+)
 from reranktune.sdg.records import QAPair, document_record
 
 JUDGE = "heuristic: rare-word specificity and lexical rank of the positive chunk"
@@ -34,11 +41,18 @@ _DATE = re.compile(
     r",? ?(?:(?:on|in|since|by|from|until) )?(?:(?:early|late|mid)[- ])?"
     r"(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? (?:\d{1,2},? )?)?(?:19|20)\d\d\b"
 )
-_LEADING_NAME = re.compile(r"^(?:The )?(?P<name>(?:[A-Z][\w.'&-]*|\d[\w.-]*)(?: (?:[A-Z][\w.'&-]*|of|de|\d[\w.-]*)){0,5}) (?P<rest>[a-z].*)$")
-_PERSON_HINT = re.compile(r"\b(?:he|she|his|her|him|said|says|told|born|died|player|singer|actor|actress|director|"
-                          r"president|minister|ceo|coach|star|rapper|artist|author|founder)\b", re.I)
+_LEADING_NAME = re.compile(
+    r"^(?:The )?(?P<name>(?:[A-Z][\w.'&-]*|\d[\w.-]*)(?: (?:[A-Z][\w.'&-]*|of|de|\d[\w.-]*)){0,5}) (?P<rest>[a-z].*)$"
+)
+_PERSON_HINT = re.compile(
+    r"\b(?:he|she|his|her|him|said|says|told|born|died|player|singer|actor|actress|director|"
+    r"president|minister|ceo|coach|star|rapper|artist|author|founder)\b",
+    re.I,
+)
 _CLAUSE_END = re.compile(r"[,;:()\[\]\"“”]| - | – | — ")
 _NOT_A_VERB = frozenset("to of in for on at with from by and or as the a an that which who".split())
+
+
 class LexicalIndex:
     """IDF statistics and an inverted index over every chunk of the corpus."""
 
@@ -83,7 +97,9 @@ class OfflineGenerator:
             self.offsets.append(len(all_chunks))
             all_chunks.extend(doc.chunks)
         self.index = LexicalIndex(all_chunks)
-        self.median_idf = sorted(self.index.idf.values())[len(self.index.idf) // 2] if self.index.idf else 0.0
+        self.median_idf = (
+            sorted(self.index.idf.values())[len(self.index.idf) // 2] if self.index.idf else 0.0
+        )
 
     # -- scoring ---------------------------------------------------------------
     def _idf(self, word: str) -> float:
@@ -110,8 +126,12 @@ class OfflineGenerator:
     def _keyword_query(self, sentence: str, rng: random.Random) -> str:
         """The most informative run of consecutive content words, as a search-box query."""
         words = content_words(sentence)
-        n = min(len(words), rng.randint(self.min_words, max(self.min_words, min(6, self.max_words))))
-        best = max(range(len(words) - n + 1), key=lambda i: sum(self._idf(w) for w in words[i : i + n]))
+        n = min(
+            len(words), rng.randint(self.min_words, max(self.min_words, min(6, self.max_words)))
+        )
+        best = max(
+            range(len(words) - n + 1), key=lambda i: sum(self._idf(w) for w in words[i : i + n])
+        )
         return " ".join(words[best : best + n])
 
     def _question_query(self, sentence: str) -> str | None:
@@ -120,7 +140,11 @@ class OfflineGenerator:
             return None
         subject = match.group("subject").strip(" `'")
         words = content_words(subject)
-        if not words or subject.split()[0].lower() in STOPWORDS or max(map(self._idf, words)) < self.median_idf:
+        if (
+            not words
+            or subject.split()[0].lower() in STOPWORDS
+            or max(map(self._idf, words)) < self.median_idf
+        ):
             return None
         verb = {"means": "does", "refers to": "does"}.get(match.group("verb"))
         if verb:
@@ -146,8 +170,11 @@ class OfflineGenerator:
             if len(content_words(rest)) >= self.min_words:
                 return f"when {rest}"
         match = _LEADING_NAME.match(sentence)
-        if (match and match.group("name").split()[0].lower() not in STOPWORDS
-                and match.group("rest").split()[0] not in _NOT_A_VERB):
+        if (
+            match
+            and match.group("name").split()[0].lower() not in STOPWORDS
+            and match.group("rest").split()[0] not in _NOT_A_VERB
+        ):
             rest = self._clause(match.group("rest"))
             if len(content_words(rest)) >= self.min_words:
                 wh = "who" if _PERSON_HINT.search(match.group("rest")) else "what"
@@ -185,20 +212,35 @@ class OfflineGenerator:
         pairs: list[QAPair] = []
         seen: set[str] = set()
 
-        def add(question: str, answer: str, qtype: str, rtype: str, segments: list[int], contexts: list[dict]):
+        def add(
+            question: str,
+            answer: str,
+            qtype: str,
+            rtype: str,
+            segments: list[int],
+            contexts: list[dict],
+        ):
             key = " ".join(sorted(set(content_words(question))))
             if not key or key in seen:
                 return
             seen.add(key)
             score = self.judge(question, offset + segments[0] - 1)
-            pairs.append(QAPair(question, answer, qtype, rtype, segments, score, len(segments), contexts))
+            pairs.append(
+                QAPair(question, answer, qtype, rtype, segments, score, len(segments), contexts)
+            )
 
         heading = self._heading(doc.text)
         if heading and doc.chunks:
             for title in (heading, self._short_title(heading)):
                 if title:
-                    add(title, doc.chunks[0], "structural", "factual", [1],
-                        [{"hop_number": 1, "segment_ids": [1], "summary": heading}])
+                    add(
+                        title,
+                        doc.chunks[0],
+                        "structural",
+                        "factual",
+                        [1],
+                        [{"hop_number": 1, "segment_ids": [1], "summary": heading}],
+                    )
 
         best_by_chunk: list[tuple[str, list[str]]] = []
         for chunk_id, chunk in enumerate(doc.chunks, start=1):
@@ -207,16 +249,36 @@ class OfflineGenerator:
             for sentence in sentences[: self.queries_per_chunk]:
                 question = self._question_query(sentence)
                 if question:
-                    add(question, sentence, "contextual", "factual", [chunk_id],
-                        [{"hop_number": 1, "segment_ids": [chunk_id], "summary": sentence}])
+                    add(
+                        question,
+                        sentence,
+                        "contextual",
+                        "factual",
+                        [chunk_id],
+                        [{"hop_number": 1, "segment_ids": [chunk_id], "summary": sentence}],
+                    )
                 keywords = self._keyword_query(sentence, rng)
-                add(keywords, sentence, "contextual", "factual", [chunk_id],
-                    [{"hop_number": 1, "segment_ids": [chunk_id], "summary": sentence}])
-                for extra, reasoning in ((self._wh_question(sentence), "factual"),
-                                         (self._sentence_query(sentence), "factual")):
+                add(
+                    keywords,
+                    sentence,
+                    "contextual",
+                    "factual",
+                    [chunk_id],
+                    [{"hop_number": 1, "segment_ids": [chunk_id], "summary": sentence}],
+                )
+                for extra, reasoning in (
+                    (self._wh_question(sentence), "factual"),
+                    (self._sentence_query(sentence), "factual"),
+                ):
                     if extra:
-                        add(extra, sentence, "contextual", reasoning, [chunk_id],
-                            [{"hop_number": 1, "segment_ids": [chunk_id], "summary": sentence}])
+                        add(
+                            extra,
+                            sentence,
+                            "contextual",
+                            reasoning,
+                            [chunk_id],
+                            [{"hop_number": 1, "segment_ids": [chunk_id], "summary": sentence}],
+                        )
             if sentences:
                 best_by_chunk.append((sentences[0], [str(chunk_id)]))
 
@@ -226,8 +288,17 @@ class OfflineGenerator:
                 a, b = sorted([(int(c1), s1), (int(c2), s2)])
                 k1 = " ".join(self._keyword_query(a[1], rng).split()[:3])
                 k2 = " ".join(self._keyword_query(b[1], rng).split()[:3])
-                add(f"{k1} and {k2}", f"{a[1]} {b[1]}", "multi_hop", "relational", [a[0], b[0]],
-                    [{"hop_number": i + 1, "segment_ids": [c], "summary": s} for i, (c, s) in enumerate([a, b])])
+                add(
+                    f"{k1} and {k2}",
+                    f"{a[1]} {b[1]}",
+                    "multi_hop",
+                    "relational",
+                    [a[0], b[0]],
+                    [
+                        {"hop_number": i + 1, "segment_ids": [c], "summary": s}
+                        for i, (c, s) in enumerate([a, b])
+                    ],
+                )
         return pairs
 
     def records(self) -> Iterator[dict]:

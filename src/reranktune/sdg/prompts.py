@@ -5,6 +5,7 @@ the JSON schema goes into the prompt inside ``<response_schema>`` and the reply 
 from a Markdown ```json fence (or bare JSON), then validated with pydantic. Prompt length
 is estimated as ``len(text) / chars_per_token``; builders never exceed their budget.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from reranktune.sdg.schemas import ARTIFACT_TYPES, Artifacts, Judgement, QAGener
 
 M = TypeVar("M", bound=BaseModel)
 
-PROMPT_VERSION = "1"   # part of the resume key: change it when prompts change
+PROMPT_VERSION = "1"  # part of the resume key: change it when prompts change
 _FENCE = re.compile(r"```(?:json)?\s*\n?(.*?)```", re.DOTALL)
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _PER_MESSAGE_OVERHEAD = 8
@@ -34,7 +35,9 @@ def estimate_tokens(text: str, chars_per_token: float) -> int:
 
 
 def messages_tokens(messages: list[dict], chars_per_token: float) -> int:
-    return sum(estimate_tokens(m["content"], chars_per_token) + _PER_MESSAGE_OVERHEAD for m in messages)
+    return sum(
+        estimate_tokens(m["content"], chars_per_token) + _PER_MESSAGE_OVERHEAD for m in messages
+    )
 
 
 def _schema_block(model: type[BaseModel]) -> str:
@@ -82,8 +85,12 @@ QA_SYSTEM = (
 )
 
 
-def _qa_user(chunks_text: str, artifacts_json: str, query_types: dict[str, int],
-             reasoning_types: Sequence[str]) -> str:
+def _qa_user(
+    chunks_text: str,
+    artifacts_json: str,
+    query_types: dict[str, int],
+    reasoning_types: Sequence[str],
+) -> str:
     total = sum(query_types.values())
     mix = ", ".join(f"{n} {kind}" for kind, n in query_types.items() if n)
     return (
@@ -98,23 +105,39 @@ def _qa_user(chunks_text: str, artifacts_json: str, query_types: dict[str, int],
     )
 
 
-def qa_messages(chunks_text: str, artifacts: Artifacts | None, query_types: dict[str, int],
-                reasoning_types: Sequence[str], budget: int, chars_per_token: float) -> list[dict]:
+def qa_messages(
+    chunks_text: str,
+    artifacts: Artifacts | None,
+    query_types: dict[str, int],
+    reasoning_types: Sequence[str],
+    budget: int,
+    chars_per_token: float,
+) -> list[dict]:
     """The QA prompt; artifacts are cut from the end until the prompt fits ``budget``."""
-    items = [(kind, a.text) for kind in ARTIFACT_TYPES for a in (getattr(artifacts, kind) if artifacts else [])]
+    items = [
+        (kind, a.text)
+        for kind in ARTIFACT_TYPES
+        for a in (getattr(artifacts, kind) if artifacts else [])
+    ]
     while True:
         grouped: dict[str, list[str]] = {}
         for kind, text in items:
             grouped.setdefault(kind, []).append(text)
-        user = _qa_user(chunks_text, json.dumps(grouped, ensure_ascii=False), query_types, reasoning_types)
+        user = _qa_user(
+            chunks_text, json.dumps(grouped, ensure_ascii=False), query_types, reasoning_types
+        )
         messages = [{"role": "system", "content": QA_SYSTEM}, {"role": "user", "content": user}]
         if not items or messages_tokens(messages, chars_per_token) <= budget:
             return messages
         items.pop()
 
 
-def qa_overhead(query_types: dict[str, int], reasoning_types: Sequence[str], chars_per_token: float) -> int:
-    return messages_tokens(qa_messages("", None, query_types, reasoning_types, 0, chars_per_token), chars_per_token)
+def qa_overhead(
+    query_types: dict[str, int], reasoning_types: Sequence[str], chars_per_token: float
+) -> int:
+    return messages_tokens(
+        qa_messages("", None, query_types, reasoning_types, 0, chars_per_token), chars_per_token
+    )
 
 
 # -- step 4: quality judge ------------------------------------------------------------------
@@ -134,15 +157,24 @@ def _judge_user(chunks_text: str, pairs_json: str) -> str:
     )
 
 
-def judge_batches(chunks_text: str, pairs: list[dict], budget: int,
-                  chars_per_token: float) -> list[tuple[list[int], list[dict]]]:
+def judge_batches(
+    chunks_text: str, pairs: list[dict], budget: int, chars_per_token: float
+) -> list[tuple[list[int], list[dict]]]:
     """Pack pairs into judge prompts that each fit ``budget``; returns (pair indices, messages).
 
     A single pair too long for an empty prompt has its answer cut to fit.
     """
+
     def build(batch: list[tuple[int, dict]]) -> list[dict]:
-        listed = [{"index": i, "question": p["question"], "answer": p["answer"], "segment_ids": p["segment_ids"]}
-                  for i, p in batch]
+        listed = [
+            {
+                "index": i,
+                "question": p["question"],
+                "answer": p["answer"],
+                "segment_ids": p["segment_ids"],
+            }
+            for i, p in batch
+        ]
         user = _judge_user(chunks_text, json.dumps(listed, ensure_ascii=False, indent=1))
         return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
 
@@ -153,7 +185,10 @@ def judge_batches(chunks_text: str, pairs: list[dict], budget: int,
             batches.append(([i for i, _ in current], build(current)))
             current = []
         index, pair = item
-        while messages_tokens(build([(index, pair)]), chars_per_token) > budget and len(pair["answer"]) > 1:
+        while (
+            messages_tokens(build([(index, pair)]), chars_per_token) > budget
+            and len(pair["answer"]) > 1
+        ):
             pair = {**pair, "answer": pair["answer"][: len(pair["answer"]) // 2]}
         current.append((index, pair))
     if current:
@@ -162,7 +197,10 @@ def judge_batches(chunks_text: str, pairs: list[dict], budget: int,
 
 
 def judge_overhead(chars_per_token: float) -> int:
-    messages = [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": _judge_user("", "[]")}]
+    messages = [
+        {"role": "system", "content": JUDGE_SYSTEM},
+        {"role": "user", "content": _judge_user("", "[]")},
+    ]
     return messages_tokens(messages, chars_per_token)
 
 
@@ -170,7 +208,7 @@ def judge_overhead(chars_per_token: float) -> int:
 def _json_candidates(reply: str) -> list[str]:
     text = _THINK.sub("", reply)
     fenced = [m.strip() for m in _FENCE.findall(text)]
-    bare = [text[text.find("{"):]] if "{" in text else []
+    bare = [text[text.find("{") :]] if "{" in text else []
     return list(dict.fromkeys([*reversed(fenced), *bare]))
 
 
@@ -187,6 +225,10 @@ def parse_reply(reply: str, schema: type[M]) -> M:
         try:
             return schema.model_validate(obj)
         except ValidationError as exc:
-            shown = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+            shown = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]
+            )
             errors.append(f"schema: {exc.error_count()} error(s): {shown}")
-    raise MalformedReply(f"{schema.__name__}: " + ("; ".join(errors) or "no JSON object in the reply"))
+    raise MalformedReply(
+        f"{schema.__name__}: " + ("; ".join(errors) or "no JSON object in the reply")
+    )

@@ -1,4 +1,5 @@
 """The SDG JSONL record shape shared with the reference recipe (spec, stage 0)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ class QAPair:
         return len(self.segment_ids)
 
 
-def bundle_record(paths: list[str], source_id: str, chunks: list[str], pairs: list[dict],
-                  evaluations: list[dict]) -> dict:
+def bundle_record(
+    paths: list[str], source_id: str, chunks: list[str], pairs: list[dict], evaluations: list[dict]
+) -> dict:
     """One JSONL line: one document (or a multi-document bundle), its chunks, pairs and judgements."""
     return {
         "file_name": paths,

@@ -1,4 +1,5 @@
 """SDG end to end: read documents, generate Q&A, write the SDG JSONL and a summary."""
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,10 @@ log = logging.getLogger(__name__)
 
 def run_sdg(params: SdgParams, output_path: str | Path, summary_path: str | Path) -> dict:
     documents, read_report = read_documents(
-        params.input_path, params.file_extensions, params.min_text_length, params.sentences_per_chunk
+        params.input_path,
+        params.file_extensions,
+        params.min_text_length,
+        params.sentences_per_chunk,
     )
     if params.generator == "llm":
         from reranktune.sdg.llm_run import run_llm_sdg
@@ -39,8 +43,12 @@ def run_sdg(params: SdgParams, output_path: str | Path, summary_path: str | Path
             yield record
 
     write_jsonl(output_path, progress())
-    summary = {**read_report.as_dict(), "generator": params.generator, "qa_pairs": pairs,
-               "chunks": sum(len(d.chunks) for d in documents)}
+    summary = {
+        **read_report.as_dict(),
+        "generator": params.generator,
+        "qa_pairs": pairs,
+        "chunks": sum(len(d.chunks) for d in documents),
+    }
     write_json(summary_path, summary)
     log.info("sdg: %d documents, %d Q&A pairs -> %s", len(documents), pairs, output_path)
     return summary

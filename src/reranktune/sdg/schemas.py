@@ -3,6 +3,7 @@
 Types are strict where prep depends on them (query types, segment ids, scores); counts
 are lenient (extra artifacts are cut by the generator, not rejected) so a chatty model still yields data.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -11,8 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reranktune.params import REASONING_TYPES
 
-ARTIFACT_TYPES = ("key_concepts", "relationships", "themes", "entities", "processes", "insights",
-                  "technical_terms", "contextual_factors")
+ARTIFACT_TYPES = (
+    "key_concepts",
+    "relationships",
+    "themes",
+    "entities",
+    "processes",
+    "insights",
+    "technical_terms",
+    "contextual_factors",
+)
 
 
 class _Reply(BaseModel):
@@ -34,7 +43,7 @@ class Artifacts(_Reply):
     technical_terms: list[Artifact] = []
     contextual_factors: list[Artifact] = []
 
-    def capped(self, per_type: int) -> "Artifacts":
+    def capped(self, per_type: int) -> Artifacts:
         """Keep the first ``per_type`` items of each kind (a chatty model is cut, not rejected)."""
         return self.model_copy(update={k: getattr(self, k)[:per_type] for k in ARTIFACT_TYPES})
 

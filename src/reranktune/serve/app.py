@@ -14,6 +14,7 @@ Its passages are encoded ``max_batch`` at a time and scored in batches of at
 most ``max_batch`` pairs; a request whose client disconnected or whose deadline
 passed stops at the next slice or batch.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,22 @@ from reranktune.params import DeployParams
 from reranktune.reranker.model import ranked
 from reranktune.serve.batching import BatcherStopped, DynamicBatcher, in_request_order, length_order
 from reranktune.serve.engines import Encoded, Engine, PairTooLong, load_engine
-from reranktune.serve.limits import BodySizeLimit, ClientGone, bound_texts, connection_limits, until_done
-from reranktune.serve.schema import Error, Health, ModelCard, ModelList, Ranking, RankingRequest, RankingResponse
+from reranktune.serve.limits import (
+    BodySizeLimit,
+    ClientGone,
+    bound_texts,
+    connection_limits,
+    until_done,
+)
+from reranktune.serve.schema import (
+    Error,
+    Health,
+    ModelCard,
+    ModelList,
+    Ranking,
+    RankingRequest,
+    RankingResponse,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +56,23 @@ log = logging.getLogger(__name__)
 class ServeSettings(DeployParams):
     """What ``reranktune serve`` runs: ``params.yaml``'s deploy section and two command-line choices."""
 
-    device: str | None = None         # torch engine: cpu or cuda (None: cuda when available)
-    trust_remote_code: bool = False   # torch engine: run the model folder's own code
+    device: str | None = None  # torch engine: cpu or cuda (None: cuda when available)
+    trust_remote_code: bool = False  # torch engine: run the model folder's own code
 
     def load(self) -> Engine:
-        return load_engine(self.engine, self.model_dir, self.max_batch, self.threads, self.device,
-                           self.trust_remote_code)
+        return load_engine(
+            self.engine,
+            self.model_dir,
+            self.max_batch,
+            self.threads,
+            self.device,
+            self.trust_remote_code,
+        )
 
     def connection_limits(self) -> dict:
-        return connection_limits(self.headers_timeout_s, self.body_timeout_s, self.keep_alive_timeout_s)
+        return connection_limits(
+            self.headers_timeout_s, self.body_timeout_s, self.keep_alive_timeout_s
+        )
 
 
 class _State:
@@ -77,8 +100,11 @@ async def _score_alone(engine: Engine, pairs: list[Encoded], size: int) -> list[
     return in_request_order(scores, order)
 
 
-def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = None,
-               on_load_failure: Callable[[], None] | None = None) -> FastAPI:
+def create_app(
+    settings: ServeSettings,
+    loader: Callable[[], Engine] | None = None,
+    on_load_failure: Callable[[], None] | None = None,
+) -> FastAPI:
     """Build the app; ``loader`` makes the engine (default: ``settings.load``) off the event loop."""
     state = _State()
     loader = loader or settings.load
@@ -93,11 +119,15 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
                 on_load_failure()
             return
         if settings.batching:
-            batcher = DynamicBatcher(engine.score, settings.max_batch, settings.max_wait_ms / 1000, _pair_length)
+            batcher = DynamicBatcher(
+                engine.score, settings.max_batch, settings.max_wait_ms / 1000, _pair_length
+            )
             await batcher.start()
             state.batcher = batcher
         state.engine = engine
-        log.info("ready: %s engine on %s as %r", engine.kind, settings.model_dir, settings.model_name)
+        log.info(
+            "ready: %s engine on %s as %r", engine.kind, settings.model_dir, settings.model_name
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -136,15 +166,21 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
 
     def ready_engine() -> Engine:
         if state.engine is None:
-            raise HTTPException(503, state.load_error and f"model failed to load: {state.load_error}"
-                                or "model is loading")
+            raise HTTPException(
+                503,
+                state.load_error
+                and f"model failed to load: {state.load_error}"
+                or "model is loading",
+            )
         return state.engine
 
     @app.get("/v1/health/live", response_model=Health)
     async def live() -> Health:
         return Health(message="Service is live.")
 
-    @app.get("/v1/health/ready", response_model=Health, responses=_error(503, "Model not loaded yet"))
+    @app.get(
+        "/v1/health/ready", response_model=Health, responses=_error(503, "Model not loaded yet")
+    )
     async def ready() -> Health:
         ready_engine()
         return Health(message="Service is ready.")
@@ -156,48 +192,80 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
     @app.post(
         "/v1/ranking",
         response_model=RankingResponse,
-        responses={**_error(400, "A text or pair over the maximum length with truncate NONE"),
-                   **_error(404, "Unknown model id"),
-                   **_error(413, "Too many passages, bytes or tokens"),
-                   **_error(503, "Model not loaded yet, or not scored within the server's request timeout")},
+        responses={
+            **_error(400, "A text or pair over the maximum length with truncate NONE"),
+            **_error(404, "Unknown model id"),
+            **_error(413, "Too many passages, bytes or tokens"),
+            **_error(
+                503, "Model not loaded yet, or not scored within the server's request timeout"
+            ),
+        },
     )
     async def ranking(body: RankingRequest, request: Request) -> RankingResponse:
         if body.model != settings.model_name:
-            raise HTTPException(404, f"model {body.model!r} is not served here; GET /v1/models lists "
-                                f"{settings.model_name!r}")
+            raise HTTPException(
+                404,
+                f"model {body.model!r} is not served here; GET /v1/models lists "
+                f"{settings.model_name!r}",
+            )
         if len(body.passages) > settings.max_passages:
-            raise HTTPException(413, f"{len(body.passages)} passages in one request; the limit is "
-                                f"{settings.max_passages} (split the request)")
+            raise HTTPException(
+                413,
+                f"{len(body.passages)} passages in one request; the limit is "
+                f"{settings.max_passages} (split the request)",
+            )
         engine = ready_engine()
         started = time.monotonic()
         try:
             scores = await until_done(score(engine, body), request, settings.request_timeout_s)
         except ClientGone:
-            log.info("client went away after %.1f s: its %d passages were dropped", time.monotonic() - started,
-                     len(body.passages))
+            log.info(
+                "client went away after %.1f s: its %d passages were dropped",
+                time.monotonic() - started,
+                len(body.passages),
+            )
             raise
-        return RankingResponse(rankings=[Ranking(index=r.index, logit=r.score) for r in ranked(scores)])
+        return RankingResponse(
+            rankings=[Ranking(index=r.index, logit=r.score) for r in ranked(scores)]
+        )
 
     async def score(engine: Engine, body: RankingRequest) -> list[float]:
         """Bound the texts, count the tokens (413 over the budget), encode ``max_batch`` passages at a time, score."""
-        query, passages = bound_texts(body.query.text, [p.text for p in body.passages], engine.max_length,
-                                      body.truncate == "END")
+        query, passages = bound_texts(
+            body.query.text,
+            [p.text for p in body.passages],
+            engine.max_length,
+            body.truncate == "END",
+        )
         tokens = 0
-        for start in range(0, len(passages), settings.max_batch):   # stops once over: counting costs tokenizing
-            tokens += await run_in_threadpool(engine.tokens, query, passages[start : start + settings.max_batch])
+        for start in range(
+            0, len(passages), settings.max_batch
+        ):  # stops once over: counting costs tokenizing
+            tokens += await run_in_threadpool(
+                engine.tokens, query, passages[start : start + settings.max_batch]
+            )
             if tokens > settings.max_tokens_per_request:
                 counted = min(start + settings.max_batch, len(passages))
-                raise HTTPException(413, f"{tokens} tokens in the first {counted} of this request's {len(passages)} "
-                                    f"passages (query + passage, for each passage, up to the model's "
-                                    f"{engine.max_length}); the limit is {settings.max_tokens_per_request} (the "
-                                    "server's max_tokens_per_request): send fewer or shorter passages")
+                raise HTTPException(
+                    413,
+                    f"{tokens} tokens in the first {counted} of this request's {len(passages)} "
+                    f"passages (query + passage, for each passage, up to the model's "
+                    f"{engine.max_length}); the limit is {settings.max_tokens_per_request} (the "
+                    "server's max_tokens_per_request): send fewer or shorter passages",
+                )
         pairs: list[Encoded] = []
         for start in range(0, len(passages), settings.max_batch):
             try:
-                pairs += await run_in_threadpool(engine.encode, query, passages[start : start + settings.max_batch],
-                                                 body.truncate == "END")
-            except PairTooLong as exc:   # its index is within the slice
-                raise HTTPException(400, str(PairTooLong(start + exc.index, exc.tokens, exc.max_length))) from None
+                pairs += await run_in_threadpool(
+                    engine.encode,
+                    query,
+                    passages[start : start + settings.max_batch],
+                    body.truncate == "END",
+                )
+            except PairTooLong as exc:  # its index is within the slice
+                raise HTTPException(
+                    400, str(PairTooLong(start + exc.index, exc.tokens, exc.max_length))
+                ) from None
         if state.batcher is not None:
             return await state.batcher.submit(pairs)
         return await _score_alone(engine, pairs, settings.max_batch)
@@ -210,7 +278,9 @@ def create_app(settings: ServeSettings, loader: Callable[[], Engine] | None = No
 
     @app.exception_handler(ClientGone)
     async def client_gone(_request: Request, _exc: ClientGone) -> Response:
-        return Response(status_code=499)   # nginx's "client closed request"; nobody is there to read it
+        return Response(
+            status_code=499
+        )  # nginx's "client closed request"; nobody is there to read it
 
     @app.exception_handler(BatcherStopped)
     async def shutting_down(_request: Request, exc: BatcherStopped) -> JSONResponse:
@@ -225,17 +295,29 @@ def run_server(settings: ServeSettings) -> None:
 
     from reranktune.serve.engines import check_model_folder
 
-    check_model_folder(settings.model_dir, settings.engine)   # a wrong folder fails here, not in a log
+    check_model_folder(
+        settings.model_dir, settings.engine
+    )  # a wrong folder fails here, not in a log
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("binding %s: other machines can reach this API, which has no authentication", settings.host)
+        log.warning(
+            "binding %s: other machines can reach this API, which has no authentication",
+            settings.host,
+        )
     holder: dict[str, uvicorn.Server] = {}
 
     def stop() -> None:
         holder["server"].should_exit = True
 
     app = create_app(settings, on_load_failure=stop)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                            timeout_graceful_shutdown=30, proxy_headers=False, **settings.connection_limits())
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+        proxy_headers=False,
+        **settings.connection_limits(),
+    )
     server = holder["server"] = uvicorn.Server(config)
     server.run()
     if app.state.serve.load_error:

@@ -15,6 +15,7 @@ drops every request whose caller stopped waiting (its ``submit`` was cancelled:
 the client went away or its deadline passed), so such a request costs at most the
 batch already running.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,7 +40,7 @@ class _Job(Generic[T]):
     items: list[T]
     future: asyncio.Future = field(repr=False)
     scores: list[float] = field(default_factory=list)
-    taken: int = 0   # items handed to a batch so far
+    taken: int = 0  # items handed to a batch so far
 
     @property
     def left(self) -> int:
@@ -61,8 +62,13 @@ def in_request_order(scores: list[float], order: list[int]) -> list[float]:
 
 
 class DynamicBatcher(Generic[T]):
-    def __init__(self, run: Callable[[list[T]], list[float]], max_batch: int, max_wait_s: float,
-                 sort_key: Callable[[T], Any] | None = None) -> None:
+    def __init__(
+        self,
+        run: Callable[[list[T]], list[float]],
+        max_batch: int,
+        max_wait_s: float,
+        sort_key: Callable[[T], Any] | None = None,
+    ) -> None:
         if max_batch < 1 or max_wait_s < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_s >= 0")
         self._run = run
@@ -74,8 +80,10 @@ class DynamicBatcher(Generic[T]):
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._inflight: list[_Job[T]] = []
-        self.batches = 0   # forward calls made, for logs and tests
-        self.dropped = 0   # requests given up with pairs still unscored (client gone, deadline passed)
+        self.batches = 0  # forward calls made, for logs and tests
+        self.dropped = (
+            0  # requests given up with pairs still unscored (client gone, deadline passed)
+        )
 
     async def start(self) -> None:
         self._arrived = asyncio.Event()

@@ -4,6 +4,7 @@ Tokenization and the prior (``encode``) run per request; the forward pass (``sco
 runs on pairs that the batcher may have gathered from several requests. Both are the
 ``Reranker``'s own, so the server scores exactly as eval and the export gate did.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from reranktune.io import InputError
-from reranktune.reranker.model import Reranker
 from reranktune.reranker.config import CONFIG_FILE, RerankerConfig
+from reranktune.reranker.model import Reranker
 from reranktune.reranker.scoring import Encoded, PairTooLong
 
 __all__ = ["Engine", "EngineKind", "PairTooLong", "check_model_folder", "load_engine"]
@@ -40,7 +41,10 @@ class Engine:
 
     def tokens(self, query: str, passages: list[str]) -> int:
         """Tokens the model would read for a request, each pair cut as ``truncate: END`` cuts it."""
-        return sum(len(pair["input_ids"]) for pair in self.reranker.encoder.encode([query] * len(passages), passages))
+        return sum(
+            len(pair["input_ids"])
+            for pair in self.reranker.encoder.encode([query] * len(passages), passages)
+        )
 
     def encode(self, query: str, passages: list[str], truncate: bool) -> list[Encoded]:
         """Token ids and prior score per pair; with ``truncate`` off an over-long pair raises PairTooLong."""
@@ -55,11 +59,15 @@ def check_model_folder(folder: str | Path, kind: EngineKind) -> Path:
     folder = Path(folder)
     if not folder.is_dir():
         stage = "export" if kind == "onnx" else "finetune"
-        raise InputError(f"{folder}: model folder not found (run `reranktune {stage}` first, or pass the folder)")
+        raise InputError(
+            f"{folder}: model folder not found (run `reranktune {stage}` first, or pass the folder)"
+        )
     if kind == "onnx":
         config = RerankerConfig.load(folder)
         if config.onnx is None:
-            raise InputError(f"{folder / CONFIG_FILE}: no ONNX export described here (written by `reranktune export`)")
+            raise InputError(
+                f"{folder / CONFIG_FILE}: no ONNX export described here (written by `reranktune export`)"
+            )
         graph = folder / config.onnx.file
         if not graph.is_file():
             raise InputError(f"{graph}: ONNX graph not found (run `reranktune export` first)")
@@ -68,11 +76,22 @@ def check_model_folder(folder: str | Path, kind: EngineKind) -> Path:
     return folder
 
 
-def load_engine(kind: EngineKind, folder: str | Path, batch_size: int = 32, threads: int = 0,
-                device: str | None = None, trust_remote_code: bool = False) -> Engine:
+def load_engine(
+    kind: EngineKind,
+    folder: str | Path,
+    batch_size: int = 32,
+    threads: int = 0,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> Engine:
     folder = check_model_folder(folder, kind)
-    reranker = Reranker.from_pretrained(str(folder), backend=kind, trust_remote_code=trust_remote_code,
-                                        device="cpu" if kind == "onnx" else device, threads=threads)
+    reranker = Reranker.from_pretrained(
+        str(folder),
+        backend=kind,
+        trust_remote_code=trust_remote_code,
+        device="cpu" if kind == "onnx" else device,
+        threads=threads,
+    )
     if reranker.head_was_new:
         log.warning("%s has no trained ranking head: its scores are random", folder)
     return Engine(reranker, kind, batch_size)

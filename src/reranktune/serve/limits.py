@@ -15,6 +15,7 @@ stops at its next step (an encode slice, a batch).
 ``TimedH11Protocol`` gives a connection a deadline for each request's headers and
 body: uvicorn itself only closes connections that sit idle between requests.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -66,7 +67,9 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise HTTPException(413, self._detail())   # FastAPI re-raises it; the handler makes JSON
+                    raise HTTPException(
+                        413, self._detail()
+                    )  # FastAPI re-raises it; the handler makes JSON
             return message
 
         await self.app(scope, counted, send)
@@ -85,23 +88,32 @@ async def _disconnected(request: Request) -> None:
 async def until_done(work: Coroutine[Any, Any, R], request: Request, timeout_s: float) -> R:
     """``work``'s result; cancelled with ClientGone when the client disconnects, or with a 503 after ``timeout_s``."""
     task = asyncio.ensure_future(work)
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())   # an abandoned task's error is not news
+    task.add_done_callback(
+        lambda t: t.cancelled() or t.exception()
+    )  # an abandoned task's error is not news
     gone = asyncio.ensure_future(_disconnected(request))
     try:
-        done, _ = await asyncio.wait({task, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {task, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
-        task.cancel()   # a no-op once it is done; else it stops at its next await (a batch, an encode slice)
+        task.cancel()  # a no-op once it is done; else it stops at its next await (a batch, an encode slice)
         gone.cancel()
     if task in done:
         return task.result()
     if gone in done:
-        gone.result()   # re-raises if watching the connection itself failed
+        gone.result()  # re-raises if watching the connection itself failed
         raise ClientGone()
-    raise HTTPException(503, f"not scored within {timeout_s:g} s (the server's request_timeout_s): it is busy, "
-                        "or the request is too large; retry later or send fewer passages")
+    raise HTTPException(
+        503,
+        f"not scored within {timeout_s:g} s (the server's request_timeout_s): it is busy, "
+        "or the request is too large; retry later or send fewer passages",
+    )
 
 
-def bound_texts(query: str, passages: list[str], max_length: int, cut: bool) -> tuple[str, list[str]]:
+def bound_texts(
+    query: str, passages: list[str], max_length: int, cut: bool
+) -> tuple[str, list[str]]:
     """The texts cut to ``max_length`` x CHARS_PER_TOKEN characters (``cut``: truncate END), else a 400 for the first
     longer one; both before any tokenizing, so that a request's cost follows its token budget, not its bytes."""
     limit = max_length * CHARS_PER_TOKEN
@@ -109,9 +121,12 @@ def bound_texts(query: str, passages: list[str], max_length: int, cut: bool) -> 
         return query[:limit], [p[:limit] for p in passages]
     for name, text in (("query", query), *((f"passages[{i}]", p) for i, p in enumerate(passages))):
         if len(text) > limit:
-            raise HTTPException(400, f"{name}: {len(text)} characters, far over the model's maximum of {max_length} "
-                                f"tokens (refused unread over {limit} characters, {CHARS_PER_TOKEN} per token); "
-                                "shorten it or send \"truncate\": \"END\" to cut it")
+            raise HTTPException(
+                400,
+                f"{name}: {len(text)} characters, far over the model's maximum of {max_length} "
+                f"tokens (refused unread over {limit} characters, {CHARS_PER_TOKEN} per token); "
+                'shorten it or send "truncate": "END" to cut it',
+            )
     return query, passages
 
 
@@ -168,20 +183,34 @@ class TimedH11Protocol(H11Protocol):
 
     def _expired(self) -> None:
         timeout = self.timeouts[self.phase]
-        log.info("%s: request %s not received within %g s (deploy.%s_timeout_s): connection closed",
-                 "%s:%d" % self.client if self.client else "client", self.phase, timeout, self.phase)
+        log.info(
+            "%s: request %s not received within %g s (deploy.%s_timeout_s): connection closed",
+            "%s:%d" % self.client if self.client else "client",
+            self.phase,
+            timeout,
+            self.phase,
+        )
         if not self.transport.is_closing():
-            if self.phase == "headers" or not self.cycle.response_started:   # else 408 would be a second answer
+            if (
+                self.phase == "headers" or not self.cycle.response_started
+            ):  # else 408 would be a second answer
                 detail = f"request {self.phase} not received within {timeout:g} s (the server's {self.phase}_timeout_s)"
                 body = JSONResponse({"detail": detail}).body
-                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                     b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                self.transport.write(
+                    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+                )
             self.transport.close()
         self.deadline = None
 
 
-def connection_limits(headers_timeout_s: float, body_timeout_s: float, keep_alive_timeout_s: float) -> dict:
+def connection_limits(
+    headers_timeout_s: float, body_timeout_s: float, keep_alive_timeout_s: float
+) -> dict:
     """``uvicorn.Config`` options that give every connection these time limits."""
-    return {"http": functools.partial(TimedH11Protocol, headers_timeout_s=headers_timeout_s,
-                                      body_timeout_s=body_timeout_s),
-            "timeout_keep_alive": keep_alive_timeout_s}
+    return {
+        "http": functools.partial(
+            TimedH11Protocol, headers_timeout_s=headers_timeout_s, body_timeout_s=body_timeout_s
+        ),
+        "timeout_keep_alive": keep_alive_timeout_s,
+    }

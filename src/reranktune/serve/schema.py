@@ -1,4 +1,5 @@
 """The NIM ranking contract as pydantic models; FastAPI turns them into the OpenAPI schema."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -19,19 +20,31 @@ class Text(_Strict):
     def _utf8(cls, value: str) -> str:
         try:
             value.encode("utf-8")
-        except UnicodeEncodeError as exc:   # a lone surrogate ("\ud800") cannot be tokenized
-            raise ValueError(f"text is not valid Unicode: {exc.reason} at position {exc.start}") from None
+        except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800") cannot be tokenized
+            raise ValueError(
+                f"text is not valid Unicode: {exc.reason} at position {exc.start}"
+            ) from None
         return value
 
 
 class RankingRequest(_Strict):
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
-        "model": "reranktune",
-        "query": {"text": "how do I reclaim disk space in postgres?"},
-        "passages": [{"text": "VACUUM reclaims storage occupied by dead tuples."},
-                     {"text": "Lambda expressions create anonymous functions."}],
-        "truncate": "END",
-    }]})
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "reranktune",
+                    "query": {"text": "how do I reclaim disk space in postgres?"},
+                    "passages": [
+                        {"text": "VACUUM reclaims storage occupied by dead tuples."},
+                        {"text": "Lambda expressions create anonymous functions."},
+                    ],
+                    "truncate": "END",
+                }
+            ]
+        },
+    )
 
     model: str = Field(description="Served model id, as listed by GET /v1/models.")
     query: Text
