@@ -32,6 +32,8 @@ repro: install
 	dvc repro
 
 test: install install-s3
+	ruff check .
+	ruff format --check .
 	python -m pytest
 
 bench: install
