@@ -66,12 +66,14 @@ RUNS = RESULTS / "domain_adaptation_runs.json"
 
 
 def read_runs(path: Path = RUNS) -> list[dict]:
-    """The domain-adaptation run record (bench/results_table.py describes its fields), oldest run first."""
+    """The domain-adaptation run record (bench/results_table.py describes its fields), oldest run
+    first."""
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
 
 
 def save_run(run: dict, path: Path = RUNS) -> None:
-    """Put ``run`` in the record in place of the run with its id, or last: a rerun replaces its numbers."""
+    """Put ``run`` in the record in place of the run with its id, or last: a rerun replaces its
+    numbers."""
     runs = read_runs(path)
     at = next((i for i, r in enumerate(runs) if r["id"] == run["id"]), len(runs))
     runs[at : at + 1] = [run]

@@ -82,7 +82,8 @@ PATH_KEYS = ("input_path", "questions_dir", "data_path")  # the bench's folder r
 
 
 def load_config(params_file: Path) -> dict:
-    """params.yaml's shared and sdg/prep/finetune/eval sections, with the corpus overrides on top."""
+    """params.yaml's shared and sdg/prep/finetune/eval sections, with the corpus overrides on
+    top."""
     if not params_file.exists():
         raise InputError(f"{params_file}: not found (--params-file)")
     params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
@@ -108,7 +109,8 @@ def parse_overrides(overrides: list[str]) -> dict:
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
-    """``--params`` onto ``config``; keys may nest (``finetune.prior.dense_weight=20``), as in ``dvc exp run -S``."""
+    """``--params`` onto ``config``; keys may nest (``finetune.prior.dense_weight=20``), as in
+    ``dvc exp run -S``."""
     for key, value in parse_overrides(overrides).items():
         section, *path = key.split(".")
         if section not in config:
@@ -200,7 +202,8 @@ class Timer:
 
 
 def train(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[PrepParams, dict, dict]:
-    """sdg -> prep -> finetune on the corpus alone; returns (prep params, prep report, finetune summary)."""
+    """sdg -> prep -> finetune on the corpus alone; returns (prep params, prep report, finetune
+    summary)."""
     retrieval = RetrievalParams(**config["retrieval"])
     bench = config["bench"]
     sdg_params = SdgParams(

@@ -1,6 +1,6 @@
 """Reranker inference on the CPU: PyTorch fp32 / bf16 against the ONNX variants, in one run.
 
-    python bench/inference.py            # after `dvc repro` (needs models/reranker, data/prep/eval_beir)
+    python bench/inference.py  # after `dvc repro` (needs models/reranker, data/prep/eval_beir)
 
 Throughput: one batch of 64 real test pairs at exactly 256 tokens, timed round-robin over the
 engines (so load from other processes hits them alike), median of --rounds batches each.
@@ -45,7 +45,8 @@ TARGET_RATIO, TARGET_DROP = 1.8, 0.01
 def bench_batch(
     reranker: Reranker, beir_dir: Path, batch: int, length: int
 ) -> dict[str, np.ndarray]:
-    """``batch`` real test pairs, each long enough to fill ``length`` tokens with text, not padding."""
+    """``batch`` real test pairs, each long enough to fill ``length`` tokens with text, not
+    padding."""
     data = load_beir(beir_dir)
     doc_ids = sorted(data.corpus)
     texts = []
@@ -71,7 +72,7 @@ def throughput(
     engines: dict[str, LogitBackend], feed: dict[str, np.ndarray], rounds: int
 ) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in engines}
-    for name, backend in engines.items():  # warm-up
+    for _name, backend in engines.items():  # warm-up
         backend.logits(feed)
     for _ in range(rounds):
         for name, backend in engines.items():
@@ -187,10 +188,12 @@ def main() -> int:
     write_json(args.output, report)
     print(
         f"\nbatch {args.batch} x {args.length} tokens, {report['machine']['cpu']}, "
-        f"{report['machine']['torch_threads']} threads; NDCG@10 over {len(ranking.data.queries)} test queries"
+        f"{report['machine']['torch_threads']} threads; "
+        f"NDCG@10 over {len(ranking.data.queries)} test queries"
     )
     print(
-        f"{'engine':<24}{'pairs/s':>10}{'vs torch fp32':>15}{'NDCG@10':>10}{'drop':>9}{'max|diff|':>11}"
+        f"{'engine':<24}{'pairs/s':>10}{'vs torch fp32':>15}{'NDCG@10':>10}{'drop':>9}"
+        f"{'max|diff|':>11}"
     )
     for name, r in results.items():
         print(
@@ -199,7 +202,8 @@ def main() -> int:
         )
     print(
         f"best CPU variant within {TARGET_DROP} NDCG@10: {best} "
-        f"({report['target']['ratio']}x; target {TARGET_RATIO}x {'met' if report['target']['met'] else 'NOT met'})"
+        f"({report['target']['ratio']}x; target {TARGET_RATIO}x "
+        f"{'met' if report['target']['met'] else 'NOT met'})"
     )
     print(f"wrote {args.output}")
     return 0

@@ -3,8 +3,9 @@
     python bench/rerank_depth.py /path/to/beir_folder /path/to/reranker \\
         [--depths 20 50 100] [--prior-scales 0.5 1.5] [--run-id nq-utd/my-change] [--out FILE]
 
-With ``--run-id`` the sweep joins that run in the run record (bench/results/domain_adaptation_runs.json),
-as the sweep of the model the run trained; without it it goes to bench/results/rerank_depth_<name>.json.
+With ``--run-id`` the sweep joins that run in the run record
+(bench/results/domain_adaptation_runs.json), as the sweep of the model the run trained; without it
+it goes to bench/results/rerank_depth_<name>.json.
 
 The first stage is the recipe's (params.yaml: retrieval, as the eval
 stage and bench/domain_adaptation.py retrieve) and returns the top max(depths) candidates.

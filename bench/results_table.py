@@ -20,8 +20,9 @@ The record, bench/results/domain_adaptation_runs.json, is a list of runs, oldest
 
 bench/domain_adaptation.py ``--run-id`` and bench/rerank_depth.py ``--run-id`` write it. A table
 in the markdown sits between ``<!-- table KIND: RUN_ID ... -->`` (``*``: every run) and
-``<!-- /table -->``; KIND is ``depth`` or a key of ``ROWS``. Runs made before eval measured a system show
-"—" for it; before the hybrid first stage existed the reranker was tested against dense.
+``<!-- /table -->``; KIND is ``depth`` or a key of ``ROWS``. Runs made before eval measured a
+system show "—" for it; before the hybrid first stage existed the reranker was tested against
+dense.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def systems(result: dict) -> dict[str, dict]:
 
 
 def paired(result: dict, system: str, baseline: str) -> dict | None:
-    """The paired test of ``system`` against ``baseline`` (``delta``, ``p_value``), if the run made it."""
+    """The paired test of ``system`` against ``baseline`` (``delta``, ``p_value``), if the run made
+    it."""
     if "significance" in result:
         return result["significance"].get(f"{system}_vs_{baseline}")
     old = (
@@ -106,7 +108,8 @@ def depth(result: dict) -> int:
 
 
 def prior_weights(result: dict) -> str:
-    """The prior's weights the model scores with: fitted, as trained, or the early cosine-only prior."""
+    """The prior's weights the model scores with: fitted, as trained, or the early cosine-only
+    prior."""
     finetune, params = result["finetune"], result["params"]["finetune"]
     if "prior_weights" in finetune:
         return f"{finetune['prior_weights']['dense']:g} / {finetune['prior_weights']['lexical']:g}"
@@ -255,7 +258,8 @@ def depth_table(runs: list[dict]) -> list[str]:
                 row.append(f"{cell['NDCG@10']:.4f} ({points(cell['delta'])}{p})" if cell else NONE)
             rows.append(row)
     legend = (
-        "Cells: nDCG@10 (Δ against the baseline first stage in points; p where it is 0.05 or more). "
+        "Cells: nDCG@10 (Δ against the baseline first stage in points; "
+        "p where it is 0.05 or more). "
         "× s: the trained prior times s at ranking time only; logit alone: × 0."
     )
     return markdown_table(header, rows) + ["", legend]
@@ -339,7 +343,8 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def table(kind: str, selection: str, runs: list[dict]) -> str:
-    """The rows of ``kind`` for the runs ``selection`` names (``*``: every run), as markdown lines."""
+    """The rows of ``kind`` for the runs ``selection`` names (``*``: every run), as markdown
+    lines."""
     by_id = {run["id"]: run for run in runs}
     ids = list(by_id) if selection.strip() == "*" else selection.split()
     missing = [i for i in ids if i not in by_id]
@@ -375,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.check:
         if fresh != text:
             print(
-                f"{args.markdown}: tables differ from the record; run python bench/results_table.py --write"
+                f"{args.markdown}: tables differ from the record; "
+                "run python bench/results_table.py --write"
             )
             return 1
     else:

@@ -154,16 +154,21 @@ def main() -> int:
             print(f"\n== {folder.name}: {result['queries']} queries, {result['passages']} passages")
             for name, m in result["retrieval"].items():
                 print(
-                    f"{name:>7}: nDCG@10 {m['NDCG']['NDCG@10']:.4f} ({result['ndcg10_vs_dense'][name]:.2f}x dense)  "
+                    f"{name:>7}: nDCG@10 {m['NDCG']['NDCG@10']:.4f} "
+                    f"({result['ndcg10_vs_dense'][name]:.2f}x dense)  "
                     f"Recall@100 {m['Recall']['Recall@100']:.4f}  MRR@10 {m['MRR']['MRR@10']:.4f}"
                 )
             print(f"first stage: {result['first_stage_seconds']}")
             for name, t in result["rerank_top_k"].items():
                 print(
-                    f"rerank top {args.top_k} ({name}), measured on {t['queries_measured']} queries: "
-                    f"{t['pairs_per_wall_s']} pairs/s wall, {t['pairs_per_cpu_s_over_threads']} pairs/s from CPU time "
-                    f"-> all {result['queries']} queries extrapolated: {t['all_queries_wall_s_extrapolated']} s wall, "
-                    f"{t['all_queries_cpu_s_over_threads_extrapolated']} s on {args.threads} idle cores "
+                    f"rerank top {args.top_k} ({name}), "
+                    f"measured on {t['queries_measured']} queries: "
+                    f"{t['pairs_per_wall_s']} pairs/s wall, "
+                    f"{t['pairs_per_cpu_s_over_threads']} pairs/s from CPU time "
+                    f"-> all {result['queries']} queries extrapolated: "
+                    f"{t['all_queries_wall_s_extrapolated']} s wall, "
+                    f"{t['all_queries_cpu_s_over_threads_extrapolated']} s "
+                    f"on {args.threads} idle cores "
                     f"({t['vs_dense_first_stage_cpu']}x the dense first stage's CPU time)"
                 )
     write_json(args.out, {"machine": machine(), "datasets": datasets})

@@ -1,6 +1,7 @@
 """Loopback load on the ranking API: latency percentiles and throughput, batching on vs off.
 
-    python bench/serve.py [--model-dir models/onnx] [--duration 15] [--concurrency 8] [--passages 100]
+    python bench/serve.py [--model-dir models/onnx] [--duration 15] [--concurrency 8]
+        [--passages 100]
 
 Starts `reranktune serve` twice on 127.0.0.1 (dynamic batching on, then off: the
 baseline), drives each with `concurrency` clients sending `passages` real passages
@@ -57,7 +58,8 @@ def machine_and_load() -> dict:
 
 
 def model_folder(model_dir: str | None, work: Path) -> tuple[Path, str]:
-    """A private copy of the export to serve, or the packaged MiniLM exported with an untrained head."""
+    """A private copy of the export to serve, or the packaged MiniLM exported with an untrained
+    head."""
     source = Path(model_dir) if model_dir else REPO / "models" / "onnx"
     target = work / "onnx"
     if (source / "model.onnx").exists():
@@ -86,7 +88,8 @@ def model_folder(model_dir: str | None, work: Path) -> tuple[Path, str]:
 
 
 def without_prior(folder: Path, work: Path) -> Path | None:
-    """A copy of ``folder`` whose reranktune.json has no prior (the cross-encoder alone); None if it has none."""
+    """A copy of ``folder`` whose reranktune.json has no prior (the cross-encoder alone); None if it
+    has none."""
     from reranktune.reranker.config import RerankerConfig
 
     config = RerankerConfig.load(folder)
@@ -99,7 +102,8 @@ def without_prior(folder: Path, work: Path) -> Path | None:
 
 
 def corpus_passages(seed: int = 0) -> list[str]:
-    """The bundled NQ-UTD passages (about 100 words each), shuffled: real text of realistic length."""
+    """The bundled NQ-UTD passages (about 100 words each), shuffled: real text of realistic
+    length."""
     import json
 
     path = REPO / "data" / "questions" / "nq-utd" / "corpus.jsonl"
@@ -220,7 +224,8 @@ async def load(
 
 
 async def big_queries(url: str, duration: float) -> dict:
-    """A 5 MB query with one passage, under END then NONE, back to back for ``duration`` s: latency and statuses."""
+    """A 5 MB query with one passage, under END then NONE, back to back for ``duration`` s: latency
+    and statuses."""
     import json
 
     words = "how do I reclaim disk space after deleting rows "
@@ -421,11 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     m = report["machine"]
     print(
-        f"model: {report['model']}; {m['cpu']}, {m['cores']} cores, load average {m['load_average_1m_at_end']}"
+        f"model: {report['model']}; {m['cpu']}, {m['cores']} cores, "
+        f"load average {m['load_average_1m_at_end']}"
     )
     for name, result in report["loads"].items():
         print(
-            f"\n{name} load: {result['passages_per_request']} passages/request, concurrency {args.concurrency}"
+            f"\n{name} load: {result['passages_per_request']} passages/request, "
+            f"concurrency {args.concurrency}"
         )
         for mode in ("batching", "no_batching", "batching_without_prior"):
             if mode not in result:
@@ -434,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
             lat = r["latency_ms"]
             print(
                 f"  {mode:12s} {r['requests_per_s']:7.2f} req/s {r['pairs_per_s']:8.1f} pairs/s  "
-                f"p50 {lat['p50']:7.1f} ms  p95 {lat['p95']:7.1f} ms  p99 {lat['p99']:7.1f} ms  5xx {r['server_errors']}"
+                f"p50 {lat['p50']:7.1f} ms  p95 {lat['p95']:7.1f} ms  p99 {lat['p99']:7.1f} ms  "
+                f"5xx {r['server_errors']}"
             )
         print(
             f"  throughput ratio (batching / off): {result['throughput_ratio_batching_vs_off']}x, "
@@ -442,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if "throughput_ratio_with_vs_without_prior" in result:
             print(
-                f"  throughput ratio (with / without the prior): {result['throughput_ratio_with_vs_without_prior']}x"
+                "  throughput ratio (with / without the prior): "
+                f"{result['throughput_ratio_with_vs_without_prior']}x"
             )
     print(f"\nwrote {args.out}")
     errors = sum(

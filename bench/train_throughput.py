@@ -145,7 +145,8 @@ def main() -> dict:
             ours.append(run_ours(groups, Path(tmp) / f"ours{r}", params))
             theirs.append(run_sentence_transformers(groups, Path(tmp) / f"st{r}", params))
             print(
-                f"round {r + 1}: reranktune {ours[-1]:.1f} pairs/s, sentence-transformers {theirs[-1]:.1f} pairs/s"
+                f"round {r + 1}: reranktune {ours[-1]:.1f} pairs/s, "
+                f"sentence-transformers {theirs[-1]:.1f} pairs/s"
             )
     result = {
         "setup": {

@@ -100,7 +100,8 @@ def small_corpus(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert_with_prior_dir(tmp_path_factory, tiny_bert_dir, minilm_path) -> Path:
-    """tiny_bert_dir saved as a reranker with a first-stage prior: MiniLM cosine x 20 + BM25 x 10."""
+    """tiny_bert_dir saved as a reranker with a first-stage prior: MiniLM cosine x 20 + BM25
+    x 10."""
     from reranktune.params import EmbeddingParams, PriorParams, RetrievalParams
     from reranktune.reranker.config import RerankerConfig
     from reranktune.reranker.prior import save_prior

@@ -11,7 +11,8 @@ import httpx
 
 
 def export_folder(model_dir: Path, out: Path, max_length: int = 64) -> Path:
-    """What `reranktune export` writes: model.onnx, the tokenizer, reranktune.json, and the prior if any."""
+    """What `reranktune export` writes: model.onnx, the tokenizer, reranktune.json, and the prior
+    if any."""
     import shutil
 
     from reranktune.export.onnx_export import export_onnx
@@ -40,7 +41,8 @@ def free_port() -> int:
 
 
 class ServerThread:
-    """uvicorn serving ``app`` on 127.0.0.1 in a background thread, stopped gracefully; ``options`` go to its Config."""
+    """uvicorn serving ``app`` on 127.0.0.1 in a background thread, stopped gracefully;
+    ``options`` go to its Config."""
 
     def __init__(self, app, **options) -> None:
         import uvicorn

@@ -1,9 +1,11 @@
-"""Every bad input a new user is likely to try: exit code 2, one line on stderr naming the culprit, no output.
+"""Every bad input a new user is likely to try: exit code 2, one line on stderr naming the culprit,
+no output.
 
 Each case builds a small project folder (params.yaml plus whatever inputs the stage
 reads), runs the stage in this process through ``reranktune.cli.main`` and through
 ``reranktune.stage_cli.run_stage`` (what ``stages/<name>.py``, the script DVC runs, calls),
-and checks that nothing was written. One case also runs ``stages/prep.py`` in a subprocess. Nothing here downloads: HF_HUB_OFFLINE is set (conftest).
+and checks that nothing was written. One case also runs ``stages/prep.py`` in a subprocess.
+Nothing here downloads: HF_HUB_OFFLINE is set (conftest).
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def model_without_tokenizer(root: Path, tiny_bert_dir: Path) -> None:
 
 
 def model_of_wrong_architecture(root: Path, tiny_bert_dir: Path) -> None:
-    """An image model's config (no sequence-classification head exists for it) beside a working tokenizer."""
+    """An image model's config (no sequence-classification head exists for it) beside a working
+    tokenizer."""
     folder = root / "vision-model"
     shutil.copytree(tiny_bert_dir, folder)
     (folder / "config.json").write_text(
@@ -109,7 +112,8 @@ def model_of_wrong_architecture(root: Path, tiny_bert_dir: Path) -> None:
 
 
 def model_with_its_own_code(root: Path, tiny_bert_dir: Path) -> None:
-    """A config whose class lives in the folder (auto_map), as for nvidia/llama-nemotron-rerank-1b-v2."""
+    """A config whose class lives in the folder (auto_map), as for
+    nvidia/llama-nemotron-rerank-1b-v2."""
     folder = root / "custom-code-model"
     shutil.copytree(tiny_bert_dir, folder)
     config = json.loads((folder / "config.json").read_text())
@@ -143,14 +147,16 @@ def training_file_missing_a_question(root: Path, tiny_bert_dir: Path) -> None:
 
 
 def damaged_model(root: Path, tiny_bert_dir: Path, folder: str) -> None:
-    """A copy of the model whose model.safetensors lost its second half (a download or copy cut short)."""
+    """A copy of the model whose model.safetensors lost its second half (a download or copy cut
+    short)."""
     shutil.copytree(tiny_bert_dir, root / folder)
     weights = root / folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
 
 
 def model_scoring_nan(root: Path, tiny_bert_dir: Path) -> None:
-    """A finetuned model whose head weights are NaN, as a diverged run leaves them, and a test set to export with."""
+    """A finetuned model whose head weights are NaN, as a diverged run leaves them, and a test set
+    to export with."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -420,7 +426,8 @@ def test_bad_input_is_one_line_and_exit_2(name, entry, tmp_path, monkeypatch, ca
 
 
 def test_the_dvc_stage_script_gives_the_same_line(tmp_path, tiny_bert_dir):
-    """stages/prep.py, as `dvc repro` runs it: the same one line and exit code 2, at the default log level."""
+    """stages/prep.py, as `dvc repro` runs it: the same one line and exit code 2, at the default log
+    level."""
     case = CASES["embedding model: a path that does not exist"]
     make_project(tmp_path, case, tiny_bert_dir)
     before = tree(tmp_path)

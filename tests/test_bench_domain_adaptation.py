@@ -1,4 +1,5 @@
-"""bench/domain_adaptation.py on a tiny BEIR folder: the recipe is params.yaml's, real queries stay unseen.
+"""bench/domain_adaptation.py on a tiny BEIR folder: the recipe is params.yaml's, real queries stay
+unseen.
 
 Also bench/rerank_depth.py, which sweeps rerank depth and prior scale for a trained reranker."""
 
@@ -29,7 +30,8 @@ def beir_dir(tmp_path):
         {
             "_id": f"d{i}",
             "title": f"The {topic} guide",
-            "text": f"The {topic} command changes how {topic} objects behave. Use {topic} with care in "
+            "text": f"The {topic} command changes how {topic} objects behave. "
+            f"Use {topic} with care in "
             f"production systems. Each {topic} has options documented in chapter {i}.",
         }
         for i, topic in enumerate(TOPICS)
@@ -152,7 +154,15 @@ def test_bench_can_generate_with_the_llm_endpoint(beir_dir, tiny_bert_dir, tmp_p
                     tiny_bert_dir,
                     "sdg.generator=llm",
                     "prep.quality_threshold=1",
-                    f"sdg.llm={json.dumps({'base_url': server.base_url, 'api_key_env': None, 'requests_per_minute': None, 'dedup_embeddings': 'provider'})}",
+                    "sdg.llm="
+                    + json.dumps(
+                        {
+                            "base_url": server.base_url,
+                            "api_key_env": None,
+                            "requests_per_minute": None,
+                            "dedup_embeddings": "provider",
+                        }
+                    ),
                 ),
             ]
         )

@@ -1,4 +1,5 @@
-"""bench/results/domain_adaptation.md against its run record: the tables are generated, the prose quotes no figure."""
+"""bench/results/domain_adaptation.md against its run record: the tables are generated, the prose
+quotes no figure."""
 
 import importlib.util
 import json
@@ -34,7 +35,8 @@ def test_every_table_in_the_markdown_is_the_records(table, runs):
 
 
 def test_the_prose_quotes_no_figures_of_its_own(table):
-    """Outside the generated tables, code and comments, no number: every figure comes from the record."""
+    """Outside the generated tables, code and comments, no number: every figure comes from the
+    record."""
     prose = table.BLOCK.sub("", MARKDOWN.read_text(encoding="utf-8"))
     for pattern in (r"```.*?```", r"`[^`\n]*`", r"<!--.*?-->"):
         prose = re.sub(pattern, "", prose, flags=re.S)

@@ -221,7 +221,8 @@ def test_nim_container_arguments(onnx_dir, tmp_path):
 
 
 def test_nim_launch_waits_for_a_real_ready_endpoint(onnx_dir, caplog):
-    """The fake container 'starts'; a real ranking server on the published port answers readiness."""
+    """The fake container 'starts'; a real ranking server on the published port answers
+    readiness."""
     app = create_app(ServeSettings(model_dir=str(onnx_dir)))
     with ServerThread(app) as srv:
         wait_ready(srv.url)

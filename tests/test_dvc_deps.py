@@ -1,4 +1,5 @@
-"""dvc.yaml's code deps are exactly what each stage imports: a code change reruns every stage it affects, and no other."""
+"""dvc.yaml's code deps are exactly what each stage imports: a code change reruns every stage it
+affects, and no other."""
 
 import importlib.util
 
@@ -57,7 +58,8 @@ def test_the_closure_follows_lazy_imports_and_only_the_stages_own_function():
     assert not any(
         path.startswith("src/reranktune/prep/") for path in rel["finetune"] | rel["eval"]
     )
-    # the stages do not go through the CLI: its other commands (serve, deploy, compare) are no stage's code
+    # the stages do not go through the CLI: its other commands (serve, deploy, compare) are no
+    # stage's code
     for paths in rel.values():
         assert "src/reranktune/stage_cli.py" in paths and "src/reranktune/stages.py" in paths
         assert "src/reranktune/cli.py" not in paths
@@ -82,7 +84,8 @@ def test_a_dep_the_stage_does_not_run_is_reported(tmp_path):
 
     tool = load_tool()
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    # the CLI module, a folder with one file eval never imports (compare.py), and another stage's code
+    # the CLI module, a folder with one file eval never imports (compare.py), and another stage's
+    # code
     spec["stages"]["eval"]["deps"] += [
         "src/reranktune/cli.py",
         "src/reranktune/evaluation",
@@ -97,7 +100,8 @@ def test_a_dep_the_stage_does_not_run_is_reported(tmp_path):
 
 
 def test_write_keeps_everything_but_the_code_deps(tmp_path):
-    """--write replaces a stage's code deps in place; data deps, params, outs and comments stay as they are."""
+    """--write replaces a stage's code deps in place; data deps, params, outs and comments stay as
+    they are."""
     import yaml
 
     tool = load_tool()

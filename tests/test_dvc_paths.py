@@ -1,4 +1,5 @@
-"""The files each stage function in src/reranktune/stages.py reads and writes are the ones dvc.yaml declares.
+"""The files each stage function in src/reranktune/stages.py reads and writes are the ones dvc.yaml
+declares.
 
 A stage's paths are the ``Path`` constants of reranktune.stages that its function (and the
 module's functions it calls) names. Each one must be a dep of the stage when another stage
@@ -67,7 +68,8 @@ def _entries(items: list) -> list[Path]:
 
 
 def declared(spec: dict, stage: str) -> tuple[list[Path], list[Path]]:
-    """(data deps, outputs) of ``stage`` in a parsed dvc.yaml; code deps and templated paths left out."""
+    """(data deps, outputs) of ``stage`` in a parsed dvc.yaml; code deps and templated paths left
+    out."""
     entry = spec["stages"][stage]
     return _entries(entry.get("deps")), [
         p for key in ("outs", "metrics", "plots") for p in _entries(entry.get(key))
@@ -79,7 +81,8 @@ def covers(declared_paths: list[Path], path: Path) -> bool:
 
 
 def drift(spec: dict, stage: str) -> list[str]:
-    """Every disagreement between stages.py and ``spec`` (a parsed dvc.yaml) for ``stage``, as sentences."""
+    """Every disagreement between stages.py and ``spec`` (a parsed dvc.yaml) for ``stage``, as
+    sentences."""
     constants = path_constants()
     deps, outs = declared(spec, stage)
     used = used_constants(stage)
@@ -100,7 +103,8 @@ def drift(spec: dict, stage: str) -> list[str]:
             and not covers(outs, path)
             and not any(path in out.parents for out in outs)
         ):
-            # a folder the stage writes into (dvclive's metrics/finetune) counts when files in it are declared
+            # a folder the stage writes into (dvclive's metrics/finetune) counts when files in it
+            # are declared
             problems.append(
                 f"{name} ({path}) is written by {stage} but not among its outs, metrics or plots"
             )

@@ -206,7 +206,8 @@ def test_evaluate_reports_every_first_stage_and_both_rerankers(beir_dir, tiny_be
     for name in ("dense", "bm25", "hybrid", "base", "finetuned"):
         assert set(metrics[name]) == {"NDCG", "MAP", "Recall", "Precision", "MRR"}, name
         assert set(metrics[name]["Precision"]) == {"P@1", "P@5", "P@8"}
-    # reranking only reorders the same candidates (hybrid's, the default): recall at the full depth is unchanged
+    # reranking only reorders the same candidates (hybrid's, the default): recall at the full depth
+    # is unchanged
     assert metrics["finetuned"]["Recall"]["Recall@8"] == metrics["hybrid"]["Recall"]["Recall@8"]
     # the same model twice: identical runs, p = 1
     assert metrics["significance"]["finetuned_vs_base"]["p_value"] == pytest.approx(1.0)
@@ -518,7 +519,7 @@ def test_two_runs_compare_query_by_query_from_their_per_query_files(tmp_path):
     assert cli.main(["compare", str(tmp_path / "bad.tsv"), str(tmp_path / "new.tsv")]) == 2
 
 
-def test_a_reranker_with_a_prior_is_judged_against_its_prior_alone_and_shows_its_cross_encoder_alone(
+def test_a_reranker_with_a_prior_is_judged_against_its_prior_alone_and_shows_its_cross_encoder_alone(  # noqa: E501
     beir_dir, tiny_bert_with_prior_dir
 ):
     data = load_beir(beir_dir)

@@ -182,7 +182,8 @@ def test_collator_carries_the_teacher_scores_of_each_group_in_passage_order(
 
 
 def test_distillation_teaches_the_teachers_order_of_the_negatives(tiny_bert_dir, tmp_path):
-    """Only the teacher prefers negatives that mention zebras: with weight 1 the model learns to as well."""
+    """Only the teacher prefers negatives that mention zebras: with weight 1 the model learns to as
+    well."""
     train_file = write_training_set(tmp_path / "prep", n_queries=12)
     spec = json.loads(train_file.read_text())
     for record in spec["data"]:
@@ -353,7 +354,8 @@ def test_a_training_file_scored_by_another_model_stops_training(
 
 
 def test_with_a_prior_the_cross_encoder_learns_to_overrule_it(tiny_bert_dir, tmp_path):
-    """A lexical prior that prefers every negative: the loss starts high and training brings it down."""
+    """A lexical prior that prefers every negative: the loss starts high and training brings it
+    down."""
     from reranktune.params import PriorParams
 
     train_file = write_training_set(tmp_path / "prep", n_queries=12)
@@ -503,7 +505,7 @@ def test_inverse_cloze_takes_the_source_sentence_out_of_positives_only(tmp_path)
     corpus.to_parquet(tmp_path / "prep" / "corpus" / "train.parquet")
     whole = ListwiseDataset(train_file, 3)
     clozed = ListwiseDataset(train_file, 3, cloze_rate=1.0, seed=1)
-    for plain, item, record in zip(whole.items, clozed.items, spec["data"]):
+    for plain, item, _record in zip(whole.items, clozed.items, spec["data"]):
         assert (
             item["passages"][0] == "It ships with every release."
         )  # "what does vacuum do" came from sentence 1

@@ -131,8 +131,8 @@ sys.exit(main(["finetune"]))
 def test_a_run_killed_while_saving_a_checkpoint_resumes_from_the_last_complete_one(
     tiny_bert_dir, tmp_path, monkeypatch, caplog
 ):
-    """SIGKILL halfway through writing checkpoint-4: the rerun removes it, says so, resumes from checkpoint-2
-    and ends with the weights of a run that was never interrupted."""
+    """SIGKILL halfway through writing checkpoint-4: the rerun removes it, says so, resumes from
+    checkpoint-2 and ends with the weights of a run that was never interrupted."""
     params = _yaml(tiny_bert_dir, _params())
     runs = {}
     for name in ("killed", "full"):

@@ -1,4 +1,5 @@
-"""bench/gpu/gpu_check.sh --cpu and bench/gpu/gpu_throughput.py: the GPU check's tiny CPU configuration, its pieces."""
+"""bench/gpu/gpu_check.sh --cpu and bench/gpu/gpu_throughput.py: the GPU check's tiny CPU
+configuration, its pieces."""
 
 import importlib.util
 import json

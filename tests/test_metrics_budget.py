@@ -23,7 +23,8 @@ def metric_files() -> list[str]:
 
 
 def values(node) -> int:
-    """Scalars DVC shows as metric columns (numbers and booleans; null counts, it is a column too)."""
+    """Scalars DVC shows as metric columns (numbers and booleans; null counts, it is a column
+    too)."""
     if isinstance(node, dict):
         return sum(values(v) for v in node.values())
     if isinstance(node, list):

@@ -260,7 +260,8 @@ def test_hybrid_mining_adds_the_passages_bm25_ranks_high_and_keeps_the_dense_gua
         2,
         0,
     ]  # in both lists beats first in one
-    # dense space: query [1, 0]; pool rows 0-1 close to it, row 2 far (BM25's favourite), row 3 the positive
+    # dense space: query [1, 0]; pool rows 0-1 close to it, row 2 far (BM25's favourite),
+    # row 3 the positive
     pool = np.array([[0.9, 0.436], [0.8, 0.6], [0.1, 0.995], [0.999, 0.045]], dtype=np.float32)
     kwargs = dict(
         positives=[["p"]],

@@ -1,4 +1,5 @@
-"""The prior's embedding cache: the same vectors as the encoder, each text embedded once, bounded."""
+"""The prior's embedding cache: the same vectors as the encoder, each text embedded once,
+bounded."""
 
 import numpy as np
 

@@ -66,7 +66,9 @@ def remote_code_dir(tmp_path, minilm_path):
                 "num_labels": 1,
                 "auto_map": {
                     "AutoConfig": "configuration_tiny.TinyRerankConfig",
-                    "AutoModelForSequenceClassification": "modeling_tiny.TinyRerankForSequenceClassification",
+                    "AutoModelForSequenceClassification": (
+                        "modeling_tiny.TinyRerankForSequenceClassification"
+                    ),
                 },
             }
         )

@@ -1,4 +1,5 @@
-"""The one scoring recipe: lexical prior, pair encoding and truncation, the typed model-folder config."""
+"""The one scoring recipe: lexical prior, pair encoding and truncation, the typed model-folder
+config."""
 
 import json
 
@@ -154,7 +155,8 @@ class GpuLike:
 def test_score_gives_each_pair_its_own_logit_on_the_cpu_path_and_the_chunked_gpu_path(
     tiny_bert_dir,
 ):
-    """On a GPU Reranker.score pipelines tokenization over chunks; every pair still gets the logit it gets alone."""
+    """On a GPU Reranker.score pipelines tokenization over chunks; every pair still gets the logit
+    it gets alone."""
     import torch
 
     from reranktune.reranker.model import SCORE_CHUNK_BATCHES, Reranker

@@ -81,7 +81,8 @@ def server():
 # -- building blocks ---------------------------------------------------------------
 def test_reply_parser_reads_fenced_json_after_thinking_and_names_schema_errors():
     reply = (
-        '<think>{"not": "this"}</think>Sure.\n```json\n{"pairs": [{"question": "what is wal", "answer": "a log",'
+        '<think>{"not": "this"}</think>Sure.\n```json\n'
+        '{"pairs": [{"question": "what is wal", "answer": "a log",'
         ' "query_type": "contextual", "reasoning_type": "factual", "question_complexity": 2,'
         ' "segment_ids": ["2"], "hop_count": 1}]}\n```'
     )

@@ -86,7 +86,8 @@ def test_question_and_title_shapes_follow_their_sentence():
 
 
 def test_a_title_ending_in_a_full_stop_is_still_a_title():
-    """Paper titles end with a full stop; a one-line first paragraph is a title, a run-on line is not."""
+    """Paper titles end with a full stop; a one-line first paragraph is a title, a run-on line is
+    not."""
     from reranktune.documents import Document
 
     body = "Statin users had a lower risk of breast cancer death in a national cohort from Finland."

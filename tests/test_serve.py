@@ -263,7 +263,8 @@ def test_a_model_that_fails_to_load_is_reported(settings, tmp_path):
 
 
 def test_no_server_error_found_by_schemathesis(server, tmp_path):
-    """Property-based requests generated from the server's own OpenAPI schema; bounded to ~25 per operation."""
+    """Property-based requests generated from the server's own OpenAPI schema; bounded to ~25 per
+    operation."""
     st = [sys.executable, "-m", "schemathesis.cli"]
     result = subprocess.run(
         [
@@ -324,7 +325,8 @@ def test_batcher_fails_only_the_batch_that_broke(settings):
 
 
 def test_serve_bench_reports_both_modes(onnx_dir, tmp_path):
-    """bench/serve.py end to end at a tiny scale: report shape and no server errors (timings not checked)."""
+    """bench/serve.py end to end at a tiny scale: report shape and no server errors (timings not
+    checked)."""
     import importlib.util
 
     from conftest import REPO

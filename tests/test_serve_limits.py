@@ -1,4 +1,5 @@
-"""What one request may cost the server: its token budget, its deadline, and nothing once its client has gone.
+"""What one request may cost the server: its token budget, its deadline, and nothing once its
+client has gone.
 
 A real uvicorn server on 127.0.0.1 runs the app on a fake engine whose score calls are
 recorded and, until the test releases them, blocked: each batch the worker runs is one
@@ -92,7 +93,8 @@ def test_a_request_over_the_token_budget_is_refused_before_any_model_work(tokeni
         assert response.status_code == 413, response.text
         assert response.headers["content-type"] == "application/json"
         detail = response.json()["detail"]
-        # counting stops with the slice of 4 passages that goes over: 132 x 512 tokens, not all 512,000
+        # counting stops with the slice of 4 passages that goes over: 132 x 512 tokens,
+        # not all 512,000
         assert "67584 tokens in the first 132 of this request's 1000 passages" in detail, detail
         assert "65536" in detail and "max_tokens_per_request" in detail
         assert engine.encoded == 0 and engine.calls == []
@@ -113,7 +115,8 @@ def test_a_client_that_disconnects_frees_the_worker_within_one_batch(tokenizer):
         payload = json.dumps(body([f"passage {i}" for i in range(40)])).encode()  # 10 batches of 4
         with socket.create_connection(("127.0.0.1", srv.port)) as client:
             client.sendall(
-                b"POST /v1/ranking HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"POST /v1/ranking HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n"
                 + f"Content-Length: {len(payload)}\r\n\r\n".encode()
                 + payload
             )
@@ -167,7 +170,8 @@ def test_docs_are_off_unless_asked(tokenizer):
 
 
 def test_a_5_mb_query_is_cut_or_refused_before_anything_tokenizes_it(tiny_bert_dir):
-    """A 5 MB query (under the 8 MiB body limit) costs a fraction of a second: cut under END, 400 under NONE."""
+    """A 5 MB query (under the 8 MiB body limit) costs a fraction of a second: cut under END, 400
+    under NONE."""
     settings = ServeSettings(
         engine="torch", model_dir=str(tiny_bert_dir), model_name="tiny", max_batch=4
     )
@@ -203,7 +207,8 @@ def test_a_5_mb_query_is_cut_or_refused_before_anything_tokenizes_it(tiny_bert_d
         cut, cut_s = post(srv, huge, "END")
         assert cut.status_code == 200, cut.text
         assert max(refused_s, cut_s) < 0.5, f"NONE {refused_s:.2f} s, END {cut_s:.2f} s"
-        # the query is cut to half the model's length in tokens anyway: the character cap changes no score
+        # the query is cut to half the model's length in tokens anyway: the character cap changes
+        # no score
         assert cut.json() == post(srv, huge[:20_000], "END")[0].json()
 
 

@@ -1,4 +1,5 @@
-"""The GitHub workflows pass actionlint (with shellcheck on their scripts), and the lint can fail."""
+"""The GitHub workflows pass actionlint (with shellcheck on their scripts), and the lint can
+fail."""
 
 from __future__ import annotations
 

@@ -1,31 +1,35 @@
-"""Training and inference pairs/s of the project's own code paths against a bare PyTorch loop, on one device.
+"""Training and inference pairs/s of the project's own code paths against a bare PyTorch loop,
+on one device.
 
-    python bench/gpu/gpu_throughput.py [--cpu] [--tokenizer DIR] [--models minilm nemotron-1b] [--out FILE]
+    python bench/gpu/gpu_throughput.py [--cpu] [--tokenizer DIR] [--models minilm nemotron-1b]
+        [--out FILE]
 
 Models, random weights built from configs (nothing is downloaded):
 - ``minilm``: all-MiniLM-L6-v2's shape (BERT, 6 layers, hidden 384), the sample recipe's reranker;
 - ``nemotron-1b``: nvidia/llama-nemotron-rerank-1b-v2's shape (Llama 3.2 1B: hidden 2048, 16 layers,
   32 heads, 8 KV heads, intermediate 8192, vocab 128256; 1.24B parameters) as a
-  ``LlamaForSequenceClassification`` made bidirectional like the real model (``config.is_causal`` and
-  every attention's ``is_causal`` off: no causal mask). It pools the last token where the real model
-  mean-pools, which costs the same to a rounding. Both read all-MiniLM-L6-v2's tokenizer, so the
-  Llama shape tokenizes with WordPiece rather than its own BPE.
+  ``LlamaForSequenceClassification`` made bidirectional like the real model (``config.is_causal``
+  and every attention's ``is_causal`` off: no causal mask). It pools the last token where the real
+  model mean-pools, which costs the same to a rounding. Both read all-MiniLM-L6-v2's tokenizer, so
+  the Llama shape tokenizes with WordPiece rather than its own BPE.
 
 At max length 256 and 512, in bf16 autocast over fp32 weights (as finetune, eval and serve run), on
 query groups whose 5 pairs each fill the max length, one row per path:
 - train ``project``: finetune's ``make_trainer`` (ListwiseTrainer, ListwiseCollator) with the GPU
-  presets' ``pretokenize`` and ``group_by_length``; ``setup_s``: its one-off pre-tokenization and set-up;
-- train ``bare``: forward, listwise loss, backward, grad clip, fused AdamW, over the same token tensors
-  already on the device;
+  presets' ``pretokenize`` and ``group_by_length``; ``setup_s``: its one-off pre-tokenization and
+  set-up;
+- train ``bare``: forward, listwise loss, backward, grad clip, fused AdamW, over the same token
+  tensors already on the device;
 - infer ``project``: ``Reranker.score`` on the pairs' text; ``serve``: the ranking API's engine
   (``Engine.encode`` per request on worker threads, ``DynamicBatcher`` -> ``Engine.score``) with
   requests of 100 passages; ``bare``: forward passes over the same tensors, already on the device.
 
-Each row: pairs/s after warm-up steps, ``ratio`` to the bare loop, model FLOP/s and MFU, peak memory.
-FLOPs per pair of L tokens, N = parameters outside the embeddings, n layers of width d:
-training 6·N·L + 12·n·L²·d, inference 2·N·L + 4·n·L²·d (the second terms: attention's score and value
-products, full bidirectional attention). MFU = FLOP/s / the device's dense bf16 peak (``PEAK_TFLOPS``
-by device name, or ``--peak-tflops``). A batch that runs out of memory is retried at half the size.
+Each row: pairs/s after warm-up steps, ``ratio`` to the bare loop, model FLOP/s and MFU, peak
+memory. FLOPs per pair of L tokens, N = parameters outside the embeddings, n layers of width d:
+training 6·N·L + 12·n·L²·d, inference 2·N·L + 4·n·L²·d (the second terms: attention's score and
+value products, full bidirectional attention). MFU = FLOP/s / the device's dense bf16 peak
+(``PEAK_TFLOPS`` by device name, or ``--peak-tflops``). A batch that runs out of memory is retried
+at half the size.
 ``--cpu``: tiny models, short lengths, a few steps: it runs every code path (CI does); its figures
 mean nothing (MFU against a nominal 1 TFLOP/s).
 """
@@ -72,7 +76,8 @@ from common import machine  # noqa: E402
 
 N_PASSAGES = 5
 REQUEST_PASSAGES = 100  # a serve request: one query and its first stage's top 100
-# dense bf16 tensor-core peaks (datasheets, no sparsity), by a name nvidia-smi reports; most specific first
+# dense bf16 tensor-core peaks (datasheets, no sparsity), by a name nvidia-smi reports;
+# most specific first
 PEAK_TFLOPS = {
     "H200": 989.0,
     "H100 NVL": 835.0,
@@ -86,7 +91,8 @@ CPU_NOMINAL_TFLOPS = 1.0
 
 @dataclass(frozen=True)
 class Shape:
-    """A model shape and the batches that fill an H100/H200 with it at ``length``; longer inputs, smaller batches."""
+    """A model shape and the batches that fill an H100/H200 with it at ``length``; longer inputs,
+    smaller batches."""
 
     config: object
     length: int
@@ -169,7 +175,8 @@ def shapes(cpu: bool) -> dict[str, Shape]:
 
 
 def build_model(config, device: str):
-    """Random weights, built on the device (a 1.2B model initialises in seconds there, minutes on a CPU)."""
+    """Random weights, built on the device (a 1.2B model initialises in seconds there, minutes on
+    a CPU)."""
     torch.manual_seed(0)
     with torch.device(device):
         if isinstance(config, LlamaConfig):
@@ -178,7 +185,8 @@ def build_model(config, device: str):
 
 
 def bidirectional(model):
-    """No causal mask, as in llama-nemotron-rerank: transformers builds a bidirectional one instead."""
+    """No causal mask, as in llama-nemotron-rerank: transformers builds a bidirectional one
+    instead."""
     model.config.is_causal = False
     for layer in model.model.layers:
         layer.self_attn.is_causal = False
@@ -220,7 +228,8 @@ def corpus_chunks() -> list[str]:
 
 
 def long_groups(n: int, length: int) -> list[tuple[str, list[str]]]:
-    """``n`` (query, 5 passages) groups of the bundled corpus's text, each pair a little over ``length`` tokens.
+    """``n`` (query, 5 passages) groups of the bundled corpus's text, each pair a little over
+    ``length`` tokens.
 
     A passage is a run of chunks cut at 5.5 characters per token wanted: this corpus has about
     4.5 per WordPiece token, so every pair fills ``length`` (at 5 one in twenty falls short),
@@ -488,7 +497,9 @@ def model_rows(
         warmup, timed = shape.train_steps
         train_queries, infer_pairs = shape.batches(length)
 
-        def train(queries: int) -> tuple[dict, dict]:
+        def train(
+            queries: int, warmup=warmup, timed=timed, length=length, encoder=encoder
+        ) -> tuple[dict, dict]:
             groups = long_groups(queries * (warmup + timed), length)
             folder = work / f"{name}-{length}-{queries}"
             project = measured(
@@ -515,7 +526,7 @@ def model_rows(
         row("train", "bare", length, queries, bare)
         row("train", "project", length, queries, project, bare)
 
-        def infer(batch: int) -> tuple[dict, dict, dict]:
+        def infer(batch: int, length=length, encoder=encoder) -> tuple[dict, dict, dict]:
             n = batch * shape.infer_batches
             groups = long_groups(n // N_PASSAGES + 1, length)
             queries = [q for q, ps in groups for _ in ps][:n]
@@ -551,8 +562,8 @@ def model_rows(
 
 def table(rows: list[dict]) -> str:
     lines = [
-        f"{'model':12} {'L':>4} {'task':5} {'path':7} {'batch':>5} {'pairs/s':>9} {'ratio':>6} {'TFLOP/s':>8} "
-        f"{'MFU':>6} {'GiB':>6}"
+        f"{'model':12} {'L':>4} {'task':5} {'path':7} {'batch':>5} {'pairs/s':>9} {'ratio':>6} "
+        f"{'TFLOP/s':>8} {'MFU':>6} {'GiB':>6}"
     ]
     for r in rows:
         if "task" not in r:
