@@ -1,7 +1,10 @@
-"""The source files each DVC stage runs, from its imports, and whether dvc.yaml's code deps are exactly those.
+"""The source files each DVC stage runs, from its imports, and whether dvc.yaml's code deps are
+exactly those.
 
-    python scripts/dvc_code_deps.py          # each stage's files, and what dvc.yaml misses or has too many (exit 1)
-    python scripts/dvc_code_deps.py --write  # rewrite each stage's code deps in dvc.yaml (the other lines stay)
+    # each stage's files, and what dvc.yaml misses or has too many (exit 1)
+    python scripts/dvc_code_deps.py
+    # rewrite each stage's code deps in dvc.yaml (the other lines stay)
+    python scripts/dvc_code_deps.py --write
 
 A stage's script (stages/<name>.py) passes ``reranktune.stages.<name>`` to
 ``reranktune.stage_cli.run_stage``. The closure starts there: the script's imports, the
@@ -33,7 +36,8 @@ def module_file(module: str) -> Path | None:
 
 
 def _imported(node: ast.AST, current: str) -> list[str]:
-    """``reranktune`` modules an import node names (``from a import b`` counts a.b when b is a module)."""
+    """``reranktune`` modules an import node names (``from a import b`` counts a.b when b is a
+    module)."""
     names: list[str] = []
     if isinstance(node, ast.Import):
         names = [alias.name for alias in node.names]
@@ -81,7 +85,8 @@ def script_path(stage: str) -> Path:
 
 
 def entry_functions(script: ast.Module) -> set[str]:
-    """The functions of reranktune.stages a stage script names: ``stages.<name>`` or ``from reranktune.stages import <name>``."""
+    """The functions of reranktune.stages a stage script names: ``stages.<name>`` or
+    ``from reranktune.stages import <name>``."""
     names = set()
     for node in ast.walk(script):
         if (
@@ -135,7 +140,8 @@ def stage_closure(stage: str) -> set[Path]:
 
 
 def code_deps(stage: str) -> list[str]:
-    """The deps that name exactly the stage's closure: a package folder when it runs every file in it, else files."""
+    """The deps that name exactly the stage's closure: a package folder when it runs every file in
+    it, else files."""
     closure = stage_closure(stage)
     folders = sorted(
         {f.parent for f in closure if f.is_relative_to(SRC / PACKAGE) and f.parent != SRC / PACKAGE}
@@ -149,7 +155,8 @@ def code_deps(stage: str) -> list[str]:
 
 
 def declared_deps(stage: str, dvc_file: Path = REPO / "dvc.yaml") -> list[Path]:
-    """The stage's deps in ``dvc_file`` (paths relative to the repository; templated ones left out)."""
+    """The stage's deps in ``dvc_file`` (paths relative to the repository; templated ones left
+    out)."""
     spec = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
     return [REPO / dep for dep in spec["stages"][stage].get("deps", []) if "${" not in dep]
 
@@ -163,8 +170,8 @@ def uncovered(stage: str, dvc_file: Path = REPO / "dvc.yaml") -> list[Path]:
 
 
 def unused(stage: str, dvc_file: Path = REPO / "dvc.yaml") -> list[Path]:
-    """Code deps (under stages/ or src/) the stage does not run: a file outside its closure, or a folder
-    with a Python file outside it (editing that file would rerun the stage for nothing)."""
+    """Code deps (under stages/ or src/) the stage does not run: a file outside its closure, or a
+    folder with a Python file outside it (editing that file would rerun the stage for nothing)."""
     closure = stage_closure(stage)
     code = [
         d for d in declared_deps(stage, dvc_file) if str(d.relative_to(REPO)).startswith(CODE_ROOTS)
@@ -178,7 +185,8 @@ def unused(stage: str, dvc_file: Path = REPO / "dvc.yaml") -> list[Path]:
 
 
 def rewrite(text: str, stage: str, deps: list[str]) -> str:
-    """``text`` (dvc.yaml) with stage ``stage``'s code deps replaced by ``deps``, where its first code dep was."""
+    """``text`` (dvc.yaml) with stage ``stage``'s code deps replaced by ``deps``, where its first
+    code dep was."""
     lines = text.splitlines(keepends=True)
     start = lines.index(f"  {stage}:\n")
     at = next(i for i in range(start, len(lines)) if lines[i].strip() == "deps:")

@@ -1,4 +1,5 @@
-"""DVC stage 'eval': runs reranktune.stages.eval (its files are there); `reranktune eval --help` for its options."""
+"""DVC stage 'eval': runs reranktune.stages.eval (its files are there);
+`reranktune eval --help` for its options."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""DVC stage 'export': runs reranktune.stages.export (its files are there); `reranktune export --help` for its options."""
+"""DVC stage 'export': runs reranktune.stages.export (its files are there);
+`reranktune export --help` for its options."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""DVC stage 'finetune': runs reranktune.stages.finetune (its files are there); `reranktune finetune --help` for its options."""
+"""DVC stage 'finetune': runs reranktune.stages.finetune (its files are there);
+`reranktune finetune --help` for its options."""
 
 import sys
 

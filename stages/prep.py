@@ -1,4 +1,5 @@
-"""DVC stage 'prep': runs reranktune.stages.prep (its files are there); `reranktune prep --help` for its options."""
+"""DVC stage 'prep': runs reranktune.stages.prep (its files are there);
+`reranktune prep --help` for its options."""
 
 import sys
 

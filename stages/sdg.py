@@ -1,4 +1,5 @@
-"""DVC stage 'sdg': runs reranktune.stages.sdg (its files are there); `reranktune sdg --help` for its options."""
+"""DVC stage 'sdg': runs reranktune.stages.sdg (its files are there);
+`reranktune sdg --help` for its options."""
 
 import sys
 

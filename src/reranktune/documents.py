@@ -69,7 +69,8 @@ STOPWORDS = frozenset(
     on once only or other our ours ourselves out over own same shall she should so some such than
     that the their theirs them themselves then there these they this those through thus to too
     under until up upon us use used uses using very via was we were what when where which while
-    who whom why will with would you your yours yourself yourselves one two see also e g ie eg""".split()
+    who whom why will with would you your yours yourself yourselves one two see also e g ie
+    eg""".split()
 )
 
 
@@ -162,7 +163,8 @@ def read_documents(
     min_text_length: int,
     sentences_per_chunk: int,
 ) -> tuple[list[Document], ReadReport]:
-    """Every wanted file under ``root`` (or every record of a corpus .jsonl); short or non-UTF-8 ones are reported."""
+    """Every wanted file under ``root`` (or every record of a corpus .jsonl); short or non-UTF-8
+    ones are reported."""
     root = Path(root)
     if root.is_file() and root.suffix == ".jsonl":
         return read_corpus_jsonl(root, min_text_length, sentences_per_chunk)

@@ -46,8 +46,10 @@ def _alive(pid: int) -> bool:
 
 
 def remove_leftovers(target: Path) -> None:
-    """Delete the temporary copies (and the ``.old`` swap folder) a killed writer of ``target`` left."""
-    # tempfile's names: prefix + 8 of [a-z0-9_] + suffix; names without a pid predate the pid in the name
+    """Delete the temporary copies (and the ``.old`` swap folder) a killed writer of ``target``
+    left."""
+    # tempfile's names: prefix + 8 of [a-z0-9_] + suffix; names without a pid predate the pid in
+    # the name
     pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}(?:\.\w+)?")
     for path in target.parent.glob(f".{glob.escape(target.name)}.*"):
         match = pattern.fullmatch(path.name)
@@ -147,7 +149,8 @@ def read_text(path: str | os.PathLike) -> str:
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    """The parsed file; a YAML syntax error is one InputError line with the file, line and problem."""
+    """The parsed file; a YAML syntax error is one InputError line with the file, line and
+    problem."""
     import yaml
 
     try:

@@ -25,7 +25,8 @@ def per_query_mrr(qrels: Qrels, run: Run, k: int) -> dict[str, float]:
 def ranking_metrics(
     qrels: Qrels, run: Run, k_values: list[int], mrr_k: int = 10
 ) -> dict[str, dict[str, float]]:
-    """``{"NDCG": {"NDCG@k"}, "MAP", "Recall", "Precision": {"P@k"}, "MRR": {"MRR@k"}}``, means over queries."""
+    """``{"NDCG": {"NDCG@k"}, "MAP", "Recall", "Precision": {"P@k"}, "MRR": {"MRR@k"}}``, means
+    over queries."""
     ks = sorted(set(k_values))
     families = {
         "NDCG": ("ndcg_cut", "NDCG"),

@@ -41,7 +41,8 @@ def resolve_model(name: str) -> str:
 def warn_remote_code(name: str, trust_remote_code: bool) -> None:
     if trust_remote_code:
         log.warning(
-            "trust_remote_code is on for %s: its own Python code from the model folder/hub will run",
+            "trust_remote_code is on for %s: "
+            "its own Python code from the model folder/hub will run",
             name,
         )
 
@@ -53,7 +54,8 @@ def best_device() -> str:
 
 
 def on_cpu(model):
-    """``model`` if it is on the CPU, else a CPU copy: ONNX export and the parity probe trace on the CPU."""
+    """``model`` if it is on the CPU, else a CPU copy: ONNX export and the parity probe trace on
+    the CPU."""
     import copy
 
     import torch
@@ -92,8 +94,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _why(name: str, exc: BaseException) -> str:
-    """The cause in a line: the hub's errors by type, the remote-code opt-in by name, else the library message's
-    first line (all of it if that line only introduces a list), cut at 300 characters."""
+    """The cause in a line: the hub's errors by type, the remote-code opt-in by name, else the
+    library message's first line (all of it if that line only introduces a list), cut at 300
+    characters."""
     from huggingface_hub import constants, errors
     from safetensors import SafetensorError
 
@@ -117,11 +120,14 @@ def _why(name: str, exc: BaseException) -> str:
             return "no such folder (and not a valid hub id)"
     damaged = next((e for e in causes if isinstance(e, SafetensorError)), None)
     if damaged is not None:
-        return f"a weights file is damaged or truncated (safetensors: {' '.join(str(damaged).split())[:200]})"
+        return (
+            "a weights file is damaged or truncated "
+            f"(safetensors: {' '.join(str(damaged).split())[:200]})"
+        )
     if "trust_remote_code" in str(exc):
         return (
-            "its code lives with the weights and runs only if you opt in: set trust_remote_code: true "
-            "in this model's params section"
+            "its code lives with the weights and runs only if you opt in: "
+            "set trust_remote_code: true in this model's params section"
         )
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
     message = " ".join((lines[0] if not lines[0].endswith(":") else " ".join(lines)).split())
@@ -130,7 +136,8 @@ def _why(name: str, exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def loading(name: str, what: str = "model") -> Iterator[None]:
-    """Turn a failed load of ``name`` into a one-line ModelLoadError (the traceback is logged at DEBUG)."""
+    """Turn a failed load of ``name`` into a one-line ModelLoadError (the traceback is logged at
+    DEBUG)."""
     from safetensors import SafetensorError
 
     try:
@@ -148,7 +155,8 @@ def loading(name: str, what: str = "model") -> Iterator[None]:
 
 
 def loads(what: str, check: Callable[[str, object], None] | None = None) -> Callable[[F], F]:
-    """Decorate a loader whose first argument is the model name: it loads under ``loading``, then ``check``s."""
+    """Decorate a loader whose first argument is the model name: it loads under ``loading``, then
+    ``check``s."""
 
     def decorate(load: F) -> F:
         @functools.wraps(load)
@@ -165,7 +173,8 @@ def loads(what: str, check: Callable[[str, object], None] | None = None) -> Call
 
 
 def check_tokenizer(name: str, tokenizer) -> None:
-    """A folder without tokenizer files can still load one with only special tokens: every word is [UNK]."""
+    """A folder without tokenizer files can still load one with only special tokens: every word is
+    [UNK]."""
     if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
         raise ModelLoadError(
             f"model {name!r}: its tokenizer has no vocabulary (no tokenizer files in the folder?)"

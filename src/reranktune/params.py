@@ -19,7 +19,8 @@ DEFAULT_PROMPT_TEMPLATE = "question:{query} \n \n passage:{passage}"
 
 
 class Section(BaseModel):
-    # allow_inf_nan=False: .nan and .inf are one error line for every float key, not a crash downstream
+    # allow_inf_nan=False: .nan and .inf are one error line for every float key, not a crash
+    # downstream
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
@@ -27,8 +28,9 @@ class EmbeddingParams(Section):
     """How text is embedded: the first stage's dense half, or sdg's duplicate check."""
 
     model: str = DEFAULT_EMBEDDING_MODEL
-    # None: the prompts the model declares (sentence-transformers' "query" and "passage"/"document"),
-    # none for a model trained without them (all-MiniLM-L6-v2); a string overrides that
+    # None: the prompts the model declares (sentence-transformers' "query" and
+    # "passage"/"document"), none for a model trained without them (all-MiniLM-L6-v2); a string
+    # overrides that
     query_prefix: str | None = None
     passage_prefix: str | None = None
     batch_size: int = Field(64, ge=1)
@@ -151,7 +153,8 @@ class PrepParams(Section):
 
 
 class PriorParams(Section):
-    """The first stage's evidence added to the cross-encoder's logit: score = logit + prior (prior.py)."""
+    """The first stage's evidence added to the cross-encoder's logit: score = logit + prior
+    (prior.py)."""
 
     dense_weight: float = Field(
         10.0, ge=0, description="x the first stage's cosine (retrieval.embedding)"
@@ -187,7 +190,8 @@ class FinetuneParams(Section):
         0.0,
         ge=0,
         le=1,
-        description="share of the loss that matches the mining embedder's scores (training file 'score'); 0 = labels only",
+        description="share of the loss that matches the mining embedder's scores "
+        "(training file 'score'); 0 = labels only",
     )
     distillation_temperature: float = Field(0.05, gt=0, description="divides the teacher's scores")
     distillation_teacher: Literal["embedder", "prior"] = Field(
@@ -326,7 +330,8 @@ class ExportParams(Section):
 
 
 class NimParams(Section):
-    """NVIDIA's reranking container (``deploy.runtime: nim``); needs Docker, a GPU and NGC_API_KEY."""
+    """NVIDIA's reranking container (``deploy.runtime: nim``); needs Docker, a GPU and
+    NGC_API_KEY."""
 
     image: str = "nvcr.io/nim/nvidia/llama-nemotron-rerank-1b-v2:1.10.0"
     container_name: str = "reranktune-nim"
@@ -338,10 +343,12 @@ class NimParams(Section):
 
 
 class DeployParams(Section):
-    """``reranktune serve`` defaults and ``reranktune deploy``: where and how the ranking API runs."""
+    """``reranktune serve`` defaults and ``reranktune deploy``: where and how the ranking API
+    runs."""
 
     runtime: Literal["local", "nim"] = "local"
-    host: str = "127.0.0.1"  # 0.0.0.0 exposes the API to the network: only behind a firewall or in a container
+    # 0.0.0.0 exposes the API to the network: only behind a firewall or in a container
+    host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     model_dir: str = "models/onnx"
     engine: Literal["onnx", "torch"] = "onnx"
@@ -351,7 +358,8 @@ class DeployParams(Section):
     max_wait_ms: float = Field(5.0, ge=0)
     max_passages: int = Field(1000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    # per passage: its query + passage pair's tokens, up to the model's max_length; summed. Over it: 413
+    # per passage: its query + passage pair's tokens, up to the model's max_length; summed.
+    # Over it: 413
     max_tokens_per_request: int = Field(65536, ge=1)
     request_timeout_s: float = Field(
         30.0, gt=0

@@ -1,4 +1,5 @@
-"""One stage's command line, shared by ``stages/<name>.py`` (what DVC runs) and ``reranktune <name>``.
+"""One stage's command line, shared by ``stages/<name>.py`` (what DVC runs) and
+``reranktune <name>``.
 
 ``run_stage(stages.prep)`` parses ``--params`` (and eval's overrides), sets up logging and
 runs the stage; bad input (:class:`~reranktune.io.InputError`) is one ``error: ...`` line
@@ -21,18 +22,21 @@ from reranktune.logs import setup_logging
 STAGES = ("sdg", "prep", "finetune", "eval", "export")
 EVAL_OVERRIDES = ("endpoint_url", "data_path", "questions_dir", "first_stage")
 HELPS = {
-    "sdg": "documents (sdg.input_path: a folder of text files or a corpus.jsonl) -> synthetic Q&A in data/sdg/qa.jsonl",
+    "sdg": "documents (sdg.input_path: a folder of text files or a corpus.jsonl) -> synthetic "
+    "Q&A in data/sdg/qa.jsonl",
     "prep": "Q&A -> training file with hard negatives + BEIR test set in data/prep/",
-    "finetune": "train the cross-encoder (with finetune.prior weights > 0: as a correction to the first "
-    "stage's dense and BM25 scores, saved with it in prior/) -> models/reranker/",
-    "eval": "every first stage vs the reranker, on real questions (eval.questions_dir) and prep's synthetic "
-    "split (eval.data_path) -> metrics/eval.json, eval_details.json, eval_report.md",
+    "finetune": "train the cross-encoder (with finetune.prior weights > 0: as a correction to "
+    "the first stage's dense and BM25 scores, saved with it in prior/) -> models/reranker/",
+    "eval": "every first stage vs the reranker, on real questions (eval.questions_dir) and "
+    "prep's synthetic split (eval.data_path) -> metrics/eval.json, eval_details.json, "
+    "eval_report.md",
     "export": "ONNX variants (fp32, optimized, int8, fp16) behind an accuracy gate -> models/onnx/",
 }
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser, name: str) -> None:
-    """The options of stage ``name``: ``--params``, and for eval the params it lets the command line override."""
+    """The options of stage ``name``: ``--params``, and for eval the params it lets the command
+    line override."""
     parser.add_argument(
         "--params", default="params.yaml", help="params file (default: params.yaml)"
     )
@@ -58,7 +62,8 @@ def add_stage_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def call_stage(stage: Callable[..., object], args: argparse.Namespace) -> object:
-    """Run ``stage`` (a function of reranktune.stages) with the params file and overrides in ``args``."""
+    """Run ``stage`` (a function of reranktune.stages) with the params file and overrides in
+    ``args``."""
     overrides = {
         key: value for key in EVAL_OVERRIDES if (value := getattr(args, key, None)) is not None
     }
@@ -79,7 +84,8 @@ def guarded(work: Callable[[], object]) -> int:
 def run_stage(
     stage: Callable[..., object], argv: Sequence[str] | None = None, prog: str | None = None
 ) -> int:
-    """Parse ``argv`` (default: ``sys.argv[1:]``) for ``stage`` and run it; returns the exit code."""
+    """Parse ``argv`` (default: ``sys.argv[1:]``) for ``stage`` and run it; returns the exit
+    code."""
     name = stage.__name__
     parser = argparse.ArgumentParser(prog=prog, description=HELPS[name])
     add_stage_arguments(parser, name)

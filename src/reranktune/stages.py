@@ -102,7 +102,8 @@ def finetune(params_file: str = "params.yaml") -> dict | None:
 
 
 def eval(params_file: str = "params.yaml", **overrides) -> dict:  # noqa: A001 - the stage's name
-    """``overrides`` (e.g. endpoint_url, data_path from the CLI) replace eval params; first_stage the retrieval one."""
+    """``overrides`` (e.g. endpoint_url, data_path from the CLI) replace eval params; first_stage
+    the retrieval one."""
     from reranktune.evaluation.run import EvalOutputs, run_eval
 
     params: EvalParams = load_section("eval", params_file)

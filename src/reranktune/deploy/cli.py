@@ -1,4 +1,5 @@
-"""``reranktune serve`` and ``reranktune deploy``: flags over the ``deploy`` section of params.yaml."""
+"""``reranktune serve`` and ``reranktune deploy``: flags over the ``deploy`` section of
+params.yaml."""
 
 from __future__ import annotations
 
@@ -32,14 +33,16 @@ Limits on what one request can cost (JSON {{"detail": ...}} answers):
                             query + passage pair up to max_length, summed. Counted
                             before any model work; over it: 413 ({_D.max_tokens_per_request})
   --request-timeout-s       counted from when the body has been read; not scored by
-                            then: 503, and its unscored pairs are dropped ({_D.request_timeout_s:g} s)
+                            then: 503, and its unscored pairs are dropped \
+({_D.request_timeout_s:g} s)
   A client that disconnects stops its request: passages are encoded and scored
   --max-batch at a time, and what is left is dropped at the next step.
 
 Time limits on a connection (deploy keys; past one: 408 and the connection closes):
   headers_timeout_s     a request's headers, from its first byte ({_D.headers_timeout_s:g} s)
   body_timeout_s        its body, from the end of its headers ({_D.body_timeout_s:g} s)
-  keep_alive_timeout_s  idle between requests, then closed without a 408 ({_D.keep_alive_timeout_s:g} s)
+  keep_alive_timeout_s  idle between requests, then closed without a 408 \
+({_D.keep_alive_timeout_s:g} s)
 
 Every flag defaults to the `deploy` section of --params, then to the value shown.
 The server binds 127.0.0.1: only this machine can reach it. Use --host 0.0.0.0
@@ -89,7 +92,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-dir",
         help=f"folder to serve: the export stage's ONNX folder, or a Hugging Face "
-        f"model folder with --engine torch (default: {_D.model_dir}; models/reranker with --engine torch)",
+        f"model folder with --engine torch (default: {_D.model_dir}; "
+        "models/reranker with --engine torch)",
     )
     parser.add_argument("--host", help=f"interface to bind (default: {_D.host}, this machine only)")
     parser.add_argument("--port", type=int, help=f"TCP port (default: {_D.port})")
@@ -107,7 +111,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument(
         "--engine",
         choices=["onnx", "torch"],
-        help=f"onnx: ONNX Runtime on model.onnx; torch: PyTorch on a model folder (default: {_D.engine})",
+        help="onnx: ONNX Runtime on model.onnx; torch: PyTorch on a model folder "
+        f"(default: {_D.engine})",
     )
     p.add_argument(
         "--model-name",
@@ -143,7 +148,8 @@ def add_serve_parser(sub) -> None:
         "--max-tokens-per-request",
         type=int,
         help=f"token budget of one request (query + passage per passage, each up to the model's "
-        f"max_length, summed); more is a 413 before any model work (default: {_D.max_tokens_per_request})",
+        "max_length, summed); more is a 413 before any model work "
+        f"(default: {_D.max_tokens_per_request})",
     )
     p.add_argument(
         "--request-timeout-s",
@@ -155,8 +161,8 @@ def add_serve_parser(sub) -> None:
         "--docs",
         action="store_const",
         const=True,
-        help="serve /docs (Swagger UI) and /redoc; their pages load scripts from a CDN, so they need a "
-        "browser with internet access (default: off; /openapi.json is always served)",
+        help="serve /docs (Swagger UI) and /redoc; their pages load scripts from a CDN, so they "
+        "need a browser with internet access (default: off; /openapi.json is always served)",
     )
     p.add_argument(
         "--threads", type=int, help="CPU threads for the engine, 0 for all cores (default: 0)"

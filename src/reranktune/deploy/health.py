@@ -38,7 +38,8 @@ def wait_ready(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Poll ``url`` every ``interval_s`` until it is ready; raise DeployError on ``failed()`` or timeout."""
+    """Poll ``url`` every ``interval_s`` until it is ready; raise DeployError on ``failed()`` or
+    timeout."""
     deadline = clock() + timeout_s
     while True:
         reason = failed()

@@ -113,7 +113,10 @@ def start_local(params: DeployParams, params_file: str = "params.yaml") -> Local
         code = proc.poll()
         if code is None:
             return None
-        return f"server exited with code {code} before it was ready; last lines of {log_file}:\n{_tail(log_file)}"
+        return (
+            f"server exited with code {code} before it was ready; "
+            f"last lines of {log_file}:\n{_tail(log_file)}"
+        )
 
     try:
         wait_ready(f"{url}/v1/health/ready", params.ready_timeout_s, 0.5, failed=exited)

@@ -46,7 +46,8 @@ def ngc_key(environ: dict[str, str] | None = None) -> str:
     key = (environ if environ is not None else os.environ).get(KEY_ENV, "").strip()
     if not key:
         raise InputError(
-            f"{KEY_ENV} is not set: export your NGC API key (https://org.ngc.nvidia.com/setup/api-keys) "
+            f"{KEY_ENV} is not set: export your NGC API key "
+            "(https://org.ngc.nvidia.com/setup/api-keys) "
             "in the environment; it is never read from params.yaml"
         )
     return key
@@ -147,8 +148,8 @@ def launch_nim(
         raise InputError(f"{model_dir}: model folder not found (run `reranktune export` first)")
     if RerankerConfig.load(model_dir).prior:
         log.warning(
-            "%s was trained with a first-stage prior, which NIM does not add: the container serves the "
-            "cross-encoder's logit alone; `deploy.runtime: local` serves logit + prior",
+            "%s was trained with a first-stage prior, which NIM does not add: the container serves "
+            "the cross-encoder's logit alone; `deploy.runtime: local` serves logit + prior",
             model_dir,
         )
     api_key = ngc_key(environ)
@@ -211,7 +212,8 @@ def stop_nim(params: DeployParams, client=None) -> bool:
         return False
     if not _is_ours(container):
         raise DeployError(
-            f"container {params.nim.container_name!r} was not started by reranktune; not stopping it"
+            f"container {params.nim.container_name!r} was not started by reranktune; "
+            "not stopping it"
         )
     container.stop(timeout=30)
     container.remove(force=True)

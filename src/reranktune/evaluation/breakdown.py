@@ -11,7 +11,8 @@ def breakdown(
     keys: list[str],
     measure: str,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{key: {value: {"queries": n, system: mean measure}}}``; keys no query carries are left out."""
+    """``{key: {value: {"queries": n, system: mean measure}}}``; keys no query carries are left
+    out."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for key in keys:
         groups: dict[str, list[str]] = defaultdict(list)

@@ -1,6 +1,7 @@
 """Compare two eval runs query by query from their ``eval_per_query.tsv`` files.
 
-    reranktune compare old/eval_per_query.tsv new/eval_per_query.tsv [--system human/finetuned] [--measure NDCG@10]
+    reranktune compare old/eval_per_query.tsv new/eval_per_query.tsv \
+        [--system human/finetuned] [--measure NDCG@10]
 
 Prints the paired randomisation test of the new run against the old one on the queries
 both contain (e.g. the fine-tuned model before and after a params change).
@@ -50,7 +51,8 @@ def compare_files(
     runs = {}
     for name, path in (("old", old), ("new", new)):
         per_query = read_per_query(path)
-        # "finetuned" means the first test set's (human questions when eval had them): "human/finetuned"
+        # "finetuned" means the first test set's (human questions when eval had them):
+        # "human/finetuned"
         match = (
             system
             if system in per_query

@@ -42,7 +42,8 @@ RECALL_K = 100  # the review's recall cut-off: what a first stage hands to the r
 
 @dataclass
 class EvalResult:
-    """One test set's figures: ``metrics`` holds every system's means at every k, the tests and the verdict."""
+    """One test set's figures: ``metrics`` holds every system's means at every k, the tests and
+    the verdict."""
 
     metrics: dict
     runs: dict[str, Run]
@@ -70,7 +71,8 @@ class TestSet:
 
 
 def rerank_speed(run: Run, seconds: float, reranker: Reranker, batch_size: int) -> dict:
-    """How fast a reranker scored a run, prior included: on a GPU, what to hold against bench/gpu/gpu_throughput.py."""
+    """How fast a reranker scored a run, prior included: on a GPU, what to hold against
+    bench/gpu/gpu_throughput.py."""
     pairs = sum(len(docs) for docs in run.values())
     return {
         "pairs": pairs,
@@ -94,7 +96,8 @@ def mean_of(per_query: dict, system: str, key: str) -> float:
 
 
 def verdict(per_query: dict, params: EvalParams, first_stages: list[str]) -> dict:
-    """The fine-tuned model against the best untrained system measured here, and the one line that says so.
+    """The fine-tuned model against the best untrained system measured here, and the one line
+    that says so.
 
     Untrained: every first stage (the reranked one first), and the prior alone (the fusion of
     their evidence without the cross-encoder) where the reranker has one. Training is worth
@@ -116,7 +119,10 @@ def verdict(per_query: dict, params: EvalParams, first_stages: list[str]) -> dic
     )
     best_first_stage = max(first_stages, key=lambda n: mean_of(per_query, n, key))
     if best_first_stage != reranked:
-        line += f"; {best_first_stage} is the better first stage here: set retrieval.first_stage: {best_first_stage}"
+        line += (
+            f"; {best_first_stage} is the better first stage here: "
+            f"set retrieval.first_stage: {best_first_stage}"
+        )
     return {
         "best_baseline": best,
         "beats_best_baseline": beats,
@@ -179,7 +185,8 @@ def evaluate(
     pairs = [(a, b) for a, b in candidates if a in runs and b in runs]
     metrics["significance"] = {
         "metric": key,
-        "test": f"paired randomisation (sign flip), two-sided, {params.significance_resamples} resamples",
+        "test": "paired randomisation (sign flip), two-sided, "
+        f"{params.significance_resamples} resamples",
         **compare_systems(per_query, pairs, key, params.significance_resamples, params.seed),
     }
     metrics["verdict"] = verdict(per_query, params, names)
@@ -200,7 +207,8 @@ def evaluate(
 
 
 def review_metrics(metrics: dict, params: EvalParams) -> dict:
-    """The numbers that decide a review (DVC's ``metrics`` file): a few per system, then the verdict.
+    """The numbers that decide a review (DVC's ``metrics`` file): a few per system, then the
+    verdict.
 
     The reranker's parts alone (prior, cross-encoder) get nDCG only: they rerank the same
     candidates, so their recall is the first stage's, and the report has the rest.
@@ -297,7 +305,8 @@ def _plot_rows(test_set: str, metrics: dict, k_values: list[int]) -> list[dict]:
 def write_per_query(
     path: str | Path, per_query: dict[str, dict[str, dict[str, dict[str, float]]]]
 ) -> None:
-    """Long TSV (query_id, system as ``test_set/system``, measures...) so two runs can be joined and compared."""
+    """Long TSV (query_id, system as ``test_set/system``, measures...) so two runs can be joined
+    and compared."""
     rows = {
         f"{test_set}/{system}": scores
         for test_set, systems in per_query.items()
@@ -313,7 +322,8 @@ def write_per_query(
 
 
 def test_sets(params: EvalParams) -> list[TestSet]:
-    """Each BEIR folder under ``questions_dir`` (real questions); without any, prep's synthetic split.
+    """Each BEIR folder under ``questions_dir`` (real questions); without any, prep's synthetic
+    split.
 
     Generated queries are cut from their passages, so BM25 ranks them almost perfectly and
     they cannot tell rerankers apart: they stand in only where no real question exists.
@@ -327,7 +337,8 @@ def test_sets(params: EvalParams) -> list[TestSet]:
     if human:
         return [TestSet(p.name, str(p), "real questions") for p in human]
     log.warning(
-        "no real questions under %s: judging on prep's split of generated queries, which favour BM25",
+        "no real questions under %s: judging on prep's split of generated queries, "
+        "which favour BM25",
         root,
     )
     return [TestSet(SYNTHETIC, params.data_path, "prep's test split of generated queries")]
@@ -337,16 +348,19 @@ def run_eval(
     params: EvalParams,
     finetuned_model: str | Path,
     outputs: EvalOutputs,
-    retrieval: RetrievalParams = RetrievalParams(),
-    model: ModelParams = ModelParams(),
+    retrieval: RetrievalParams | None = None,
+    model: ModelParams | None = None,
 ) -> dict:
-    """The eval stage: every test set, then metrics, details, plots, per-query scores and the report.
+    """The eval stage: every test set, then metrics, details, plots, per-query scores and the
+    report.
 
-    ``retrieval`` is the first stage whose candidates get reranked; ``model`` the base model the
-    fine-tuned one is compared against.
+    ``retrieval`` is the first stage whose candidates get reranked (default: RetrievalParams());
+    ``model`` the base model the fine-tuned one is compared against (default: ModelParams()).
 
     A failed endpoint check raises EndpointMismatch after every file is written.
     """
+    retrieval = retrieval or RetrievalParams()
+    model = model or ModelParams()
     sets = [
         (test_set, load_beir(test_set.path, params.split)) for test_set in test_sets(params)
     ]  # bad data fails first

@@ -59,7 +59,8 @@ class RankingSet:
 def ranking_set(
     beir_dir: str | Path, first_stage: FirstStageSettings, queries: int, top_k: int
 ) -> RankingSet:
-    """The first ``queries`` test queries (sorted ids; 0 = all) with their top-k first-stage candidates."""
+    """The first ``queries`` test queries (sorted ids; 0 = all) with their top-k first-stage
+    candidates."""
     data = load_beir(beir_dir)
     if queries:
         keep = sorted(data.queries)[:queries]

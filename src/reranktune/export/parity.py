@@ -26,7 +26,8 @@ class Parity:
 
 
 class ParityProbe:
-    """Fixed batches of real pairs (several batch sizes, up to the maximum length) and PyTorch's scores."""
+    """Fixed batches of real pairs (several batch sizes, up to the maximum length) and PyTorch's
+    scores."""
 
     def __init__(
         self,

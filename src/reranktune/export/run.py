@@ -80,7 +80,8 @@ def _session(variant: Variant, path: Path):
 def _export_prior(
     reranker: Reranker, model_dir: Path, out: Path, ranking: RankingSet, params: ExportParams
 ) -> tuple[Prior, PriorConfig, dict]:
-    """Copy the prior next to the graph, with an ONNX graph of its encoder if that scores like PyTorch.
+    """Copy the prior next to the graph, with an ONNX graph of its encoder if that scores like
+    PyTorch.
 
     Returns the prior serve will use (the ONNX one, or PyTorch's when its graph was rejected),
     its config entry and its parity figures over the gate's pairs.
@@ -135,7 +136,8 @@ def run_export(
     output_dir: str | Path,
     report_path: str | Path,
 ) -> dict:
-    # the gate's PyTorch reference reranks in fp32 on the GPU where there is one; export and parity use a CPU copy
+    # the gate's PyTorch reference reranks in fp32 on the GPU where there is one; export and
+    # parity use a CPU copy
     reranker = Reranker.from_pretrained(str(model_dir), bf16=False)
     cpu_model = on_cpu(reranker.model)
     texts = parity_texts(beir_dir, reranker.prompt_template, params.parity_pairs)
@@ -146,8 +148,8 @@ def run_export(
     if broken:  # no export can match such scores: a bad model, not a bad export
         raise InputError(
             f"{model_dir}: the model produced NaN or infinite scores on {broken} of "
-            f"{len(probe.torch_scores)} test pairs: its weights are broken (a diverged training run?); "
-            "retrain it"
+            f"{len(probe.torch_scores)} test pairs: its weights are broken "
+            "(a diverged training run?); retrain it"
         )
     sample = reranker.tokenizer(texts[:2], padding=True, return_tensors="pt")
     with atomic_dir(output_dir) as out:
@@ -163,7 +165,8 @@ def run_export(
         write_json(report_path, report)
         if not report["fp32"]["accepted"]:
             raise ParityError(
-                f"the fp32 ONNX export fails the accuracy gate: {report['fp32']['rejected_because']}"
+                "the fp32 ONNX export fails the accuracy gate: "
+                f"{report['fp32']['rejected_because']}"
             )
         for name, variant in variants.items():
             if not report[name]["accepted"]:
@@ -212,7 +215,8 @@ def _gate(
     out: Path,
     params: ExportParams,
 ) -> tuple[dict, Prior | None, PriorConfig | None]:
-    """Every variant judged against PyTorch; returns the report, the prior serve will use and its config."""
+    """Every variant judged against PyTorch; returns the report, the prior serve will use and its
+    config."""
     torch_ndcg, torch_speed = ranking.ndcg(reranker, params.batch_size)
     report: dict = {
         "gate": {
@@ -241,7 +245,8 @@ def _gate(
             ndcg, speed = ranking.ndcg(
                 reranker.with_backend(SessionBackend(session), served_prior), params.batch_size
             )
-        else:  # a GPU variant on a CPU-only machine: it loads and scores the probe pairs; that is all
+        else:
+            # a GPU variant on a CPU-only machine: it loads and scores the probe pairs; that is all
             log.info(
                 "%s: no CUDA provider here, so %s is not measured (parity only)", name, NDCG_KEY
             )

@@ -67,7 +67,8 @@ def build_engine(
 
 
 class TensorRTSession:
-    """Runs an engine with onnxruntime's ``session.run(outputs, feed)`` call shape, so the gate can judge it."""
+    """Runs an engine with onnxruntime's ``session.run(outputs, feed)`` call shape, so the gate
+    can judge it."""
 
     def __init__(self, path: Path) -> None:
         import tensorrt as trt

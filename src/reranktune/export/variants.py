@@ -37,7 +37,8 @@ CPU_PREFERENCE = ("int8", "optimized", "fp32")
 
 @contextlib.contextmanager
 def _quiet_root_logger() -> Iterator[None]:
-    """onnxruntime's tools log expected advice ("run pre-processing", type inference) on the root logger."""
+    """onnxruntime's tools log expected advice ("run pre-processing", type inference) on the root
+    logger."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
@@ -67,7 +68,8 @@ def optimize(src: Path, dst: Path, config) -> dict[str, int]:
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic INT8: weights quantised offline, activations per batch; no calibration data needed."""
+    """Dynamic INT8: weights quantised offline, activations per batch; no calibration data
+    needed."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet_root_logger():

@@ -66,7 +66,8 @@ def discard_incomplete(folder: Path) -> None:
 
 
 class SealCheckpoints(TrainerCallback):
-    """Seals each checkpoint once the Trainer has written all of it (``on_save`` runs after the save)."""
+    """Seals each checkpoint once the Trainer has written all of it (``on_save`` runs after the
+    save)."""
 
     def on_save(self, args, state, control, **kwargs):
         checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"

@@ -56,8 +56,9 @@ class ListwiseDataset(torch.utils.data.Dataset):
             if with_scores:
                 if any(not isinstance(d.get("score"), (int, float)) for d in docs):
                     raise InputError(
-                        f"{training_file}: data[{n}] ({record.get('question_id')}): a document has no numeric "
-                        "'score' (distillation and the dense prior need prep's scores; set finetune.distillation_weight "
+                        f"{training_file}: data[{n}] ({record.get('question_id')}): "
+                        "a document has no numeric 'score' (distillation and the dense prior "
+                        "need prep's scores; set finetune.distillation_weight "
                         "and finetune.prior.dense_weight to 0)"
                     )
                 item["scores"] = [float(d["score"]) for d in docs]
@@ -75,7 +76,8 @@ class ListwiseDataset(torch.utils.data.Dataset):
         return queries, [p for item in self.items for p in item["passages"]]
 
     def clozed_rows(self) -> list[int]:
-        """The ``pairs()`` rows whose positive lost its source sentence (the file scored it whole)."""
+        """The ``pairs()`` rows whose positive lost its source sentence (the file scored it
+        whole)."""
         rows, start = [], 0
         for item in self.items:
             if item.get("clozed"):
@@ -91,7 +93,8 @@ class ListwiseDataset(torch.utils.data.Dataset):
         self._set("prior", values)
 
     def set_teacher(self, values: list[float]) -> None:
-        """Each passage's teacher score for distillation, in ``pairs()`` order, instead of the file's."""
+        """Each passage's teacher score for distillation, in ``pairs()`` order, instead of the
+        file's."""
         self._set("teacher", values)
 
     def _set(self, key: str, values: list[float]) -> None:
@@ -101,7 +104,8 @@ class ListwiseDataset(torch.utils.data.Dataset):
             start += len(item["passages"])
 
     def tokenize(self, encoder: PairEncoder) -> None:
-        """Encode every pair now, in one call (the tokenizer's threads share it), so the collator only pads.
+        """Encode every pair now, in one call (the tokenizer's threads share it), so the collator
+        only pads.
 
         On a GPU, per-batch tokenization on the training loop's thread can take longer than the
         step itself; done up front it costs a few seconds once.
@@ -170,7 +174,8 @@ class LengthGroupedSampler(torch.utils.data.Sampler[int]):
 
 
 class ListwiseCollator:
-    """Flattens a batch of groups into ``batch x n_passages`` sequences, encoded as eval and serve encode them."""
+    """Flattens a batch of groups into ``batch x n_passages`` sequences, encoded as eval and serve
+    encode them."""
 
     def __init__(self, encoder: PairEncoder) -> None:
         self.encoder = encoder

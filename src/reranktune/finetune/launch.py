@@ -15,8 +15,8 @@ def launched_by_torchrun() -> bool:
 
 
 def relaunch_with_torchrun(nproc: int, cli_args: list[str]) -> None:
-    """Run stage ``cli_args`` (e.g. ``finetune --params params.yaml``) in ``nproc`` processes (NCCL on GPUs,
-    gloo on CPU), through the stage entry that stages/*.py use, not the whole CLI."""
+    """Run stage ``cli_args`` (e.g. ``finetune --params params.yaml``) in ``nproc`` processes
+    (NCCL on GPUs, gloo on CPU), through the stage entry that stages/*.py use, not the whole CLI."""
     command = [
         sys.executable,
         "-m",

@@ -20,9 +20,10 @@ def write_model_card(
     )
     weights = summary.get("prior_weights")
     prior = (
-        f"\n\n**Score = logit + a first-stage prior**: {weights['dense']:g} x the cosine of an embedding"
-        f" model (the first stage's, with its query/passage prefixes) + {weights['lexical']:g} x BM25"
-        " divided by its query's maximum (corpus statistics), both saved in `prior/` and described in"
+        f"\n\n**Score = logit + a first-stage prior**: {weights['dense']:g} x the cosine of an"
+        " embedding model (the first stage's, with its query/passage prefixes)"
+        f" + {weights['lexical']:g} x BM25 divided by its query's maximum (corpus statistics),"
+        " both saved in `prior/` and described in"
         " `reranktune.json`. Load the folder with `reranktune.reranker.Reranker.from_pretrained`,"
         " which adds the prior."
         if weights
@@ -38,7 +39,8 @@ tags: [reranker, cross-encoder, reranktune]
 # Fine-tuned cross-encoder reranker
 
 Fine-tuned from `{model.base_model}` by reranktune with a listwise
-softmax cross-entropy over 1 positive and {params.train_n_passages - 1} hard negatives per query.{distilled}{prior}
+softmax cross-entropy over 1 positive and {params.train_n_passages - 1} hard negatives per query.\
+{distilled}{prior}
 
 Score a pair by formatting it with the prompt template and taking the single logit:
 
@@ -47,7 +49,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 model = AutoModelForSequenceClassification.from_pretrained("PATH")
 tokenizer = AutoTokenizer.from_pretrained("PATH")
 text = {params.prompt_template!r}.format(query="...", passage="...")
-score = model(**tokenizer(text, truncation=True, max_length={params.rerank_max_length}, return_tensors="pt")).logits[0, 0]
+score = model(**tokenizer(text, truncation=True, max_length={params.rerank_max_length}, \
+return_tensors="pt")).logits[0, 0]
 ```
 
 ## Training data and run

@@ -37,7 +37,8 @@ def world_size() -> int:
 
 
 def batch_layout(params: FinetuneParams, n_devices: int) -> tuple[int, int]:
-    """(per-device batch, accumulation steps) so one optimiser step sees ``global_batch_size`` queries."""
+    """(per-device batch, accumulation steps) so one optimiser step sees ``global_batch_size``
+    queries."""
     per_device = min(params.per_device_batch_size, math.ceil(params.global_batch_size / n_devices))
     accumulation = math.ceil(params.global_batch_size / (per_device * n_devices))
     if per_device * n_devices * accumulation != params.global_batch_size:
@@ -66,7 +67,8 @@ def _fingerprint(params: FinetuneParams, model: ModelParams, train_file: Path) -
 
 
 def _prepare_checkpoints(folder: Path, fingerprint: str) -> bool:
-    """Keep complete checkpoints only if they belong to this exact run; True when one can be resumed."""
+    """Keep complete checkpoints only if they belong to this exact run; True when one can be
+    resumed."""
     marker = folder / FINGERPRINT
     if folder.exists():
         same_run = (
@@ -84,7 +86,8 @@ def _prepare_checkpoints(folder: Path, fingerprint: str) -> bool:
 def prior_evidence(
     prior: Prior, data: ListwiseDataset, source: Path, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair of ``data``, the prior's (cosine, normalised BM25), the file's cosines reused (checked)."""
+    """Per pair of ``data``, the prior's (cosine, normalised BM25), the file's cosines reused
+    (checked)."""
     queries, passages = data.pairs()
     scores = data.file_scores() if prior.encoder is not None else None
     return prior.training_evidence(queries, passages, scores, data.clozed_rows(), source, seed)
@@ -98,7 +101,8 @@ def attach_prior(
     in_loss: bool = True,
     as_teacher: bool = False,
 ) -> None:
-    """Each passage's prior score, weighed by the recipe: added to the logit in the loss, and/or the teacher."""
+    """Each passage's prior score, weighed by the recipe: added to the logit in the loss, and/or
+    the teacher."""
     if not (in_loss or as_teacher):
         return
     for data in datasets:
@@ -112,7 +116,8 @@ def attach_prior(
 def fitted_prior(
     prior: Prior, trainer, val_data: ListwiseDataset, val_file: Path, seed: int
 ) -> Prior | None:
-    """The prior rescaled to rank the validation queries best with the trained logit (``prior.fit_scale``)."""
+    """The prior rescaled to rank the validation queries best with the trained logit
+    (``prior.fit_scale``)."""
     logits = trainer.predict(val_data).predictions.astype(np.float64)
     weighted = prior.recipe.prior(*prior_evidence(prior, val_data, val_file, seed)).reshape(
         logits.shape
@@ -131,7 +136,8 @@ def fitted_prior(
 def stage_prior(
     params: FinetuneParams, retrieval: RetrievalParams, train_data: ListwiseDataset, staging: Path
 ) -> Prior | None:
-    """Save the prior in ``staging`` and load it back as eval and serve will; the output folder gets a copy."""
+    """Save the prior in ``staging`` and load it back as eval and serve will; the output folder
+    gets a copy."""
     if not (params.prior.dense_weight or params.prior.lexical_weight):
         return None
     config = save_prior(params.prior, retrieval, train_data.corpus_texts, staging)
@@ -167,7 +173,8 @@ def training_arguments(
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         optim="adamw_torch_fused",  # transformers' default since torch 2.8, named so that it stays
-        # the loss's NaN check is a host sync every step on a GPU; a NaN loss shows in the curves instead
+        # the loss's NaN check is a host sync every step on a GPU; a NaN loss shows in the curves
+        # instead
         logging_nan_inf_filter=False,
         accelerator_config={
             "non_blocking": torch.cuda.is_available()
@@ -220,7 +227,8 @@ def save_reranker(
     output_dir: Path,
     summary: dict,
 ) -> None:
-    """The Hugging Face folder with ``reranktune.json``, the prior training used, the card and the summary."""
+    """The Hugging Face folder with ``reranktune.json``, the prior training used, the card and the
+    summary."""
     with atomic_dir(output_dir) as tmp:
         trainer.save_model(str(tmp))
         prior_config: PriorConfig | None = None
@@ -246,14 +254,18 @@ def run_finetune(
     live_dir: str | Path,
     val_file: str | Path | None = None,
     callbacks: list | None = None,
-    model: ModelParams = ModelParams(),
-    retrieval: RetrievalParams = RetrievalParams(),
+    model: ModelParams | None = None,
+    retrieval: RetrievalParams | None = None,
 ) -> dict:
-    """Train ``model.base_model``, checkpointing every ``save_steps``; a rerun with the same inputs resumes.
+    """Train ``model.base_model``, checkpointing every ``save_steps``; a rerun with the same inputs
+    resumes.
 
     ``retrieval`` is the first stage that scored the training file: the prior carries its
-    evidence, is trained against and is saved with the reranker.
+    evidence, is trained against and is saved with the reranker. ``model`` and ``retrieval``
+    default to ModelParams() and RetrievalParams().
     """
+    model = model or ModelParams()
+    retrieval = retrieval or RetrievalParams()
     train_file, output_dir, checkpoint_dir = (
         Path(train_file),
         Path(output_dir),
@@ -277,8 +289,8 @@ def run_finetune(
     fit = params.prior.fit_scale and (params.prior.dense_weight or params.prior.lexical_weight)
     if fit and (params.prior.in_training or val_data is None):
         raise InputError(
-            "finetune.prior.fit_scale: fits the prior's scale to a logit trained alone, on validation "
-            "queries; set finetune.prior.in_training to false and prep.val_ratio above 0"
+            "finetune.prior.fit_scale: fits the prior's scale to a logit trained alone, on "
+            "validation queries; set finetune.prior.in_training to false and prep.val_ratio above 0"
         )
 
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -347,7 +359,8 @@ def make_trainer(
     accumulation: int,
     callbacks: list | None = None,
 ) -> ListwiseTrainer:
-    """The stage's Trainer: collator, loss, schedule, and the data options (bench/gpu/gpu_throughput.py times it too)."""
+    """The stage's Trainer: collator, loss, schedule, and the data options
+    (bench/gpu/gpu_throughput.py times it too)."""
     encoder = PairEncoder(
         tokenizer,
         params.prompt_template,

@@ -78,7 +78,8 @@ class ListwiseTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
 
     def _get_train_sampler(self, train_dataset=None):
-        """Length-grouped batches (transformers' own sampler needs token ids in the items, ours are groups)."""
+        """Length-grouped batches (transformers' own sampler needs token ids in the items, ours are
+        groups)."""
         if not self.group_by_length:
             return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset

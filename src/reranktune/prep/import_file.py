@@ -22,7 +22,8 @@ def _has_score(doc: dict) -> bool:
 def fill_missing_scores(
     records: list[dict], corpus: dict[str, str], embedding: EmbeddingParams
 ) -> int:
-    """Score unscored documents with the embedding model, as mining would have (distillation's teacher).
+    """Score unscored documents with the embedding model, as mining would have (distillation's
+    teacher).
 
     Scores already in the file are kept. Returns how many records were scored.
     """
@@ -51,7 +52,8 @@ def import_training_file(path: Path, output_dir: Path, embedding: EmbeddingParam
         missing = [d["id"] for d in record["pos_doc"] + record["neg_doc"] if d["id"] not in corpus]
         if missing:
             raise InputError(
-                f"{path}: data[{n}] ({record.get('question_id')}): ids not in the corpus: {missing[:5]}"
+                f"{path}: data[{n}] ({record.get('question_id')}): "
+                f"ids not in the corpus: {missing[:5]}"
             )
     scored = fill_missing_scores(training.records, corpus, embedding)
     if scored:

@@ -100,12 +100,14 @@ def run_prep(
     sdg_path: str | Path,
     output_dir: str | Path,
     report_path: str | Path,
-    retrieval: RetrievalParams = RetrievalParams(),
+    retrieval: RetrievalParams | None = None,
 ) -> dict:
     """Write ``output_dir`` (training files, corpus, BEIR test set) and the report metrics.
 
-    ``retrieval`` is the first stage that mines the negatives and scores every pair.
+    ``retrieval`` is the first stage that mines the negatives and scores every pair (default:
+    RetrievalParams()).
     """
+    retrieval = retrieval or RetrievalParams()
     if is_training_file(sdg_path):
         report = import_training_file(Path(sdg_path), Path(output_dir), retrieval.embedding)
         write_json(report_path, report)

@@ -1,4 +1,5 @@
-"""The reranker: a cross-encoder folder, its saved recipe and prior, scored on the backend the caller picks."""
+"""The reranker: a cross-encoder folder, its saved recipe and prior, scored on the backend the
+caller picks."""
 
 from reranktune.reranker.model import RankResult, Reranker
 

@@ -149,7 +149,8 @@ class Reranker:
         onnx_file: str | None = None,
         bf16: bool | None = None,
     ) -> Reranker:
-        """A hub id or folder; ``backend="onnx"`` loads ``onnx_file`` (default: the one export chose).
+        """A hub id or folder; ``backend="onnx"`` loads ``onnx_file`` (default: the one export
+        chose).
 
         ``bf16``: autocast PyTorch to bf16 (None: on CUDA devices that support it).
         """
@@ -191,7 +192,8 @@ class Reranker:
         )
 
     def with_backend(self, backend: LogitBackend, prior: Prior | None = None) -> Reranker:
-        """The same recipe on another backend (the export gate's ONNX sessions), optionally another prior copy."""
+        """The same recipe on another backend (the export gate's ONNX sessions), optionally another
+        prior copy."""
         return Reranker(self.encoder, backend, self.config, prior or self.prior, self.head_was_new)
 
     @property
@@ -224,13 +226,15 @@ class Reranker:
     def rerank(
         self, data: BeirData, candidates: Run, batch_size: int = 64, progress: bool = False
     ) -> Run:
-        """A first-stage run rescored as the reranker ships: logit + prior for every (query, candidate)."""
+        """A first-stage run rescored as the reranker ships: logit + prior for every (query,
+        candidate)."""
         return self.rerank_parts(data, candidates, batch_size, progress)["finetuned"]
 
     def rerank_parts(
         self, data: BeirData, candidates: Run, batch_size: int = 64, progress: bool = False
     ) -> dict[str, Run]:
-        """``rerank``'s run ("finetuned"), and with a prior its two parts alone ("prior", "crossencoder")."""
+        """``rerank``'s run ("finetuned"), and with a prior its two parts alone ("prior",
+        "crossencoder")."""
         pairs = [(qid, did) for qid, docs in candidates.items() for did in docs]
         logits, prior = self.score_parts(
             [data.queries[q] for q, _ in pairs],
@@ -250,7 +254,8 @@ class Reranker:
         return runs
 
     def encode(self, query: str, passages: list[str], truncate: bool = True) -> list[Encoded]:
-        """One request's pairs, tokenized, each with its prior score (serve runs this per request)."""
+        """One request's pairs, tokenized, each with its prior score (serve runs this per
+        request)."""
         queries = [query] * len(passages)
         pairs = self.encoder.encode(queries, passages, truncate)
         for pair, value in zip(pairs, self._prior(queries, passages).tolist()):
@@ -338,7 +343,8 @@ class Reranker:
         batch_size: int,
         progress: bool,
     ) -> np.ndarray:
-        """Logits of ``total`` pairs given as (their positions, a call returning them encoded) chunks.
+        """Logits of ``total`` pairs given as (their positions, a call returning them encoded)
+        chunks.
 
         Within a chunk similar token lengths share a batch, so padding stays small; the
         backend gets every batch as one stream and waits for the device once.

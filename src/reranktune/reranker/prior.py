@@ -1,4 +1,5 @@
-"""The first-stage prior: the evidence a first stage ranks by, computed per pair and saved with the model.
+"""The first-stage prior: the evidence a first stage ranks by, computed per pair and saved with
+the model.
 
 A cross-encoder initialised from a small bi-encoder and trained on a few thousand synthetic
 queries ranks worse than the first stage it reranks until it has seen far more data.
@@ -52,7 +53,8 @@ ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class OnnxEncoder:
-    """The same embeddings from ``prior/model.onnx`` (see ``export_prior_onnx``), without PyTorch."""
+    """The same embeddings from ``prior/model.onnx`` (see ``export_prior_onnx``), without
+    PyTorch."""
 
     def __init__(self, session, tokenizer, max_length: int, batch_size: int = 64) -> None:
         self.session = session
@@ -136,7 +138,8 @@ class Prior:
         return cls(config, encoder, lexical)
 
     def scaled(self, factor: float) -> Prior | None:
-        """The same evidence with both weights times ``factor`` (their ratio, so the prior's order, stays); None at 0."""
+        """The same evidence with both weights times ``factor`` (their ratio, so the prior's order,
+        stays); None at 0."""
         if not factor:
             return None
         config = self.config.model_copy(
@@ -151,7 +154,8 @@ class Prior:
         return Prior(config, self.encoder, self.lexical)
 
     def cosines(self, queries: list[str], passages: list[str]) -> np.ndarray:
-        """The dense cosine per pair (zeros without a dense part); each distinct text is embedded once."""
+        """The dense cosine per pair (zeros without a dense part); each distinct text is embedded
+        once."""
         if self.encoder is None:
             return np.zeros(len(queries))
         dense = self.config.dense
@@ -209,7 +213,8 @@ class Prior:
         source: Path,
         seed: int,
     ) -> None:
-        """Stop when a training file's scores are not this prior's cosines (another model scored it)."""
+        """Stop when a training file's scores are not this prior's cosines (another model scored
+        it)."""
         rows = [i for i in range(len(queries)) if i not in skip]
         rows = random.Random(seed).sample(rows, min(CHECK_PAIRS, len(rows)))
         own = self.cosines([queries[i] for i in rows], [passages[i] for i in rows])
@@ -218,11 +223,13 @@ class Prior:
         )
         if diff > CHECK_TOLERANCE:
             raise InputError(
-                f"{source}: its documents' 'score' values are not {self.config.dense.source_model}'s cosines "
-                f"(max difference {diff:.3f} over {len(rows)} sampled pairs, tolerance {CHECK_TOLERANCE}): "
-                "the file was scored by another model or other prefixes than retrieval.embedding. Rescore it "
-                "with `reranktune prep`, set retrieval.embedding to the model that scored it, or set "
-                "finetune.prior.dense_weight to 0"
+                f"{source}: its documents' 'score' values are not "
+                f"{self.config.dense.source_model}'s cosines "
+                f"(max difference {diff:.3f} over {len(rows)} sampled pairs, "
+                f"tolerance {CHECK_TOLERANCE}): "
+                "the file was scored by another model or other prefixes than retrieval.embedding. "
+                "Rescore it with `reranktune prep`, set retrieval.embedding to the model that "
+                "scored it, or set finetune.prior.dense_weight to 0"
             )
 
 
@@ -311,7 +318,8 @@ def fit_scale(logits: np.ndarray, prior: np.ndarray) -> tuple[float, float]:
 
 
 def export_prior_onnx(prior: Prior, path: Path, opset: int) -> None:
-    """Write the prior's PyTorch encoder as one ONNX graph: token ids in, normalised embedding out."""
+    """Write the prior's PyTorch encoder as one ONNX graph: token ids in, normalised embedding
+    out."""
     import torch
 
     model = on_cpu(

@@ -39,7 +39,8 @@ class ScoreRecipe:
 
 
 def positive_ranks(scores: np.ndarray) -> np.ndarray:
-    """Per row of a ``groups x passages`` array whose positive is first: its rank, 1 + the passages scored higher."""
+    """Per row of a ``groups x passages`` array whose positive is first: its rank, 1 + the
+    passages scored higher."""
     return 1 + (scores[:, 1:] > scores[:, :1]).sum(axis=1)
 
 
@@ -82,7 +83,8 @@ class PairEncoder:
         self.max_query_tokens = max(1, int(max_length * max_query_share))
 
     def cut_query(self, query: str) -> str:
-        """``query`` cut at a token boundary to at most ``max_query_tokens`` tokens (unchanged if shorter)."""
+        """``query`` cut at a token boundary to at most ``max_query_tokens`` tokens (unchanged if
+        shorter)."""
         if not self.tokenizer.is_fast:  # no offsets: cut through the tokens instead
             tokens = self.tokenizer.tokenize(query)
             return (
@@ -157,7 +159,8 @@ class TorchBackend:
         return self.logits_batches([arrays])[0]
 
     def logits_batches(self, batches: Iterable[dict[str, np.ndarray]]) -> list[np.ndarray]:
-        """Each batch's logits, waiting for the device once at the end rather than after every batch.
+        """Each batch's logits, waiting for the device once at the end rather than after every
+        batch.
 
         On a GPU the host pads and copies the next batch (from pinned memory, without blocking)
         while the device still runs the one before, so the device does not idle between batches.

@@ -42,7 +42,8 @@ def load_bm25s():
 
 
 def tokenize(texts: list[str], language: str = "english") -> list[list[str]]:
-    """bm25s's tokenizer: lower case, words of 2+ characters, stopwords out and stemmed when ``language`` is set."""
+    """bm25s's tokenizer: lower case, words of 2+ characters, stopwords out and stemmed when
+    ``language`` is set."""
     bm25s = load_bm25s()
 
     stemmer = stopwords = None
@@ -65,7 +66,8 @@ def tokenize(texts: list[str], language: str = "english") -> list[list[str]]:
 def bm25_search(
     queries: list[str], passages: list[str], k: int, language: str = "english"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Okapi BM25 (bm25s, Lucene variant) over ``passages``: per query the best ``min(k, len)`` (rows, scores).
+    """Okapi BM25 (bm25s, Lucene variant) over ``passages``: per query the best ``min(k, len)``
+    (rows, scores).
 
     Zero-scored passages fill a query's list when fewer match; bm25s's numpy backend ranks
     ties alike on every machine.
@@ -81,7 +83,8 @@ def bm25_search(
 
 
 class LexicalScorer:
-    """Normalised BM25 of a pair: ``sum idf(t) x tf / (tf + k1 (1 - b + b dl / avgdl)) / sum idf(t)``."""
+    """Normalised BM25 of a pair:
+    ``sum idf(t) x tf / (tf + k1 (1 - b + b dl / avgdl)) / sum idf(t)``."""
 
     def __init__(
         self,
@@ -103,7 +106,8 @@ class LexicalScorer:
     def fit(
         cls, corpus: list[str], language: str = "english", k1: float = K1, b: float = B
     ) -> LexicalScorer:
-        """Statistics of ``corpus``; terms get bm25s's Lucene idf, ``ln(1 + (N - df + 0.5) / (df + 0.5))``."""
+        """Statistics of ``corpus``; terms get bm25s's Lucene idf,
+        ``ln(1 + (N - df + 0.5) / (df + 0.5))``."""
         if not corpus:
             raise ValueError("the lexical prior needs a non-empty corpus")
         tokens = tokenize(corpus, language)

@@ -1,4 +1,5 @@
-"""Dense text embeddings: the first stage's, prep's mining and the reranker's prior all use this class.
+"""Dense text embeddings: the first stage's, prep's mining and the reranker's prior all use this
+class.
 
 Two caches for two uses: a whole batch of texts (a corpus, a query set) is saved to disk by
 content hash, so a rerun of prep or eval reuses it; ``CachedEncoder`` keeps single texts in
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def model_prefixes(model, params: EmbeddingParams) -> tuple[str, str]:
-    """(query, passage) prefixes: the params' where set, else the prompts the model was trained with."""
+    """(query, passage) prefixes: the params' where set, else the prompts the model was trained
+    with."""
     prompts = getattr(model, "prompts", None) or {}
     query = params.query_prefix if params.query_prefix is not None else prompts.get("query", "")
     passage = (
@@ -45,7 +47,8 @@ def load_sentence_transformer(
     trust_remote_code: bool = False,
     what: str = "embedding model",
 ):
-    """A sentence-transformers model from a hub id or folder, with a clear error when it does not load."""
+    """A sentence-transformers model from a hub id or folder, with a clear error when it does not
+    load."""
     from sentence_transformers import SentenceTransformer
 
     warn_remote_code(name, trust_remote_code)
@@ -107,7 +110,8 @@ class Embedder:
 
 
 class CachedEncoder:
-    """An encoder (any ``texts -> embeddings`` callable) that remembers its last ``max_texts`` texts.
+    """An encoder (any ``texts -> embeddings`` callable) that remembers its last ``max_texts``
+    texts.
 
     Serving a prior means embedding every passage of every request, which costs more than the
     cross-encoder (the embedder reads 256 tokens, the cross-encoder 128). A reranker sees the

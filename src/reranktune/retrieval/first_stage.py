@@ -20,7 +20,8 @@ FIRST_STAGES = ("dense", "bm25", "hybrid")
 
 @dataclass(frozen=True)
 class FirstStageSettings:
-    """How every first stage retrieves; eval, the export gate and the benches all build it from params."""
+    """How every first stage retrieves; eval, the export gate and the benches all build it from
+    params."""
 
     name: FirstStage  # the one whose candidates get reranked
     embedding: EmbeddingParams

@@ -232,7 +232,8 @@ class LlmClient:
         return vectors
 
     def preflight(self) -> None:
-        """One tiny call per distinct model before any work: a rejected key or unknown model stops at once."""
+        """One tiny call per distinct model before any work: a rejected key or unknown model stops
+        at once."""
         steps = {self.params.model_for(step): step for step in ("judge", "artifacts", "qa")}
         for step in steps.values():
             self.chat(

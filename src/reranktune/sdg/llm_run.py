@@ -42,7 +42,8 @@ def api_key(params: LlmParams, pending: int, total: int) -> str | None:
     if not key:
         raise InputError(
             f"sdg.llm.api_key_env: environment variable {params.api_key_env} is not set "
-            f"(needed for {params.base_url}); {total - pending} of {total} documents done, {pending} to go. "
+            f"(needed for {params.base_url}); {total - pending} of {total} documents done, "
+            f"{pending} to go. "
             "Set it, or set sdg.llm.api_key_env: null for an endpoint without a key."
         )
     return key
@@ -92,7 +93,8 @@ def run_llm_sdg(
     write_json(summary_path, summary)
     if failed:
         raise InputError(
-            f"sdg: {len(failed)} of {len(units)} documents failed after {params.max_retries} retries "
+            f"sdg: {len(failed)} of {len(units)} documents failed "
+            f"after {params.max_retries} retries "
             f"(first: {failed[0]['files']}: {failed[0]['error']}); {len(entries)} done are kept in "
             f"{checkpoint.path}. Run the stage again to resume; see {summary_path}."
         )
@@ -164,7 +166,8 @@ def _run_pending(
     bar.close()
     if auth_error:
         raise InputError(
-            f"sdg.llm: {client.auth_error or auth_error} (key from ${generator.params.api_key_env}); stopped. "
+            f"sdg.llm: {client.auth_error or auth_error} "
+            f"(key from ${generator.params.api_key_env}); stopped. "
             f"{len(done)} of {total} documents done and kept in {checkpoint.path}; "
             "fix the key and run again to resume."
         )

@@ -35,14 +35,17 @@ from reranktune.sdg.records import QAPair, document_record
 JUDGE = "heuristic: rare-word specificity and lexical rank of the positive chunk"
 
 _DEFINITION = re.compile(
-    r"^(?:The |A |An )?(?P<subject>[A-Za-z][\w\-'`()]*(?: [\w\-'`()]+){0,4}?) (?P<verb>is|are|means|refers to) "
+    r"^(?:The |A |An )?(?P<subject>[A-Za-z][\w\-'`()]*(?: [\w\-'`()]+){0,4}?) "
+    r"(?P<verb>is|are|means|refers to) "
 )
 _DATE = re.compile(
     r",? ?(?:(?:on|in|since|by|from|until) )?(?:(?:early|late|mid)[- ])?"
-    r"(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? (?:\d{1,2},? )?)?(?:19|20)\d\d\b"
+    r"(?:(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.? (?:\d{1,2},? )?)?"
+    r"(?:19|20)\d\d\b"
 )
 _LEADING_NAME = re.compile(
-    r"^(?:The )?(?P<name>(?:[A-Z][\w.'&-]*|\d[\w.-]*)(?: (?:[A-Z][\w.'&-]*|of|de|\d[\w.-]*)){0,5}) (?P<rest>[a-z].*)$"
+    r"^(?:The )?(?P<name>(?:[A-Z][\w.'&-]*|\d[\w.-]*)"
+    r"(?: (?:[A-Z][\w.'&-]*|of|de|\d[\w.-]*)){0,5}) (?P<rest>[a-z].*)$"
 )
 _PERSON_HINT = re.compile(
     r"\b(?:he|she|his|her|him|said|says|told|born|died|player|singer|actor|actress|director|"

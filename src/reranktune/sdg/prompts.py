@@ -43,7 +43,8 @@ def messages_tokens(messages: list[dict], chars_per_token: float) -> int:
 def _schema_block(model: type[BaseModel]) -> str:
     schema = json.dumps(model.model_json_schema(), separators=(",", ":"))
     return (
-        "\n\nReturn only one JSON object, within a Markdown ```json code fence, that fits this schema:\n"
+        "\n\nReturn only one JSON object, within a Markdown ```json code fence, "
+        "that fits this schema:\n"
         f"<response_schema>{schema}</response_schema>"
     )
 
@@ -101,7 +102,8 @@ def _qa_user(
         "- Questions must be standalone (no 'this document', 'the text', 'the author').\n"
         "- segment_ids: the ids of the chunks ([chunk N]) the answer rests on; hop_count: how many "
         "reasoning hops (1-3); hop_contexts: one entry per hop with its chunk ids and a summary.\n"
-        f"\nKey artifacts of the text: {artifacts_json}\n\n{chunks_text}{_schema_block(QAGeneration)}"
+        f"\nKey artifacts of the text: {artifacts_json}\n\n"
+        f"{chunks_text}{_schema_block(QAGeneration)}"
     )
 
 

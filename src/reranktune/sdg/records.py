@@ -26,7 +26,8 @@ class QAPair:
 def bundle_record(
     paths: list[str], source_id: str, chunks: list[str], pairs: list[dict], evaluations: list[dict]
 ) -> dict:
-    """One JSONL line: one document (or a multi-document bundle), its chunks, pairs and judgements."""
+    """One JSONL line: one document (or a multi-document bundle), its chunks, pairs and
+    judgements."""
     return {
         "file_name": paths,
         "source_id": source_id,

@@ -1,7 +1,8 @@
 """Pydantic schemas for the three LLM steps' replies (the dedup step is local).
 
 Types are strict where prep depends on them (query types, segment ids, scores); counts
-are lenient (extra artifacts are cut by the generator, not rejected) so a chatty model still yields data.
+are lenient (extra artifacts are cut by the generator, not rejected) so a chatty model still
+yields data.
 """
 
 from __future__ import annotations

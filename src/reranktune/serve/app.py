@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 
 
 class ServeSettings(DeployParams):
-    """What ``reranktune serve`` runs: ``params.yaml``'s deploy section and two command-line choices."""
+    """What ``reranktune serve`` runs: ``params.yaml``'s deploy section and two command-line
+    choices."""
 
     device: str | None = None  # torch engine: cpu or cuda (None: cuda when available)
     trust_remote_code: bool = False  # torch engine: run the model folder's own code
@@ -91,7 +92,8 @@ def _pair_length(pair: Encoded) -> int:
 
 
 async def _score_alone(engine: Engine, pairs: list[Encoded], size: int) -> list[float]:
-    """Without batching: the request's own pairs, ``size`` at a time, so a cancel stops between slices."""
+    """Without batching: the request's own pairs, ``size`` at a time, so a cancel stops between
+    slices."""
     order = length_order(pairs, _pair_length)
     ordered = [pairs[i] for i in order]
     scores: list[float] = []
@@ -105,7 +107,8 @@ def create_app(
     loader: Callable[[], Engine] | None = None,
     on_load_failure: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """Build the app; ``loader`` makes the engine (default: ``settings.load``) off the event loop."""
+    """Build the app; ``loader`` makes the engine (default: ``settings.load``) off the event
+    loop."""
     state = _State()
     loader = loader or settings.load
 
@@ -143,9 +146,11 @@ def create_app(
     app = FastAPI(
         title="reranktune ranking API",
         version="1",
-        description="NIM-compatible reranking: POST a query and passages, get them back ranked by logit.",
+        description="NIM-compatible reranking: POST a query and passages, "
+        "get them back ranked by logit.",
         lifespan=lifespan,
-        # Swagger UI and ReDoc pull their scripts from a CDN: off unless asked (deploy.docs); /openapi.json stays
+        # Swagger UI and ReDoc pull their scripts from a CDN: off unless asked (deploy.docs);
+        # /openapi.json stays
         docs_url="/docs" if settings.docs else None,
         redoc_url="/redoc" if settings.docs else None,
     )
@@ -230,7 +235,8 @@ def create_app(
         )
 
     async def score(engine: Engine, body: RankingRequest) -> list[float]:
-        """Bound the texts, count the tokens (413 over the budget), encode ``max_batch`` passages at a time, score."""
+        """Bound the texts, count the tokens (413 over the budget), encode ``max_batch`` passages
+        at a time, score."""
         query, passages = bound_texts(
             body.query.text,
             [p.text for p in body.passages],

@@ -47,7 +47,8 @@ class Engine:
         )
 
     def encode(self, query: str, passages: list[str], truncate: bool) -> list[Encoded]:
-        """Token ids and prior score per pair; with ``truncate`` off an over-long pair raises PairTooLong."""
+        """Token ids and prior score per pair; with ``truncate`` off an over-long pair raises
+        PairTooLong."""
         return self.reranker.encode(query, passages, truncate)
 
     def score(self, pairs: list[Encoded]) -> list[float]:
@@ -66,7 +67,8 @@ def check_model_folder(folder: str | Path, kind: EngineKind) -> Path:
         config = RerankerConfig.load(folder)
         if config.onnx is None:
             raise InputError(
-                f"{folder / CONFIG_FILE}: no ONNX export described here (written by `reranktune export`)"
+                f"{folder / CONFIG_FILE}: no ONNX export described here "
+                "(written by `reranktune export`)"
             )
         graph = folder / config.onnx.file
         if not graph.is_file():

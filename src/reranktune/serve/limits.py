@@ -1,5 +1,5 @@
-"""What bounds the work one request can cause: its body size, its texts' length, its tokens, its deadline,
-its client, and how long its connection may take to send it.
+"""What bounds the work one request can cause: its body size, its texts' length, its tokens, its
+deadline, its client, and how long its connection may take to send it.
 
 ``BodySizeLimit``: Starlette's own limiter answers a declared over-size
 Content-Length in plain text; this one answers 413 with a JSON body, like every
@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
-# characters per token that no text of prose reaches (they average 3 to 5): a text over max_length x this
-# many characters is far over max_length tokens, and tokenizing a multi-megabyte text costs seconds of CPU
+# characters per token that no text of prose reaches (they average 3 to 5): a text over
+# max_length x this many characters is far over max_length tokens, and tokenizing a
+# multi-megabyte text costs seconds of CPU
 CHARS_PER_TOKEN = 16
 
 
@@ -80,13 +81,15 @@ class ClientGone(Exception):
 
 
 async def _disconnected(request: Request) -> None:
-    """Returns once the client has gone (the body was read already: the next message is the disconnect)."""
+    """Returns once the client has gone (the body was read already: the next message is the
+    disconnect)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
 
 async def until_done(work: Coroutine[Any, Any, R], request: Request, timeout_s: float) -> R:
-    """``work``'s result; cancelled with ClientGone when the client disconnects, or with a 503 after ``timeout_s``."""
+    """``work``'s result; cancelled with ClientGone when the client disconnects, or with a 503
+    after ``timeout_s``."""
     task = asyncio.ensure_future(work)
     task.add_done_callback(
         lambda t: t.cancelled() or t.exception()
@@ -97,7 +100,8 @@ async def until_done(work: Coroutine[Any, Any, R], request: Request, timeout_s: 
             {task, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
         )
     finally:
-        task.cancel()  # a no-op once it is done; else it stops at its next await (a batch, an encode slice)
+        # a no-op once it is done; else it stops at its next await (a batch, an encode slice)
+        task.cancel()
         gone.cancel()
     if task in done:
         return task.result()
@@ -114,8 +118,9 @@ async def until_done(work: Coroutine[Any, Any, R], request: Request, timeout_s: 
 def bound_texts(
     query: str, passages: list[str], max_length: int, cut: bool
 ) -> tuple[str, list[str]]:
-    """The texts cut to ``max_length`` x CHARS_PER_TOKEN characters (``cut``: truncate END), else a 400 for the first
-    longer one; both before any tokenizing, so that a request's cost follows its token budget, not its bytes."""
+    """The texts cut to ``max_length`` x CHARS_PER_TOKEN characters (``cut``: truncate END), else a
+    400 for the first longer one; both before any tokenizing, so that a request's cost follows its
+    token budget, not its bytes."""
     limit = max_length * CHARS_PER_TOKEN
     if cut:
         return query[:limit], [p[:limit] for p in passages]
@@ -164,7 +169,8 @@ class TimedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _follow(self) -> None:
-        """Move to the phase h11's parser is in: headers (part of a request read), body, or none (idle, or all read)."""
+        """Move to the phase h11's parser is in: headers (part of a request read), body, or none
+        (idle, or all read)."""
         state = self.conn.their_state
         if state is h11.SEND_BODY:
             self._enter("body")
@@ -185,7 +191,7 @@ class TimedH11Protocol(H11Protocol):
         timeout = self.timeouts[self.phase]
         log.info(
             "%s: request %s not received within %g s (deploy.%s_timeout_s): connection closed",
-            "%s:%d" % self.client if self.client else "client",
+            f"{self.client[0]}:{self.client[1]:d}" if self.client else "client",
             self.phase,
             timeout,
             self.phase,
@@ -194,7 +200,10 @@ class TimedH11Protocol(H11Protocol):
             if (
                 self.phase == "headers" or not self.cycle.response_started
             ):  # else 408 would be a second answer
-                detail = f"request {self.phase} not received within {timeout:g} s (the server's {self.phase}_timeout_s)"
+                detail = (
+                    f"request {self.phase} not received within {timeout:g} s "
+                    f"(the server's {self.phase}_timeout_s)"
+                )
                 body = JSONResponse({"detail": detail}).body
                 self.transport.write(
                     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
