@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from reranktune.beir_data import load_beir
@@ -31,6 +30,7 @@ from reranktune.io import write_json
 from reranktune.logs import setup_logging
 from reranktune.params import load_section
 from reranktune.reranker.model import Reranker
+from reranktune.reranker.onnx import onnx_session
 from reranktune.reranker.scoring import LogitBackend, SessionBackend, TorchBackend, format_pair
 from reranktune.retrieval.first_stage import FirstStageSettings
 
@@ -61,11 +61,8 @@ def bench_batch(
 
 
 def onnx_backend(path: Path) -> SessionBackend:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # the same cores torch gets
-    return SessionBackend(
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    )
+    # the same cores torch gets
+    return SessionBackend(onnx_session(path, "cpu", threads=torch.get_num_threads()))
 
 
 def throughput(
