@@ -2,9 +2,9 @@
 no output.
 
 Each case builds a small project folder (params.yaml plus whatever inputs the stage
-reads), runs the stage in this process through ``reranktune.cli.main`` and through
-``reranktune.stage_cli.run_stage`` (what ``stages/<name>.py``, the script DVC runs, calls),
-and checks that nothing was written. One case also runs ``stages/prep.py`` in a subprocess.
+reads), runs the stage in this process through ``reranktune.cli.main`` (whose stage commands
+share ``reranktune.stage_cli``'s wrapper with ``stages/<name>.py``, the script DVC runs) and
+checks that nothing was written. One case also runs ``stages/prep.py`` in a subprocess.
 Nothing here downloads: HF_HUB_OFFLINE is set (conftest).
 """
 
@@ -24,9 +24,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from reranktune import stages
 from reranktune.cli import main
-from reranktune.stage_cli import STAGES, run_stage
 
 QRELS_HEADER = "query-id\tcorpus-id\tscore\n"
 
@@ -393,18 +391,10 @@ def make_project(root: Path, case: Case, tiny_bert_dir: Path) -> None:
         case.setup(root, tiny_bert_dir)
 
 
-ENTRIES = {
-    "reranktune": main,
-    "stages/*.py": lambda argv: run_stage(getattr(stages, argv[0]), argv[1:]),
-}
-
-
-@pytest.mark.parametrize("entry", list(ENTRIES))
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_is_one_line_and_exit_2(name, entry, tmp_path, monkeypatch, capfd, tiny_bert_dir):
+def test_bad_input_is_one_line_and_exit_2(name, tmp_path, monkeypatch, capfd, tiny_bert_dir):
+    """Through the CLI; stages/*.py share its wrapper (stage_cli), run as DVC runs it below."""
     case = CASES[name]
-    if entry != "reranktune" and case.argv[0] not in STAGES:
-        pytest.skip("not a pipeline stage")
     make_project(tmp_path, case, tiny_bert_dir)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / ".cache"))
@@ -413,7 +403,7 @@ def test_bad_input_is_one_line_and_exit_2(name, entry, tmp_path, monkeypatch, ca
     before = tree(tmp_path)
     capfd.readouterr()
 
-    code = ENTRIES[entry](case.argv)
+    code = main(case.argv)
 
     out, err = capfd.readouterr()
     lines = error_lines(err)
