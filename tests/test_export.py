@@ -441,9 +441,8 @@ def test_a_prior_int8_that_fails_the_gate_leaves_the_fp32_graph_served(
             _perturb(dst, scale=3.0)
 
         monkeypatch.setattr(run_module, "quantize_int8", corrupt)
-    else:  # no rounding can keep every prior score within 1e-9 of PyTorch's ranking
+    else:  # INT8 rounding reorders some of the 60 pairs' prior scores: rank correlation < 1
         overrides["lossy_min_spearman"] = 1.0
-        monkeypatch.setattr(run_module, "compare_scores", _with_spearman(0.9999))
     report, out = _prior_export(
         tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch, **overrides
     )
@@ -459,14 +458,3 @@ def test_a_prior_int8_that_fails_the_gate_leaves_the_fp32_graph_served(
     )
     served = engine.score(engine.encode(QUERY, PASSAGES, truncate=True))
     assert served == pytest.approx(expected, abs=1e-3)
-
-
-def _with_spearman(value):
-    from reranktune.export.parity import compare_scores
-
-    def compare(reference, scores, shapes=None):
-        parity = compare_scores(reference, scores, shapes)
-        parity.spearman = min(parity.spearman, value)
-        return parity
-
-    return compare
