@@ -458,3 +458,28 @@ def test_a_prior_int8_that_fails_the_gate_leaves_the_fp32_graph_served(
     )
     served = engine.score(engine.encode(QUERY, PASSAGES, truncate=True))
     assert served == pytest.approx(expected, abs=1e-3)
+
+
+def test_served_speed_times_the_prior_without_its_cache(tiny_bert_dir):
+    """Serve's cache makes recurring passages cheap: each timing pays for every embedding."""
+    from reranktune.reranker.config import DensePriorConfig, PriorConfig
+    from reranktune.reranker.prior import Prior
+
+    calls = []
+
+    def encoder(texts):
+        calls.append(len(texts))
+        return np.full((len(texts), 4), 0.5, np.float32)
+
+    config = PriorConfig(dense=DensePriorConfig(weight=1.0, source_model="fake", max_length=16))
+    reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=64)
+    served = reranker.with_backend(reranker.backend, Prior(config, encoder))
+    corpus = {f"d{i}": {"title": "", "text": f"passage {i}"} for i in range(6)}
+    queries = {"q0": "query zero", "q1": "query one"}
+    candidates = {"q0": {f"d{i}": 0.0 for i in range(3)}, "q1": {f"d{i}": 0.0 for i in (3, 4, 5)}}
+    ranking = RankingSet(BeirData(corpus, queries, {}, {}), candidates, "dense")
+    served.score(["query zero"], ["passage 0"])  # fills the served prior's own cache
+    calls.clear()
+    for _ in range(2):  # the first 4 pairs: q0 x 3 and q1 x 1, so 2 queries and 4 passages
+        assert ranking.served_speed(served, 4, pairs=4) > 0
+    assert calls == [2, 4, 2, 4]
