@@ -137,7 +137,8 @@ class Server:
             str(folder),
             "--port",
             str(self.port),
-        ] + ([] if batching else ["--no-batching"])
+            "--batching" if batching else "--no-batching",
+        ]
         env = {
             **os.environ,
             "PYTHONPATH": str(REPO / "src"),

@@ -320,3 +320,21 @@ def test_nim_stop_removes_only_ours(onnx_dir):
     with pytest.raises(DeployError):
         stop_nim(nim_params(onnx_dir), client=FakeDocker(existing=stranger))
     assert not stranger.removed
+
+
+@pytest.mark.parametrize(
+    "flags, batching",
+    [([], False), (["--batching"], True), (["--no-batching"], False)],
+)
+def test_serve_batching_is_off_by_default_and_both_flags_work(flags, batching, tmp_path):
+    """bench/results/serve.json: batching was slower on small requests and equal on large."""
+    from reranktune.cli import build_parser
+    from reranktune.deploy.cli import _params
+
+    params = tmp_path / "params.yaml"
+    params.write_text("deploy:\n  port: 8000\n")
+    args = build_parser().parse_args(["serve", "--params", str(params), *flags])
+    assert _params(args).batching is batching
+    params.write_text("deploy:\n  batching: true\n")
+    args = build_parser().parse_args(["serve", "--params", str(params), *flags])
+    assert _params(args).batching is (batching if flags else True)

@@ -1,4 +1,6 @@
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,7 +16,7 @@ from reranktune.export.onnx_export import export_onnx
 from reranktune.export.parity import ParityProbe
 from reranktune.export.run import run_export
 from reranktune.export.tensorrt_engine import TensorRTSession, build_engine, tensorrt_missing
-from reranktune.export.variants import VARIANTS, build_variants
+from reranktune.export.variants import VARIANTS, build_variants, head_node_names
 from reranktune.io import InputError, write_jsonl
 from reranktune.params import EmbeddingParams, ExportParams, load_section
 from reranktune.reranker.config import RerankerConfig
@@ -68,6 +70,21 @@ def test_every_variant_matches_torch_at_several_shapes(fixture, request, tmp_pat
         onnx.load(str(tmp_path / VARIANTS["fp16"].file)).graph.initializer[0].data_type
         == onnx.TensorProto.FLOAT16
     )
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert_dir", "tiny_llama_dir"])
+def test_int8_keeps_the_head_in_fp32_and_quantises_per_channel(fixture, request, tmp_path):
+    _export_all(request.getfixturevalue(fixture), tmp_path)
+    graph = onnx.load(str(tmp_path / VARIANTS["int8"].file)).graph
+    optimized = onnx.load(str(tmp_path / VARIANTS["optimized"].file))
+    head = {n for n in head_node_names(optimized) if "classifier" in n or "score" in n}
+    assert head
+    quantised = [
+        n.name for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")
+    ]
+    assert quantised and not [n for n in quantised if any(n.startswith(h) for h in head)]
+    scales = [numpy_helper.to_array(t) for t in graph.initializer if t.name.endswith("_scale")]
+    assert any(s.size > 1 for s in scales)  # one scale per output channel
 
 
 def test_export_leaves_the_model_in_eval_mode(tiny_bert_dir, tmp_path):
@@ -181,8 +198,14 @@ def test_run_export_writes_a_self_describing_folder(
     )  # CPU-only here: built, loaded and probed, not reranked
     config = RerankerConfig.load(out)
     onnx = config.onnx
-    accepted = [n for n in params.variants if report[n]["accepted"]]
-    assert onnx.default_variant in accepted and onnx.file == VARIANTS[onnx.default_variant].file
+    # the default is the accepted CPU variant export timed fastest (logit + prior, serve's way)
+    timed = {n: report[n]["pairs_per_s"] for n in ("fp32", "optimized", "int8")}
+    assert all((speed is not None) == report[n]["accepted"] for n, speed in timed.items())
+    assert report["fp16"]["pairs_per_s"] is None  # a GPU variant: not timed on the CPU
+    accepted = {n: speed for n, speed in timed.items() if report[n]["accepted"]}
+    assert onnx.default_variant == max(accepted, key=accepted.get) == report["speed"]["fastest"]
+    assert onnx.file == VARIANTS[onnx.default_variant].file
+    assert report["speed"]["pairs"] == 60 and report["speed"]["rounds"] >= 1
     for name, entry in onnx.variants.items():
         assert entry.accepted == report[name]["accepted"]
         assert (entry.file is not None) == entry.accepted == (out / VARIANTS[name].file).exists()
@@ -225,7 +248,54 @@ def test_run_export_drops_a_rejected_int8_and_serves_the_next_best(
     onnx = RerankerConfig.load(out).onnx
     assert onnx.variants["int8"].file is None and not onnx.variants["int8"].accepted
     assert not (out / VARIANTS["int8"].file).exists()
-    assert onnx.default_variant == "optimized" and onnx.file == "model.opt.onnx"
+    assert onnx.default_variant in ("fp32", "optimized")
+    assert onnx.default_variant == max(
+        ("fp32", "optimized"), key=lambda n: report[n]["pairs_per_s"]
+    )
+    assert onnx.file == VARIANTS[onnx.default_variant].file
+
+
+def test_the_measured_default_is_what_serve_loads(tiny_bert_dir, small_beir, tmp_path, monkeypatch):
+    import reranktune.reranker.model as model_module
+    from reranktune.serve.engines import load_engine
+
+    monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "onnx"
+    # whichever variant times fastest must be the one loaded: make int8 win by a wide margin
+    speeds = {"fp32": 10.0, "optimized": 20.0, "int8": 30.0}
+    monkeypatch.setattr(
+        "reranktune.export.gate.RankingSet.served_speed",
+        lambda self, reranker, batch_size, pairs: speeds[_variant_of(reranker)],
+    )
+    params = ExportParams(
+        variants=["fp32", "optimized", "int8"],
+        gate_queries=6,
+        gate_top_k=4,
+        parity_pairs=16,
+        lossy_min_spearman=-1.0,
+        max_ndcg_drop=1.0,
+    )
+    report = run_export(params, FIRST_STAGE, tiny_bert_dir, small_beir, out, tmp_path / "e.json")
+    assert {n: report[n]["pairs_per_s"] for n in speeds} == speeds
+    onnx = RerankerConfig.load(out).onnx
+    assert onnx.default_variant == "int8" and onnx.variants["int8"].accepted
+    assert onnx.file == "model.int8.onnx"
+    loaded = []
+    real = model_module.onnx_session
+    monkeypatch.setattr(
+        model_module,
+        "onnx_session",
+        lambda path, *a, **k: loaded.append(Path(path).name) or real(path, *a, **k),
+    )
+    Reranker.from_pretrained(str(out), backend="onnx")
+    engine = load_engine("onnx", out)
+    assert loaded == ["model.int8.onnx", "model.int8.onnx"] and engine.kind == "onnx"
+
+
+def _variant_of(reranker) -> str:
+    """The variant name of the graph a gate-built reranker's session runs."""
+    path = Path(reranker.backend.session._model_path).name
+    return next(n for n, v in VARIANTS.items() if v.file == path)
 
 
 def test_export_params_need_fp32_and_ordered_profiles(tmp_path):
@@ -300,3 +370,116 @@ def test_a_reranker_with_a_prior_is_exported_and_served_with_it(
         assert engine.score(engine.encode(query, passages, truncate=True)) == pytest.approx(
             expected, abs=1e-3
         ), kind
+
+
+def _prior_export(folder, small_beir, tmp_path, monkeypatch, **overrides):
+    monkeypatch.setenv("RERANKTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "onnx"
+    params = ExportParams(
+        **{
+            "variants": ["fp32", "int8"],
+            "gate_queries": 0,
+            "gate_top_k": 5,
+            "parity_pairs": 16,
+            **overrides,
+        }
+    )
+    return run_export(params, FIRST_STAGE, folder, small_beir, out, tmp_path / "e.json"), out
+
+
+QUERY = "what does vacuum do"
+PASSAGES = ["VACUUM reclaims storage.", "A cursor walks rows.", "Vacuum it.", "An index."]
+
+
+def test_the_prior_is_served_in_int8_when_it_passes_the_gate(
+    tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch
+):
+    from reranktune.serve.engines import load_engine
+
+    # the tiny cross-encoder is random: loose gates, the real MiniLM prior is what is judged
+    report, out = _prior_export(
+        tiny_bert_with_prior_dir,
+        small_beir,
+        tmp_path,
+        monkeypatch,
+        lossy_min_spearman=0.5,
+        max_ndcg_drop=1.0,
+    )
+    prior = report["prior"]
+    assert prior["accepted"] and prior["max_abs_diff"] < 1e-4  # the fp32 graph, as before
+    int8 = prior["int8"]
+    assert int8["accepted"] and int8["spearman"] > 0.9 and int8["NDCG@10"] is not None, int8
+    assert prior["onnx_file"] == int8["onnx_file"] == "prior/model.int8.onnx"
+    assert (out / "prior" / "model.int8.onnx").exists() and (out / "prior" / "model.onnx").exists()
+    assert not (out / "prior" / "model.opt.onnx").exists()
+    graph = onnx.load(str(out / "prior" / "model.int8.onnx")).graph
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
+    assert RerankerConfig.load(out).prior.dense.onnx_file == "model.int8.onnx"
+    engine = load_engine("onnx", out)
+    assert Path(engine.prior.encoder.session._model_path).name == "model.int8.onnx"
+    expected = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu").score(
+        [QUERY] * len(PASSAGES), PASSAGES
+    )
+    served = engine.score(engine.encode(QUERY, PASSAGES, truncate=True))
+    assert served == pytest.approx(expected, abs=0.5)  # prior weight 20 x INT8 cosine rounding
+
+
+@pytest.mark.parametrize("how", ["corrupted graph", "strict tolerance"])
+def test_a_prior_int8_that_fails_the_gate_leaves_the_fp32_graph_served(
+    how, tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch
+):
+    from reranktune.export import run as run_module
+    from reranktune.serve.engines import load_engine
+
+    overrides = {"lossy_min_spearman": 0.5, "max_ndcg_drop": 1.0}
+    if how == "corrupted graph":  # the quantiser's output scores garbage
+        real = run_module.quantize_int8
+
+        def corrupt(src, dst):
+            real(src, dst)
+            shutil.copy(src, dst)
+            _perturb(dst, scale=3.0)
+
+        monkeypatch.setattr(run_module, "quantize_int8", corrupt)
+    else:  # INT8 rounding reorders some of the 60 pairs' prior scores: rank correlation < 1
+        overrides["lossy_min_spearman"] = 1.0
+    report, out = _prior_export(
+        tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch, **overrides
+    )
+    int8 = report["prior"]["int8"]
+    assert not int8["accepted"] and "lossy_min_spearman" in int8["rejected_because"], int8
+    assert int8["onnx_file"] is None and not (out / "prior" / "model.int8.onnx").exists()
+    assert report["prior"]["accepted"] and report["prior"]["onnx_file"] == "prior/model.onnx"
+    assert RerankerConfig.load(out).prior.dense.onnx_file == "model.onnx"
+    engine = load_engine("onnx", out)
+    assert Path(engine.prior.encoder.session._model_path).name == "model.onnx"
+    expected = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu").score(
+        [QUERY] * len(PASSAGES), PASSAGES
+    )
+    served = engine.score(engine.encode(QUERY, PASSAGES, truncate=True))
+    assert served == pytest.approx(expected, abs=1e-3)
+
+
+def test_served_speed_times_the_prior_without_its_cache(tiny_bert_dir):
+    """Serve's cache makes recurring passages cheap: each timing pays for every embedding."""
+    from reranktune.reranker.config import DensePriorConfig, PriorConfig
+    from reranktune.reranker.prior import Prior
+
+    calls = []
+
+    def encoder(texts):
+        calls.append(len(texts))
+        return np.full((len(texts), 4), 0.5, np.float32)
+
+    config = PriorConfig(dense=DensePriorConfig(weight=1.0, source_model="fake", max_length=16))
+    reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu", max_length=64)
+    served = reranker.with_backend(reranker.backend, Prior(config, encoder))
+    corpus = {f"d{i}": {"title": "", "text": f"passage {i}"} for i in range(6)}
+    queries = {"q0": "query zero", "q1": "query one"}
+    candidates = {"q0": {f"d{i}": 0.0 for i in range(3)}, "q1": {f"d{i}": 0.0 for i in (3, 4, 5)}}
+    ranking = RankingSet(BeirData(corpus, queries, {}, {}), candidates, "dense")
+    served.score(["query zero"], ["passage 0"])  # fills the served prior's own cache
+    calls.clear()
+    for _ in range(2):  # the first 4 pairs: q0 x 3 and q1 x 1, so 2 queries and 4 passages
+        assert ranking.served_speed(served, 4, pairs=4) > 0
+    assert calls == [2, 4, 2, 4]

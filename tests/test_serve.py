@@ -40,6 +40,7 @@ def settings(onnx_dir) -> ServeSettings:
     return ServeSettings(
         model_dir=str(onnx_dir),
         model_name="tiny",
+        batching=True,
         max_batch=16,
         max_wait_ms=50,
         max_passages=50,

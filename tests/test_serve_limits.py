@@ -108,7 +108,7 @@ def test_a_request_over_the_token_budget_is_refused_before_any_model_work(tokeni
 
 def test_a_client_that_disconnects_frees_the_worker_within_one_batch(tokenizer):
     engine = SlowEngine(tokenizer)
-    server, app = serve(engine, request_timeout_s=60)
+    server, app = serve(engine, request_timeout_s=60, batching=True)
     with server as srv:
         wait_ready(srv.url)
         batcher = app.state.serve.batcher

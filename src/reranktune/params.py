@@ -353,7 +353,7 @@ class DeployParams(Section):
     model_dir: str = "models/onnx"
     engine: Literal["onnx", "torch"] = "onnx"
     model_name: str = "reranktune"
-    batching: bool = True
+    batching: bool = False  # bench/results/serve.json: slower on small requests, equal on large
     max_batch: int = Field(32, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
     max_passages: int = Field(1000, ge=1)

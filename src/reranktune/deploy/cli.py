@@ -128,6 +128,14 @@ def add_serve_parser(sub) -> None:
         f"a batch that is not full (default: {_D.max_wait_ms:g})",
     )
     p.add_argument(
+        "--batching",
+        dest="batching",
+        action="store_const",
+        const=True,
+        help="gather the pairs of concurrent requests into shared forward passes "
+        f"(default: {_D.batching})",
+    )
+    p.add_argument(
         "--no-batching",
         dest="batching",
         action="store_const",

@@ -19,6 +19,7 @@ from reranktune.export.parity import Parity
 from reranktune.ir_metrics import Run, ranking_metrics
 from reranktune.params import ExportParams
 from reranktune.reranker.model import Reranker
+from reranktune.reranker.prior import Prior
 from reranktune.retrieval.first_stage import FirstStageSettings, first_stage_runs
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,23 @@ class RankingSet:
         seconds = time.perf_counter() - start
         value = ranking_metrics(self.data.qrels, run, [10])["NDCG"][NDCG_KEY]
         return float(value), self.pairs / seconds
+
+    def served_speed(self, reranker: Reranker, batch_size: int, pairs: int) -> float:
+        """Pairs scored per second, logit and prior, on the first ``pairs`` of the gate's pairs.
+
+        The prior's embedding cache is emptied first: serve's cache makes recurring passages
+        cheap, and the variants are compared on the cost of new ones.
+        """
+        queries, passages = self.texts()
+        queries, passages = queries[:pairs], passages[:pairs]
+        prior = reranker.prior
+        if prior is not None:  # the same encoder behind a new, empty cache
+            reranker = reranker.with_backend(
+                reranker.backend, Prior(prior.config, prior.encoder, prior.lexical)
+            )
+        start = time.perf_counter()
+        reranker.score(queries, passages, batch_size)
+        return len(queries) / (time.perf_counter() - start)
 
 
 def ranking_set(

@@ -63,7 +63,12 @@ class ParityProbe:
 
     def compare(self, session) -> Parity:
         scores = np.concatenate([session.run(["logits"], b)[0][:, 0] for b in self.batches])
-        a, b = self.torch_scores.astype(np.float64), scores.astype(np.float64)
-        rho = float(spearmanr(a, b).statistic) if len(a) > 1 else 1.0
         shapes = [list(batch["input_ids"].shape) for batch in self.batches]
-        return Parity(float(np.max(np.abs(a - b))), rho, len(a), shapes)
+        return compare_scores(self.torch_scores, scores, shapes)
+
+
+def compare_scores(reference: np.ndarray, scores: np.ndarray, shapes=None) -> Parity:
+    """Max |diff| and Spearman of ``scores`` against PyTorch's ``reference``, pair by pair."""
+    a, b = np.asarray(reference, np.float64), np.asarray(scores, np.float64)
+    rho = float(spearmanr(a, b).statistic) if len(a) > 1 else 1.0
+    return Parity(float(np.max(np.abs(a - b))) if len(a) else 0.0, rho, len(a), shapes or [])
