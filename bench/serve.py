@@ -29,7 +29,11 @@ request is the top 20 of the 100-passage one):
 
       python3.11 -m venv /work/venv-st
       /work/venv-st/bin/pip install torch==2.13.0   # the CPU build, as the project's venv
-      /work/venv-st/bin/pip install "sentence-transformers[onnx]"
+      /work/venv-st/bin/pip install "sentence-transformers[onnx]==5.7.0" "transformers==4.57.6"
+
+  (optimum-onnx 0.1.0 caps transformers below 4.58 and sentence-transformers 6.x needs 5.x, so
+  the unpinned ``sentence-transformers[onnx]`` sends pip backtracking for over ten minutes;
+  these pins resolve at once, with optimum 2.1.0 and onnxruntime 1.32.0.)
 
 The baseline is ``st_torch`` (else the server without the prior): every configuration's pairs/s
 and p50/p95/p99 are printed as ratios over it, per load, and the prior's cost as pairs/s with /
