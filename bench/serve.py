@@ -1,17 +1,48 @@
-"""Loopback load on the ranking API: latency percentiles and throughput, batching on vs off.
+"""reranktune serve under load, with and without its prior, against sentence-transformers'
+CrossEncoder.rank on the same model and the same requests, in one run on one machine.
 
-    python bench/serve.py [--model-dir models/onnx] [--duration 15] [--concurrency 8]
-        [--passages 100]
+    python bench/serve.py [--model-dir models/onnx] [--hf-dir models/reranker] [--duration 5]
+        [--passages 20 100] [--concurrency 1 16] [--pool-requests 16]
+        [--st-python /work/venv-st/bin/python] [--batching-on] [--out bench/results/serve.json]
 
-Starts `reranktune serve` twice on 127.0.0.1 (dynamic batching on, then off: the
-baseline), drives each with `concurrency` clients sending `passages` real passages
-from the bundled NQ-UTD corpus per request for `duration` seconds, then a second, smaller
-load (4 passages per request) where cross-request batching matters most. Prints the
-ratios and writes bench/results/serve.json. The model is a copy of models/onnx when
-it exists, otherwise the packaged all-MiniLM-L6-v2 exported with an untrained head
-(its scores mean nothing; its speed is the real model's). A model with a first-stage
-prior is also served without it (batching on, large load): the prior's cost, measured
-in the same run. Exits 1 on any 5xx.
+Every configuration gets the same loads: 20 and 100 passages per request, 1 and 16 concurrent
+clients, ``duration`` seconds each, requests drawn from one pool of ``pool_requests`` requests
+(one of six queries, a window of real passages from the bundled NQ-UTD corpus; a 20-passage
+request is the top 20 of the 100-passage one):
+
+- ``reranktune_*``: `reranktune serve` on a copy of the export folder, default settings (the
+  served score is logit + prior);
+- ``reranktune_without_prior_*``: the same server on a copy whose reranktune.json has no prior
+  (the cross-encoder's logit alone); only for a model trained with a prior;
+- each of them in two regimes: ``cold``, every passage made unique (a numbered prefix), so the
+  server has never seen it and must embed it; then ``warm``, after one untimed pass over the
+  request pool, as a reranker serving a finite corpus sees the same passages again (the prior
+  keeps the embeddings of its last 10,000 texts, retrieval/embedder.py:CachedEncoder);
+- ``st_torch``, ``st_onnx_O3``, ``st_onnx_int8``: sentence-transformers' ``CrossEncoder.rank``
+  in-process (bench/st_rank.py: client threads, no HTTP, no prior) on the Hugging Face folder
+  of the same model (``--hf-dir``; default the export's source_model, e.g. models/reranker):
+  its default torch backend, and its ONNX backend exported, then optimised (O3) or quantised to
+  int8 (the preset for this CPU) by its own export helpers. Those need ``optimum``, whose
+  transformers pin conflicts with the project's venv, so ``--st-python`` names an interpreter
+  that has it; without it (or without optimum there) the ONNX ones are skipped with a note and
+  ``st_torch`` runs in this interpreter. The ST venv, made outside the repo:
+
+      python3.11 -m venv /work/venv-st
+      /work/venv-st/bin/pip install torch==2.13.0   # the CPU build, as the project's venv
+      /work/venv-st/bin/pip install "sentence-transformers[onnx]==5.7.0" "transformers==4.57.6"
+
+  (optimum-onnx 0.1.0 caps transformers below 4.58 and sentence-transformers 6.x needs 5.x, so
+  the unpinned ``sentence-transformers[onnx]`` sends pip backtracking for over ten minutes;
+  these pins resolve at once, with optimum 2.1.0 and onnxruntime 1.32.0.)
+
+The baseline is ``st_torch`` (else the server without the prior): every configuration's pairs/s
+and p50/p95/p99 are printed as ratios over it, per load, and the prior's cost as pairs/s with /
+without it, per regime. ST's rank sees no HTTP and no prior (and ST has no cache, so its
+regime does not matter): the comparison leans its way. Writes bench/results/serve.json. Exits 1
+on any 5xx. The model is a copy of models/onnx when it exists, otherwise the packaged
+all-MiniLM-L6-v2 exported with an untrained head (its scores mean nothing, its speed is the real
+model's; no ST baseline then). ``--batching-on`` also serves with dynamic batching on (off
+by default).
 
     python bench/serve.py --big-queries [--small-duration 8]
 
@@ -24,6 +55,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import json
 import os
 import random
 import shutil
@@ -104,8 +137,6 @@ def without_prior(folder: Path, work: Path) -> Path | None:
 def corpus_passages(seed: int = 0) -> list[str]:
     """The bundled NQ-UTD passages (about 100 words each), shuffled: real text of realistic
     length."""
-    import json
-
     path = REPO / "data" / "questions" / "nq-utd" / "corpus.jsonl"
     chunks = [
         json.loads(line)["text"]
@@ -123,7 +154,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, folder: Path, batching: bool, log: Path) -> None:
+    def __init__(self, folder: Path, log: Path, args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
@@ -137,7 +168,7 @@ class Server:
             str(folder),
             "--port",
             str(self.port),
-            "--batching" if batching else "--no-batching",
+            *args,
         ]
         env = {
             **os.environ,
@@ -169,46 +200,102 @@ class Server:
         self.log.close()
 
 
-async def load(
-    url: str, passages: list[str], per_request: int, concurrency: int, duration: float, seed: int
-) -> dict:
+FRESH = itertools.count()  # numbers cold passages across every load of the run: none repeats
+QUERIES = [
+    "how do I reclaim disk space",
+    "what is a context manager",
+    "how are indexes used",
+    "what does async await do",
+    "how to write an assert",
+    "transaction isolation levels",
+]
+
+
+def request_pool(n_passages: int, largest: int, size: int, seed: int = 0) -> list[list[int]]:
+    """``size`` requests as ``[query index, first passage]``: a request for ``n`` passages sends
+    ``passages[first : first + n]``, so a 20-passage request is the top 20 of the 100-passage one
+    (a reranker's depths over the same candidates), and one warm-up pass over the largest
+    covers every text the pool holds."""
     rng = random.Random(seed)
-    queries = [
-        "how do I reclaim disk space",
-        "what is a context manager",
-        "how are indexes used",
-        "what does async await do",
-        "how to write an assert",
-        "transaction isolation levels",
+    return [
+        [rng.randrange(len(QUERIES)), rng.randrange(max(1, n_passages - largest))]
+        for _ in range(size)
     ]
+
+
+def bodies(
+    pool: list[list[int]], passages: list[str], per_request: int
+) -> list[tuple[str, list[str]]]:
+    return [(QUERIES[q], passages[start : start + per_request]) for q, start in pool]
+
+
+def body(query: str, passages: list[str]) -> dict:
+    return {
+        "model": "reranktune",
+        "query": {"text": query},
+        "truncate": "END",
+        "passages": [{"text": p} for p in passages],
+    }
+
+
+async def warm_up(url: str, requests: list[tuple[str, list[str]]], concurrency: int = 1) -> dict:
+    """Every request of the pool once, untimed: what a server with a finite corpus has seen. One
+    at a time: on 2 cores, 4 at once of 100 unseen passages ran past the 30 s request timeout."""
+    statuses: dict[int, int] = {}
+    queue = list(requests)
+    t0 = time.monotonic()
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while queue:
+            response = await http.post(f"{url}/v1/ranking", json=body(*queue.pop()))
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+    async with httpx.AsyncClient(timeout=600) as http:
+        await asyncio.gather(*[client(http) for _ in range(concurrency)])
+    return {
+        "requests": len(requests),
+        "pairs": sum(len(p) for _, p in requests),
+        "seconds": round(time.monotonic() - t0, 2),
+        "status": {str(k): v for k, v in sorted(statuses.items())},
+        "server_errors": sum(v for k, v in statuses.items() if k >= 500),
+    }
+
+
+async def load(
+    url: str,
+    requests: list[tuple[str, list[str]]],
+    concurrency: int,
+    duration: float,
+    seed: int,
+    cold: bool = False,
+) -> dict:
+    """``concurrency`` clients sending requests drawn from ``requests`` for ``duration`` s.
+    ``cold``: every passage sent is made unique (a numbered prefix), so the server has never
+    seen it and its prior's embedding cache cannot help."""
+    rng = random.Random(seed)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    pairs = 0
+
+    def make(query: str, passages: list[str]) -> dict:
+        if cold:
+            passages = [f"[{next(FRESH)}] {p}" for p in passages]
+        return body(query, passages)
 
     async def client(http: httpx.AsyncClient, until: float) -> None:
+        nonlocal pairs
         while time.monotonic() < until:
-            start = rng.randrange(len(passages) - per_request)
-            body = {
-                "model": "reranktune",
-                "query": {"text": rng.choice(queries)},
-                "truncate": "END",
-                "passages": [{"text": p} for p in passages[start : start + per_request]],
-            }
+            query, passages = rng.choice(requests)
             t0 = time.perf_counter()
-            response = await http.post(f"{url}/v1/ranking", json=body)
+            response = await http.post(f"{url}/v1/ranking", json=make(query, passages))
             latencies.append(time.perf_counter() - t0)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code == 200:  # a 503 past the deadline scored only some of them
+                pairs += len(passages)
 
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        await http.post(
-            f"{url}/v1/ranking",
-            json={
-                "model": "reranktune",
-                "query": {"text": "warm up"},
-                "passages": [{"text": p} for p in passages[:per_request]],
-                "truncate": "END",
-            },
-        )
+        await http.post(f"{url}/v1/ranking", json=make("warm up", requests[0][1]))
         t0 = time.monotonic()
         await asyncio.gather(*[client(http, t0 + duration) for _ in range(concurrency)])
         elapsed = time.monotonic() - t0
@@ -217,7 +304,7 @@ async def load(
         "requests": len(latencies),
         "seconds": round(elapsed, 2),
         "requests_per_s": round(len(latencies) / elapsed, 2),
-        "pairs_per_s": round(len(latencies) * per_request / elapsed, 1),
+        "pairs_per_s": round(pairs / elapsed, 1),
         "latency_ms": {f"p{q}": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
         "status": {str(k): v for k, v in sorted(statuses.items())},
         "server_errors": sum(v for k, v in statuses.items() if k >= 500),
@@ -227,8 +314,6 @@ async def load(
 async def big_queries(url: str, duration: float) -> dict:
     """A 5 MB query with one passage, under END then NONE, back to back for ``duration`` s: latency
     and statuses."""
-    import json
-
     words = "how do I reclaim disk space after deleting rows "
     query = (words * (BIG_QUERY_CHARS // len(words) + 1))[:BIG_QUERY_CHARS]
     bodies = {
@@ -273,18 +358,19 @@ def run_big_queries(
     out: Path | None = BIG_QUERY_RESULTS,
 ) -> dict:
     """The small load alone, then with 5 MB queries arriving; returns (and writes) the report."""
-    pool = corpus_passages()
+    passages = corpus_passages()
+    pool = bodies(request_pool(len(passages), 4, 256), passages, 4)
 
     async def beside() -> tuple[dict, dict]:
         return await asyncio.gather(
-            load(server.url, pool, 4, concurrency, duration, seed=1),
+            load(server.url, pool, concurrency, duration, seed=1),
             big_queries(server.url, duration),
         )
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         folder, model_note = model_folder(model_dir, Path(tmp))
-        with Server(folder, True, Path(tmp) / "serve.log") as server:
-            alone = asyncio.run(load(server.url, pool, 4, concurrency, duration, seed=1))
+        with Server(folder, Path(tmp) / "serve.log") as server:
+            alone = asyncio.run(load(server.url, pool, concurrency, duration, seed=1))
             with_big, big = asyncio.run(beside())
     report = {
         "model": model_note,
@@ -307,65 +393,308 @@ def run_big_queries(
     return report
 
 
+LOADS = [(20, 1), (100, 1), (20, 16), (100, 16)]  # (passages per request, concurrent clients)
+ST_CONFIGS = [
+    ("st_torch", "torch", None),
+    ("st_onnx_O3", "onnx", "O3"),
+    ("st_onnx_int8", "onnx", "int8"),
+]
+
+
+def cell_name(per_request: int, concurrency: int) -> str:
+    return f"{per_request}x{concurrency}"
+
+
+def hf_folder(hf_dir: str | None, model_dir: str | None, folder: Path) -> Path | None:
+    """The Hugging Face folder of the served model, for sentence-transformers: ``hf_dir``, else
+    the export's ``source_model`` (absolute, or relative to the clone the export sits in), else a
+    ``reranker`` folder beside the export; None when none holds weights."""
+    from reranktune.reranker.config import RerankerConfig
+
+    if hf_dir:
+        return Path(hf_dir)
+    export = Path(model_dir) if model_dir else REPO / "models" / "onnx"
+    config = RerankerConfig.load(folder)
+    source = config.onnx.source_model if config.onnx else None
+    candidates = [Path(source), export.parent.parent / source, REPO / source] if source else []
+    for candidate in [*candidates, export.parent / "reranker"]:
+        weights = ("model.safetensors", "pytorch_model.bin")
+        if (candidate / "config.json").exists() and any((candidate / w).exists() for w in weights):
+            return candidate.resolve()
+    return None
+
+
+def serve_cells(
+    server: Server,
+    requests: dict[int, list[tuple[str, list[str]]]],
+    loads: list[tuple[int, int]],
+    duration: float,
+    cold: bool,
+) -> dict[str, dict]:
+    return {
+        cell_name(n, c): asyncio.run(load(server.url, requests[n], c, duration, seed=1, cold=cold))
+        for n, c in loads
+    }
+
+
+def st_cells(
+    python: str,
+    hf_dir: Path,
+    backend: str,
+    variant: str | None,
+    requests_file: Path,
+    loads: list[tuple[int, int]],
+    duration: float,
+    max_length: int,
+) -> dict:
+    """bench/st_rank.py in ``python``: ``{"cells": {...}, "graph": ...}``, or ``{"skipped":
+    why}``."""
+    cmd = [
+        python,
+        str(REPO / "bench" / "st_rank.py"),
+        str(hf_dir),
+        "--backend",
+        backend,
+        "--requests",
+        str(requests_file),
+        "--max-length",
+        str(max_length),
+        "--cells",
+        json.dumps([[n, c, duration] for n, c in loads]),
+    ] + (["--variant", variant] if variant else [])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("PYTHONPATH", None)  # the ST venv must not import the project's venv packages
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if rows and "skipped" in rows[0]:
+        return {"skipped": rows[0]["skipped"]}
+    if done.returncode:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        return {"skipped": f"failed in {python}: {tail[0]}"}
+    extra = {k: rows[0][k] for k in ("graph", "sentence_transformers")} if rows else {}
+    cells = {}
+    for row in rows:
+        cell = cell_name(row.pop("passages"), row.pop("concurrency"))
+        row.pop("graph", None)
+        row.pop("sentence_transformers", None)
+        cells[cell] = row
+    return {**extra, "cells": cells}
+
+
 def run(
     model_dir: str | None = None,
-    duration: float = 15.0,
-    small_duration: float = 8.0,
-    concurrency: int = 8,
-    passages: int = 100,
+    hf_dir: str | None = None,
+    duration: float = 5.0,
+    loads: list[tuple[int, int]] = LOADS,
+    pool_requests: int = 16,
+    st_python: str | None = None,
+    batching_on: bool = False,
     out: Path | None = RESULTS,
+    st_configs: list[tuple[str, str, str | None]] = ST_CONFIGS,
+    serve_args: tuple[str, ...] = (),
 ) -> dict:
-    """Both loads against batching on and off; returns (and writes) the report."""
-    passages_pool = corpus_passages()
+    """Every configuration on every load; returns (and writes) the report."""
+    from reranktune.reranker.config import RerankerConfig
+
+    passages = corpus_passages()
+    largest = max(n for n, _ in loads)
+    pool = request_pool(len(passages), largest, pool_requests)
+    requests = {n: bodies(pool, passages, n) for n, _ in loads}
+    configurations: dict[str, dict] = {}
+    warm_ups: dict[str, dict] = {}
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-        folder, model_note = model_folder(model_dir, Path(tmp))
-        loads = {"large": (passages, duration), "small": (4, small_duration)}
-        results: dict[str, dict] = {name: {} for name in loads}
-        for mode, batching in (("batching", True), ("no_batching", False)):
-            with Server(folder, batching, Path(tmp) / f"{mode}.log") as server:
-                for name, (per_request, seconds) in loads.items():
-                    results[name][mode] = asyncio.run(
-                        load(server.url, passages_pool, per_request, concurrency, seconds, seed=1)
-                    )
-        plain = without_prior(folder, Path(tmp))
+        work = Path(tmp)
+        folder, model_note = model_folder(model_dir, work)
+        config = RerankerConfig.load(folder)
+        plain = without_prior(folder, work)
+        servers: list[tuple[str, Path, tuple[str, ...], tuple[str, ...]]] = [
+            ("reranktune", folder, serve_args, ("cold", "warm"))
+        ]
         if plain is not None:
-            with Server(plain, True, Path(tmp) / "without_prior.log") as server:
-                results["large"]["batching_without_prior"] = asyncio.run(
-                    load(server.url, passages_pool, passages, concurrency, duration, seed=1)
+            servers.append(("reranktune_without_prior", plain, serve_args, ("cold", "warm")))
+        else:
+            notes.append("the model has no prior: only the cross-encoder is served")
+        if batching_on:
+            servers.append(
+                ("reranktune_batching_on", folder, (*serve_args, "--batching"), ("warm",))
+            )
+        for name, served, args, regimes in servers:
+            with Server(served, work / f"{name}.log", args) as server:
+                # cold first: its unique passages would otherwise push the warm pool out of the
+                # prior's embedding cache
+                if "cold" in regimes:
+                    configurations[f"{name}_cold"] = {
+                        "regime": "cold",
+                        "cells": serve_cells(server, requests, loads, duration, cold=True),
+                    }
+                warm_ups[name] = asyncio.run(warm_up(server.url, requests[largest]))
+                configurations[f"{name}_warm"] = {
+                    "regime": "warm",
+                    "cells": serve_cells(server, requests, loads, duration, cold=False),
+                }
+        hf = hf_folder(hf_dir, model_dir, folder)
+        requests_file = work / "requests.json"
+        requests_file.write_text(
+            json.dumps(
+                {
+                    "queries": QUERIES,
+                    "passages": passages,
+                    "pools": {str(n): pool for n, _ in loads},
+                }
+            ),
+            encoding="utf-8",
+        )
+        for name, backend, variant in st_configs:
+            if hf is None:
+                entry = {"skipped": "no Hugging Face folder of the model (pass --hf-dir)"}
+            elif backend == "onnx" and st_python is None:
+                entry = {
+                    "skipped": "--st-python not given: sentence-transformers' ONNX backend needs "
+                    "optimum, which lives in a venv of its own (see bench/serve.py)"
+                }
+            else:
+                entry = st_cells(
+                    st_python or sys.executable,
+                    hf,
+                    backend,
+                    variant,
+                    requests_file,
+                    loads,
+                    duration,
+                    config.max_length,
                 )
+            configurations[name] = entry
+    ran = [n for n, c in configurations.items() if "cells" in c]
+    baseline = next(
+        n for n in ("st_torch", "reranktune_without_prior_warm", "reranktune_warm") if n in ran
+    )
+    st_onnx = [n for n in ran if n.startswith("st_onnx")]
     report = {
         "model": model_note,
-        "engine": "onnx",
-        "concurrency": concurrency,
-        "loads": {
-            name: {
-                "passages_per_request": loads[name][0],
-                "duration_s": loads[name][1],
-                **results[name],
-                "throughput_ratio_batching_vs_off": round(
-                    results[name]["batching"]["requests_per_s"]
-                    / results[name]["no_batching"]["requests_per_s"],
-                    2,
-                ),
-                "p95_ratio_batching_vs_off": round(
-                    results[name]["batching"]["latency_ms"]["p95"]
-                    / results[name]["no_batching"]["latency_ms"]["p95"],
-                    2,
-                ),
-            }
-            for name in loads
+        "hf_model": str(hf) if hf else None,
+        "served_variant": config.onnx.default_variant if config.onnx else None,
+        "prior": config.prior is not None,
+        "max_length": config.max_length,
+        "serve_args": list(serve_args),
+        "duration_s": duration,
+        "loads": [cell_name(n, c) for n, c in loads],
+        "request_pool": {
+            "requests": len(pool),
+            "queries": len(QUERIES),
+            "distinct_passages": len({s + i for _, s in pool for i in range(largest)}),
+            "corpus_passages": len(passages),
         },
+        "warm_up": warm_ups,
+        "configurations": configurations,
+        "baseline": baseline,
+        "ratios_vs_baseline": ratios(configurations, baseline),
+        "prior_cost": prior_cost(configurations),
+        "st_onnx_best": best(configurations, st_onnx),
+        "notes": notes,
         "machine": machine_and_load(),
     }
-    if "batching_without_prior" in results["large"]:
-        large = report["loads"]["large"]
-        large["throughput_ratio_with_vs_without_prior"] = round(
-            large["batching"]["requests_per_s"] / large["batching_without_prior"]["requests_per_s"],
-            2,
-        )
     if out is not None:
         write_json(out, report)
     return report
+
+
+def ratios(configurations: dict, baseline: str) -> dict[str, dict[str, dict[str, float]]]:
+    """Each configuration over ``baseline``, per load: pairs/s (higher is faster) and latency
+    percentiles (lower is faster)."""
+    base = configurations[baseline]["cells"]
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for name, entry in configurations.items():
+        if "cells" not in entry:
+            continue
+        table[name] = {}
+        for cell, r in entry["cells"].items():
+            b = base.get(cell)
+            if not b or not b["pairs_per_s"]:
+                continue
+            table[name][cell] = {
+                "pairs_per_s": round(r["pairs_per_s"] / b["pairs_per_s"], 2),
+                **{
+                    q: round(r["latency_ms"][q] / b["latency_ms"][q], 2)
+                    for q in ("p50", "p95", "p99")
+                    if b["latency_ms"][q]
+                },
+            }
+    return table
+
+
+def prior_cost(configurations: dict) -> dict[str, dict[str, float]]:
+    """pairs/s with the prior over pairs/s without it, per regime and load (1.0: free)."""
+    cost: dict[str, dict[str, float]] = {}
+    for regime in ("cold", "warm"):
+        with_prior = configurations.get(f"reranktune_{regime}", {}).get("cells", {})
+        without = configurations.get(f"reranktune_without_prior_{regime}", {}).get("cells", {})
+        cost[regime] = {
+            cell: round(with_prior[cell]["pairs_per_s"] / without[cell]["pairs_per_s"], 2)
+            for cell in with_prior
+            if cell in without and without[cell]["pairs_per_s"]
+        }
+    return {k: v for k, v in cost.items() if v}
+
+
+def best(configurations: dict, names: list[str]) -> dict[str, str]:
+    """Per load, the fastest (pairs/s) of ``names``."""
+    cells = {c for n in names for c in configurations[n]["cells"]}
+    return {
+        cell: max(
+            (n for n in names if cell in configurations[n]["cells"]),
+            key=lambda n: configurations[n]["cells"][cell]["pairs_per_s"],
+        )
+        for cell in sorted(cells)
+    }
+
+
+def server_errors(report: dict) -> int:
+    cells = [
+        r for entry in report["configurations"].values() for r in entry.get("cells", {}).values()
+    ]
+    return sum(r["server_errors"] for r in [*cells, *report["warm_up"].values()])
+
+
+def print_report(report: dict) -> None:
+    m = report["machine"]
+    print(
+        f"model: {report['model']} (served variant {report['served_variant']}, prior "
+        f"{'on' if report['prior'] else 'absent'}); sentence-transformers on "
+        f"{report['hf_model']}\n{m['cpu']}, {m['cores']} cores, "
+        f"load average {m['load_average_1m_at_end']}; {report['duration_s']} s per cell; "
+        f"serve flags {report['serve_args'] or 'default'}; "
+        f"pool of {report['request_pool']['requests']} requests, "
+        f"{report['request_pool']['distinct_passages']} distinct passages"
+    )
+    for name, w in report["warm_up"].items():
+        print(f"warm-up of {name}: {w['pairs']} pairs in {w['seconds']} s")
+    base = report["baseline"]
+    for cell in report["loads"]:
+        n, c = cell.split("x")
+        print(f"\n{n} passages/request, {c} client{'s' if c != '1' else ''}")
+        print(
+            f"  {'configuration':34s} {'pairs/s':>8s} {'p50':>8s} {'p95':>8s} {'p99':>8s} ms"
+            f"  5xx  pairs/s vs {base}"
+        )
+        for name, entry in report["configurations"].items():
+            r = entry.get("cells", {}).get(cell)
+            if r is None:
+                continue
+            lat = r["latency_ms"]
+            ratio = report["ratios_vs_baseline"].get(name, {}).get(cell, {}).get("pairs_per_s")
+            print(
+                f"  {name:34s} {r['pairs_per_s']:8.1f} {lat['p50']:8.1f} {lat['p95']:8.1f} "
+                f"{lat['p99']:8.1f}    {r['server_errors']:3d}  {ratio}x"
+            )
+    for name, entry in report["configurations"].items():
+        if "skipped" in entry:
+            print(f"\n{name}: not run: {entry['skipped']}")
+    for regime, cells in report["prior_cost"].items():
+        shown = ", ".join(f"{cell} {v}x" for cell, v in cells.items())
+        print(f"\nprior's cost, {regime} (pairs/s with / without): {shown}")
+    for note in report["notes"]:
+        print(f"note: {note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,13 +705,48 @@ def main(argv: list[str] | None = None) -> int:
         "--model-dir", help="export folder to copy (default: models/onnx, else packaged MiniLM)"
     )
     parser.add_argument(
-        "--duration", type=float, default=15.0, help="seconds of the large load per mode"
+        "--hf-dir",
+        help="Hugging Face folder of the same model for sentence-transformers (default: the "
+        "export's source_model, else a reranker folder beside the export)",
     )
     parser.add_argument(
-        "--small-duration", type=float, default=8.0, help="seconds of the small load per mode"
+        "--duration", type=float, default=5.0, help="seconds of load per configuration and load"
     )
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--passages", type=int, default=100)
+    parser.add_argument(
+        "--passages", type=int, nargs="+", help="passages per request (default: 20 100)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        help="concurrent clients (default: 1 16; 8 with --big-queries)",
+    )
+    parser.add_argument(
+        "--pool-requests",
+        type=int,
+        default=16,
+        help="requests in the pool the clients draw from (and the warm-up sends once)",
+    )
+    parser.add_argument(
+        "--st-python",
+        help="interpreter with sentence-transformers and optimum for the CrossEncoder baselines "
+        "(default: this one, torch backend only; the ONNX ones are skipped)",
+    )
+    parser.add_argument(
+        "--batching-on",
+        action="store_true",
+        help="also serve with dynamic batching on (warm regime; off by default)",
+    )
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="extra `reranktune serve` flag for every server, e.g. "
+        "--serve-arg=--request-timeout-s=120 (default: none, the server's defaults)",
+    )
+    parser.add_argument(
+        "--small-duration", type=float, default=8.0, help="--big-queries: seconds of each load"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -397,7 +761,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.big_queries:
         report = run_big_queries(
-            args.model_dir, args.small_duration, args.concurrency, args.out or BIG_QUERY_RESULTS
+            args.model_dir,
+            args.small_duration,
+            args.concurrency[0] if args.concurrency else 8,
+            args.out or BIG_QUERY_RESULTS,
         )
         small = report["small_load"]
         print(
@@ -416,51 +783,26 @@ def main(argv: list[str] | None = None) -> int:
             )
         errors = sum(r["server_errors"] for r in (small["alone"], small["with_big_queries"]))
         return 1 if errors else 0
-    args.out = args.out or RESULTS
+    out = args.out or RESULTS
+    passages = args.passages or sorted({n for n, _ in LOADS})
+    concurrency = args.concurrency or sorted({c for _, c in LOADS})
+    loads = [(n, c) for c in concurrency for n in passages]
     report = run(
         args.model_dir,
+        args.hf_dir,
         args.duration,
-        args.small_duration,
-        args.concurrency,
-        args.passages,
-        args.out,
+        loads,
+        args.pool_requests,
+        args.st_python,
+        args.batching_on,
+        out,
+        serve_args=tuple(args.serve_arg),
     )
-    m = report["machine"]
-    print(
-        f"model: {report['model']}; {m['cpu']}, {m['cores']} cores, "
-        f"load average {m['load_average_1m_at_end']}"
-    )
-    for name, result in report["loads"].items():
-        print(
-            f"\n{name} load: {result['passages_per_request']} passages/request, "
-            f"concurrency {args.concurrency}"
-        )
-        for mode in ("batching", "no_batching", "batching_without_prior"):
-            if mode not in result:
-                continue
-            r = result[mode]
-            lat = r["latency_ms"]
-            print(
-                f"  {mode:12s} {r['requests_per_s']:7.2f} req/s {r['pairs_per_s']:8.1f} pairs/s  "
-                f"p50 {lat['p50']:7.1f} ms  p95 {lat['p95']:7.1f} ms  p99 {lat['p99']:7.1f} ms  "
-                f"5xx {r['server_errors']}"
-            )
-        print(
-            f"  throughput ratio (batching / off): {result['throughput_ratio_batching_vs_off']}x, "
-            f"p95 ratio: {result['p95_ratio_batching_vs_off']}x"
-        )
-        if "throughput_ratio_with_vs_without_prior" in result:
-            print(
-                "  throughput ratio (with / without the prior): "
-                f"{result['throughput_ratio_with_vs_without_prior']}x"
-            )
-    print(f"\nwrote {args.out}")
-    errors = sum(
-        r[m]["server_errors"]
-        for r in report["loads"].values()
-        for m in ("batching", "no_batching", "batching_without_prior")
-        if m in r
-    )
+    print_report(report)
+    print(f"\nwrote {out}")
+    errors = server_errors(report)
+    if errors:
+        print(f"{errors} server errors (5xx)", file=sys.stderr)
     return 1 if errors else 0
 
 

@@ -325,9 +325,7 @@ def test_batcher_fails_only_the_batch_that_broke(settings):
     assert asyncio.run(scenario()) == pytest.approx(engine.score(good))
 
 
-def test_serve_bench_reports_both_modes(onnx_dir, tmp_path):
-    """bench/serve.py end to end at a tiny scale: report shape and no server errors (timings not
-    checked)."""
+def load_bench():
     import importlib.util
 
     from conftest import REPO
@@ -335,30 +333,59 @@ def test_serve_bench_reports_both_modes(onnx_dir, tmp_path):
     spec = importlib.util.spec_from_file_location("bench_serve", REPO / "bench" / "serve.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_serve_bench_reports_every_configuration_against_sentence_transformers(onnx_dir, tmp_path):
+    """bench/serve.py end to end at a tiny scale: report shape, the sentence-transformers torch
+    baseline on the same model, the ONNX baselines skipped with a note without --st-python, and
+    no server errors (timings not checked)."""
+    bench = load_bench()
+    loads = [(3, 1), (6, 2)]
     report = bench.run(
-        str(onnx_dir),
-        duration=1,
-        small_duration=1,
-        concurrency=2,
-        passages=5,
-        out=tmp_path / "serve.json",
+        str(onnx_dir), duration=0.5, loads=loads, pool_requests=4, out=tmp_path / "serve.json"
     )
     assert json.loads((tmp_path / "serve.json").read_text()) == report
-    for load in report["loads"].values():
-        for mode in ("batching", "no_batching"):
-            assert load[mode]["requests"] > 0 and load[mode]["server_errors"] == 0
-            assert set(load[mode]["latency_ms"]) == {"p50", "p95", "p99"}
-        assert load["throughput_ratio_batching_vs_off"] > 0
+    configurations = report["configurations"]
+    cells = {"3x1", "6x2"}
+    assert report["loads"] == ["3x1", "6x2"]
+    for name in ("reranktune_cold", "reranktune_warm", "st_torch"):
+        assert set(configurations[name]["cells"]) == cells
+        for r in configurations[name]["cells"].values():
+            assert r["requests"] > 0 and r["server_errors"] == 0
+            assert set(r["latency_ms"]) == {"p50", "p95", "p99"}
+    assert configurations["reranktune_warm"]["regime"] == "warm"
+    assert report["warm_up"]["reranktune"]["pairs"] == 4 * 6
+    assert report["warm_up"]["reranktune"]["server_errors"] == 0
+    assert report["hf_model"] and report["baseline"] == "st_torch"
+    for name in ("st_onnx_O3", "st_onnx_int8"):
+        assert "--st-python" in configurations[name]["skipped"]
+    assert report["ratios_vs_baseline"]["st_torch"]["6x2"]["pairs_per_s"] == 1.0
+    assert report["ratios_vs_baseline"]["reranktune_warm"]["3x1"]["pairs_per_s"] > 0
+    assert report["prior_cost"] == {} and "no prior" in report["notes"][0]
+    assert bench.server_errors(report) == 0
     assert report["machine"]["cores"] >= 1
+
+
+def test_the_st_runner_skips_the_onnx_backend_without_optimum(tiny_bert_dir, tmp_path):
+    try:
+        import optimum.onnxruntime  # noqa: F401
+
+        pytest.skip("optimum is installed here")
+    except ImportError:
+        pass
+    bench = load_bench()
+    requests = tmp_path / "requests.json"
+    requests.write_text(json.dumps({"queries": ["q"], "passages": ["a", "b"], "pools": {}}))
+    entry = bench.st_cells(
+        sys.executable, tiny_bert_dir, "onnx", "O3", requests, [(2, 1)], 0.1, MAX_LENGTH
+    )
+    assert "optimum" in entry["skipped"] and "cells" not in entry
 
 
 def test_a_model_with_a_prior_is_served_with_it_and_the_bench_measures_its_cost(
     tiny_bert_with_prior_dir, tmp_path
 ):
-    import importlib.util
-
-    from conftest import REPO
-
     folder = export_folder(tiny_bert_with_prior_dir, tmp_path / "onnx", MAX_LENGTH)
     app = create_app(
         ServeSettings(model_dir=str(folder), model_name="tiny", max_batch=16, max_wait_ms=5)
@@ -380,15 +407,18 @@ def test_a_model_with_a_prior_is_served_with_it_and_the_bench_measures_its_cost(
         dict(enumerate(expected)), abs=1e-3
     )
 
-    spec = importlib.util.spec_from_file_location("bench_serve", REPO / "bench" / "serve.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    report = bench.run(
-        str(folder), duration=1, small_duration=1, concurrency=2, passages=5, out=None
+    report = load_bench().run(
+        str(folder), duration=0.5, loads=[(4, 2)], pool_requests=4, out=None, st_configs=[]
     )
-    large = report["loads"]["large"]
-    assert (
-        large["batching_without_prior"]["requests"] > 0
-        and large["batching_without_prior"]["server_errors"] == 0
-    )
-    assert large["throughput_ratio_with_vs_without_prior"] > 0
+    configurations = report["configurations"]
+    for name in (
+        "reranktune_cold",
+        "reranktune_warm",
+        "reranktune_without_prior_cold",
+        "reranktune_without_prior_warm",
+    ):
+        r = configurations[name]["cells"]["4x2"]
+        assert r["requests"] > 0 and r["server_errors"] == 0
+    assert report["baseline"] == "reranktune_without_prior_warm"
+    assert set(report["prior_cost"]) == {"cold", "warm"}
+    assert all(v > 0 for regime in report["prior_cost"].values() for v in regime.values())
