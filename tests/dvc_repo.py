@@ -84,6 +84,8 @@ def make_repo(
         save_steps=1000,
     )
     params["eval"].update(top_k=10, k_values=[1, 5, 10])
+    # the other variants, the prior's INT8 and the timing have their own tests (test_export.py)
+    params["export"].update(variants=["fp32"], gate_queries=8)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / ".gitignore").write_text("__pycache__/\n.cache/\n")
     env = {
