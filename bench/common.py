@@ -92,3 +92,21 @@ def checkout_commit() -> str | None:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def load_summary(
+    latencies: list[float], pairs: int, elapsed: float, statuses: dict[int, int]
+) -> dict:
+    """One load's figures: throughput, latency percentiles (ms), status counts and server errors."""
+    import numpy as np
+
+    ms = np.asarray(latencies) * 1000
+    return {
+        "requests": len(latencies),
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(len(latencies) / elapsed, 2),
+        "pairs_per_s": round(pairs / elapsed, 1),
+        "latency_ms": {f"p{q}": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
+        "status": {str(k): v for k, v in sorted(statuses.items())},
+        "server_errors": sum(v for k, v in statuses.items() if k >= 500),
+    }

@@ -73,7 +73,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "bench")]
 
-from common import machine  # noqa: E402
+from common import load_summary, machine  # noqa: E402
 
 from reranktune.io import write_json  # noqa: E402
 
@@ -299,16 +299,7 @@ async def load(
         t0 = time.monotonic()
         await asyncio.gather(*[client(http, t0 + duration) for _ in range(concurrency)])
         elapsed = time.monotonic() - t0
-    ms = np.asarray(latencies) * 1000
-    return {
-        "requests": len(latencies),
-        "seconds": round(elapsed, 2),
-        "requests_per_s": round(len(latencies) / elapsed, 2),
-        "pairs_per_s": round(pairs / elapsed, 1),
-        "latency_ms": {f"p{q}": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
-        "status": {str(k): v for k, v in sorted(statuses.items())},
-        "server_errors": sum(v for k, v in statuses.items() if k >= 500),
-    }
+    return load_summary(latencies, pairs, elapsed, statuses)
 
 
 async def big_queries(url: str, duration: float) -> dict:

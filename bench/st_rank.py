@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
+from common import load_summary
 
 SKIPPED = 3  # exit status: this interpreter lacks what the backend needs
 
@@ -128,16 +128,7 @@ def run_load(
         for future in [pool.submit(client, t0 + duration) for _ in range(concurrency)]:
             future.result()
     elapsed = time.monotonic() - t0
-    ms = np.asarray(latencies) * 1000
-    return {
-        "requests": len(latencies),
-        "seconds": round(elapsed, 2),
-        "requests_per_s": round(len(latencies) / elapsed, 2),
-        "pairs_per_s": round(pairs / elapsed, 1),
-        "latency_ms": {f"p{q}": round(float(np.percentile(ms, q)), 1) for q in (50, 95, 99)},
-        "status": {"200": len(latencies)},
-        "server_errors": 0,
-    }
+    return load_summary(latencies, pairs, elapsed, {200: len(latencies)})
 
 
 def main(argv: list[str] | None = None) -> int:
