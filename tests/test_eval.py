@@ -541,3 +541,18 @@ def test_a_reranker_with_a_prior_is_judged_against_its_prior_alone_and_shows_its
     )
     review = review_metrics(result.metrics, params)
     assert set(review["prior"]) == set(review["crossencoder"]) == {"NDCG@8"}
+
+
+def test_rank_orders_passages_by_score_and_keeps_the_top_n(tiny_bert_dir):
+    reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu")
+    passages = [
+        "VACUUM reclaims storage.",
+        "A cursor.",
+        "Indexes speed up reads.",
+        "Roles grant access.",
+    ]
+    scores = reranker.score(["what does vacuum do"] * len(passages), passages)
+    ranked = reranker.rank("what does vacuum do", passages)
+    assert [r.index for r in ranked] == sorted(range(4), key=lambda i: -scores[i])
+    assert [r.score for r in ranked] == pytest.approx(sorted(scores, reverse=True))
+    assert reranker.rank("what does vacuum do", passages, top_n=2) == ranked[:2]
