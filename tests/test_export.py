@@ -22,7 +22,7 @@ from reranktune.params import EmbeddingParams, ExportParams, load_section
 from reranktune.reranker.config import RerankerConfig
 from reranktune.reranker.model import Reranker
 from reranktune.reranker.onnx import onnx_session
-from reranktune.reranker.scoring import SessionBackend, format_pair
+from reranktune.reranker.scoring import SessionBackend, TorchBackend, format_pair
 from reranktune.retrieval.first_stage import FirstStageSettings
 
 SHORT = "question:what is vacuum \n \n passage:VACUUM reclaims storage occupied by dead tuples."
@@ -57,7 +57,7 @@ def test_every_variant_matches_torch_at_several_shapes(fixture, request, tmp_pat
     if fixture == "tiny_bert_dir":  # eager export: the optimiser fuses attention
         assert built["optimized"]["fused_ops"].get("Attention", 0) == 2, built["optimized"]
     for name, atol in [("fp32", 1e-4), ("optimized", 1e-4), ("fp16", 2e-2)]:
-        parity = probe.compare(onnx_session(str(tmp_path / VARIANTS[name].file)))
+        parity = probe.compare(SessionBackend(onnx_session(str(tmp_path / VARIANTS[name].file))))
         assert parity.max_abs_diff < atol, (name, parity)
     int8 = onnx_session(str(tmp_path / VARIANTS["int8"].file))
     assert int8.run(["logits"], probe.batches[3])[0].shape == (64, 1)
@@ -104,7 +104,9 @@ def test_parity_flags_a_corrupted_graph(tiny_bert_dir, tmp_path):
     with torch.no_grad():
         reranker.model.classifier.bias += 0.5  # the torch side now differs from the graph
     # the probe run_export builds once and compares every variant with
-    parity = ParityProbe(reranker.model, reranker.tokenizer, TEXTS, 128, names).compare(session)
+    parity = ParityProbe(reranker.model, reranker.tokenizer, TEXTS, 128, names).compare(
+        SessionBackend(session)
+    )
     assert parity.max_abs_diff == pytest.approx(0.5, abs=1e-3)
     assert np.isfinite(parity.spearman)
 
@@ -147,7 +149,9 @@ def test_gate_rejects_a_perturbed_variant_and_accepts_the_faithful_one(tiny_bert
     for name in ("fp32", "optimized"):
         session = onnx_session(str(tmp_path / VARIANTS[name].file))
         ndcg, _ = ranking.ndcg(reranker.with_backend(SessionBackend(session)), 64)
-        verdicts[name] = judge(True, probe.compare(session), ndcg, torch_ndcg, params)
+        verdicts[name] = judge(
+            True, probe.compare(SessionBackend(session)), ndcg, torch_ndcg, params
+        )
     assert verdicts["fp32"]["accepted"] and verdicts["fp32"]["ndcg_drop"] == 0
     assert not verdicts["optimized"]["accepted"]
     assert verdicts["optimized"]["ndcg_drop"] > 0.01
@@ -199,7 +203,8 @@ def test_run_export_writes_a_self_describing_folder(
     config = RerankerConfig.load(out)
     onnx = config.onnx
     # the default is the accepted CPU variant export timed fastest (logit + prior, serve's way)
-    timed = {n: report[n]["pairs_per_s"] for n in ("fp32", "optimized", "int8")}
+    cpu_variants = ("fp32", "optimized", "int8", "bf16")  # bf16 where this CPU has bf16 units
+    timed = {n: report[n]["pairs_per_s"] for n in cpu_variants if n in report}
     assert all((speed is not None) == report[n]["accepted"] for n, speed in timed.items())
     assert report["fp16"]["pairs_per_s"] is None  # a GPU variant: not timed on the CPU
     accepted = {n: speed for n, speed in timed.items() if report[n]["accepted"]}
@@ -288,8 +293,8 @@ def test_the_measured_default_is_what_serve_loads(tiny_bert_dir, small_beir, tmp
         lambda path, *a, **k: loaded.append(Path(path).name) or real(path, *a, **k),
     )
     Reranker.from_pretrained(str(out), backend="onnx")
-    engine = load_engine("onnx", out)
-    assert loaded == ["model.int8.onnx", "model.int8.onnx"] and engine.kind == "onnx"
+    engine = load_engine("export", out)
+    assert loaded == ["model.int8.onnx", "model.int8.onnx"] and engine.kind == "export"
 
 
 def _variant_of(reranker) -> str:
@@ -322,7 +327,7 @@ def test_tensorrt_engine_matches_torch(tiny_bert_dir, tmp_path):
     probe = ParityProbe(
         reranker.model, reranker.tokenizer, SHAPE_TEXTS, 512, names, batch_sizes=(1, 1, 64, 64)
     )
-    parity = probe.compare(TensorRTSession(tmp_path / "model.plan"))
+    parity = probe.compare(SessionBackend(TensorRTSession(tmp_path / "model.plan")))
     assert parity.max_abs_diff < 2e-2 and parity.spearman > 0.99, parity
 
 
@@ -362,10 +367,10 @@ def test_a_reranker_with_a_prior_is_exported_and_served_with_it(
         [query] * 3, passages
     )
     assert max(abs(a - b) for a, b in zip(expected, logits_only)) > 1.0  # the prior is in
-    for kind, folder in (("onnx", out), ("torch", tiny_bert_with_prior_dir)):
+    for kind, folder in (("export", out), ("torch", tiny_bert_with_prior_dir)):
         engine = load_engine(kind, folder, batch_size=2)
         assert type(engine.prior.encoder).__name__ == (
-            "OnnxEncoder" if kind == "onnx" else "Embedder"
+            "OnnxEncoder" if kind == "export" else "Embedder"
         )
         assert engine.score(engine.encode(query, passages, truncate=True)) == pytest.approx(
             expected, abs=1e-3
@@ -415,7 +420,7 @@ def test_the_prior_is_served_in_int8_when_it_passes_the_gate(
     graph = onnx.load(str(out / "prior" / "model.int8.onnx")).graph
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
     assert RerankerConfig.load(out).prior.dense.onnx_file == "model.int8.onnx"
-    engine = load_engine("onnx", out)
+    engine = load_engine("export", out)
     assert Path(engine.prior.encoder.session._model_path).name == "model.int8.onnx"
     expected = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu").score(
         [QUERY] * len(PASSAGES), PASSAGES
@@ -451,7 +456,7 @@ def test_a_prior_int8_that_fails_the_gate_leaves_the_fp32_graph_served(
     assert int8["onnx_file"] is None and not (out / "prior" / "model.int8.onnx").exists()
     assert report["prior"]["accepted"] and report["prior"]["onnx_file"] == "prior/model.onnx"
     assert RerankerConfig.load(out).prior.dense.onnx_file == "model.onnx"
-    engine = load_engine("onnx", out)
+    engine = load_engine("export", out)
     assert Path(engine.prior.encoder.session._model_path).name == "model.onnx"
     expected = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu").score(
         [QUERY] * len(PASSAGES), PASSAGES
@@ -483,3 +488,102 @@ def test_served_speed_times_the_prior_without_its_cache(tiny_bert_dir):
     for _ in range(2):  # the first 4 pairs: q0 x 3 and q1 x 1, so 2 queries and 4 passages
         assert ranking.served_speed(served, 4, pairs=4) > 0
     assert calls == [2, 4, 2, 4]
+
+
+def test_bf16_served_by_pytorch_when_it_times_fastest(
+    tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch
+):
+    """On a CPU with bf16 units the PyTorch weights in bf16 are a variant like the graphs: gated,
+    timed, and when fastest what serve loads, the prior's encoder in bf16 with them."""
+    from reranktune.serve.engines import load_engine
+
+    monkeypatch.setattr("reranktune.export.run.bf16_enabled", lambda mode, device: True)
+    speeds = {"fp32": 10.0, "int8": 20.0, "bf16": 30.0}
+    monkeypatch.setattr(
+        "reranktune.export.gate.RankingSet.served_speed",
+        lambda self, reranker, batch_size, pairs: speeds[
+            "bf16" if isinstance(reranker.backend, TorchBackend) else _variant_of(reranker)
+        ],
+    )
+    report, out = _prior_export(
+        tiny_bert_with_prior_dir,
+        small_beir,
+        tmp_path,
+        monkeypatch,
+        variants=["fp32", "int8", "bf16"],
+        lossy_min_spearman=-1.0,  # the tiny random model's logits are too flat to rank by
+        max_ndcg_drop=1.0,
+    )
+    bf16 = report["bf16"]
+    assert bf16["accepted"] and bf16["max_abs_diff"] < 1e-2 and bf16["NDCG@10"] is not None, bf16
+    assert bf16["provider"] == "PyTorch bf16 autocast (CPU)"
+    assert report["prior"]["bf16"]["spearman"] > 0.9, report["prior"]
+    config = RerankerConfig.load(out)
+    assert config.onnx.default_variant == "bf16" and config.onnx.runtime == "torch"
+    assert config.onnx.file == "model.safetensors" and (out / "model.safetensors").exists()
+    assert config.prior.dense.bf16
+    assert config.onnx.fastest_graph == "model.int8.onnx"  # backend="onnx" still finds a graph
+    engine = load_engine("export", out)
+    backend = engine.reranker.backend
+    assert isinstance(backend, TorchBackend) and backend.bf16 and backend.device == "cpu"
+    assert type(engine.prior.encoder).__name__ == "Embedder" and engine.prior.encoder.bf16
+    expected = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu").score(
+        [QUERY] * len(PASSAGES), PASSAGES
+    )
+    served = engine.score(engine.encode(QUERY, PASSAGES, truncate=True))
+    assert served == pytest.approx(expected, abs=0.5)  # bf16 rounding of logit and cosines
+
+
+@pytest.mark.parametrize("how", ["no bf16 on this CPU", "rejected by the gate"])
+def test_bf16_is_not_offered_without_native_bf16_or_past_the_gate(
+    how, tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch
+):
+    native = how != "no bf16 on this CPU"
+    monkeypatch.setattr("reranktune.export.run.bf16_enabled", lambda mode, device: native)
+    report, out = _prior_export(
+        tiny_bert_with_prior_dir,
+        small_beir,
+        tmp_path,
+        monkeypatch,
+        variants=["fp32", "bf16"],
+        lossy_min_spearman=1.0,  # bf16 rounding reorders some of the random model's scores
+    )
+    assert ("bf16" in report) == native
+    if native:
+        assert not report["bf16"]["accepted"], report["bf16"]
+    config = RerankerConfig.load(out)
+    assert config.onnx.default_variant == "fp32" and config.onnx.runtime == "onnx"
+    assert not list(out.glob("*.safetensors")) and not config.prior.dense.bf16
+
+
+def test_the_serve_bench_rebuilds_the_earlier_default_from_an_export(
+    tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch
+):
+    """bench/serve.py's earlier_default: the same export served as before the default was
+    measured (fused fp32 graph, fp32 prior graph), whatever the export picked."""
+    import importlib.util
+
+    from reranktune.serve.engines import load_engine
+
+    monkeypatch.setattr("reranktune.export.run.bf16_enabled", lambda mode, device: True)
+    _, out = _prior_export(
+        tiny_bert_with_prior_dir,
+        small_beir,
+        tmp_path,
+        monkeypatch,
+        variants=["fp32", "optimized", "bf16"],
+        lossy_min_spearman=-1.0,
+        max_ndcg_drop=1.0,
+    )
+    spec = importlib.util.spec_from_file_location(
+        "bench_serve", Path(__file__).resolve().parents[1] / "bench" / "serve.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    earlier = bench.earlier_default(out, tmp_path)
+    config = RerankerConfig.load(earlier)
+    assert config.onnx.default_variant == "optimized" and config.onnx.runtime == "onnx"
+    assert config.prior.dense.onnx_file == "model.onnx" and not config.prior.dense.bf16
+    engine = load_engine("export", earlier)
+    assert Path(engine.reranker.backend.session._model_path).name == "model.opt.onnx"
+    assert Path(engine.prior.encoder.session._model_path).name == "model.onnx"

@@ -297,16 +297,18 @@ class EvalParams(Section):
     endpoint_tolerance: float = Field(0.01, ge=0)  # @5 and beyond (and every other cut-off)
 
 
-ExportVariant = Literal["fp32", "optimized", "int8", "fp16"]
+ExportVariant = Literal["fp32", "optimized", "int8", "bf16", "fp16"]
 
 
 class ExportParams(Section):
-    """ONNX variants to build and the accuracy gate each must pass to be offered to serve."""
+    """Variants to build and the accuracy gate each must pass to be offered to serve."""
 
     opset: int = Field(17, ge=14)
-    variants: list[ExportVariant] = ["fp32", "optimized", "int8", "fp16"]
+    variants: list[ExportVariant] = ["fp32", "optimized", "int8", "bf16", "fp16"]
     parity_atol: float = Field(1e-3, gt=0)  # fp32/optimized: max |score - PyTorch score|
-    lossy_min_spearman: float = Field(0.9, ge=-1, le=1)  # int8/fp16: rank correlation with PyTorch
+    lossy_min_spearman: float = Field(
+        0.9, ge=-1, le=1
+    )  # int8/bf16/fp16: rank correlation with PyTorch
     max_ndcg_drop: float = Field(0.005, ge=0)  # every variant: NDCG@10 below PyTorch's
     parity_pairs: int = Field(64, ge=1)
     gate_queries: int = Field(48, ge=0)  # test queries reranked for the gate; 0 = all
@@ -351,7 +353,7 @@ class DeployParams(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     model_dir: str = "models/onnx"
-    engine: Literal["onnx", "torch"] = "onnx"
+    engine: Literal["export", "torch"] = "export"
     model_name: str = "reranktune"
     batching: bool = False  # bench/results/serve.json: slower on small requests, equal on large
     max_batch: int = Field(32, ge=1)

@@ -1,4 +1,4 @@
-"""Compare an ONNX reranker's scores with PyTorch's on real pairs, batch by batch."""
+"""Compare an exported reranker's scores with PyTorch's fp32 ones on real pairs, batch by batch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.stats import spearmanr
+
+from reranktune.reranker.scoring import LogitBackend
 
 
 @dataclass
@@ -61,8 +63,9 @@ class ParityProbe:
                 ]
             )
 
-    def compare(self, session) -> Parity:
-        scores = np.concatenate([session.run(["logits"], b)[0][:, 0] for b in self.batches])
+    def compare(self, backend: LogitBackend) -> Parity:
+        """``backend``'s logits on the probe's batches against PyTorch's."""
+        scores = np.concatenate(backend.logits_batches(self.batches))
         shapes = [list(batch["input_ids"].shape) for batch in self.batches]
         return compare_scores(self.torch_scores, scores, shapes)
 

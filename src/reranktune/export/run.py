@@ -1,12 +1,14 @@
-"""Export end to end: ONNX variants, an optional TensorRT engine, the accuracy gate, and a
-self-describing folder (tokenizer, prompt, max length, inputs, accepted variants, and the
-first-stage prior's embedding model when the reranker has one) for serve.
+"""Export end to end: ONNX variants, the bf16 PyTorch variant, an optional TensorRT engine,
+the accuracy gate, and a self-describing folder (tokenizer, prompt, max length, inputs,
+accepted variants, and the first-stage prior's embedding model when the reranker has one)
+for serve.
 
-The folder's default variant (the graph serve loads) is the fastest accepted CPU variant,
-timed here as serve runs it (logit + prior) on a fixed batch of the gate's pairs: which one
-is fastest depends on the CPU (INT8 where VNNI helps), so it is measured, not assumed. The
-prior's encoder gets an INT8 graph too when ``int8`` is among the variants, gated like the
-cross-encoder's; serve uses it when accepted, the fp32 graph otherwise.
+The folder's default variant (what serve loads) is the fastest accepted CPU variant, timed
+here as serve runs it (logit + prior) on a fixed batch of the gate's pairs: which one is
+fastest depends on the CPU (bf16 where it has AMX, INT8 where VNNI helps), so it is
+measured, not assumed. The prior's encoder runs as its variant does: under the bf16
+variant in PyTorch bf16 too, under the ONNX ones as an ONNX graph, INT8 when ``int8`` is
+among the variants and its graph passes a gate like the cross-encoder's, fp32 otherwise.
 """
 
 from __future__ import annotations
@@ -32,22 +34,24 @@ from reranktune.export.variants import (
     VARIANTS,
     Variant,
     build_variants,
+    copy_weights,
     optimize,
     quantize_int8,
+    remove_weights,
 )
 from reranktune.io import InputError, atomic_dir, write_json
-from reranktune.models import on_cpu
+from reranktune.models import bf16_enabled, on_cpu
 from reranktune.params import ExportParams
 from reranktune.reranker.config import OnnxConfig, PriorConfig, VariantConfig
 from reranktune.reranker.model import Reranker
 from reranktune.reranker.onnx import onnx_session
 from reranktune.reranker.prior import PRIOR_ONNX, Prior, export_prior_onnx
-from reranktune.reranker.scoring import SessionBackend, format_pair
+from reranktune.reranker.scoring import LogitBackend, SessionBackend, TorchBackend, format_pair
 from reranktune.retrieval.first_stage import FirstStageSettings
 
 log = logging.getLogger(__name__)
 
-TENSORRT = Variant(ENGINE_FILE, "cuda", "fp16, norms fp32", False)
+TENSORRT = Variant(ENGINE_FILE, "cuda", "fp16, norms fp32", False, "tensorrt")
 PRIOR_INT8 = "model.int8.onnx"  # the prior's encoder with INT8 weights, when the gate accepts it
 SPEED_PAIRS = 256  # the gate's first pairs, timed per accepted CPU variant
 SPEED_ROUNDS = 2  # each variant is timed this often, round-robin, and keeps its best
@@ -88,8 +92,25 @@ def _tensorrt(params: ExportParams, out: Path, names: list[str]) -> dict[str, Va
     return {"tensorrt": TENSORRT}
 
 
-def _session(variant: Variant, path: Path):
-    return TensorRTSession(path) if variant is TENSORRT else onnx_session(str(path), variant.device)
+def _bf16(params: ExportParams, model_dir: Path, out: Path) -> tuple[dict[str, Variant], dict]:
+    """The PyTorch weights for bf16 autocast where this CPU runs bf16 natively (AMX or
+    AVX512-BF16); elsewhere it is emulated, slower than fp32, and not built."""
+    if "bf16" not in params.variants:
+        return {}, {}
+    if not bf16_enabled("auto", "cpu"):
+        log.info("bf16 variant skipped: this CPU has neither AMX nor AVX512-BF16")
+        return {}, {}
+    return {"bf16": VARIANTS["bf16"]}, {"bf16": copy_weights(model_dir, out)}
+
+
+def _backend(variant: Variant, path: Path, cpu_model) -> tuple[LogitBackend, str]:
+    """The variant as serve would run it, and what runs it."""
+    if variant.runtime == "torch":
+        return TorchBackend(cpu_model, "cpu", bf16=True), "PyTorch bf16 autocast (CPU)"
+    if variant.runtime == "tensorrt":
+        return SessionBackend(TensorRTSession(path)), "TensorRT"
+    session = onnx_session(str(path), variant.device)
+    return SessionBackend(session), session.get_providers()[0]
 
 
 def _onnx_prior(out: Path, config: PriorConfig, file: str) -> tuple[Prior, PriorConfig]:
@@ -107,12 +128,14 @@ def _export_prior(
     ranking: RankingSet,
     params: ExportParams,
     torch_ndcg: float,
+    reference: np.ndarray,
 ) -> tuple[Prior, PriorConfig, dict]:
     """Copy the prior next to the graph, with an ONNX graph of its encoder if that scores like
-    PyTorch, and an INT8 one (``_prior_int8``) if ``int8`` is among the variants.
+    PyTorch (``reference``: its fp32 scores of the gate's pairs), and an INT8 one
+    (``_prior_int8``) if ``int8`` is among the variants.
 
-    Returns the prior serve will use (INT8 where accepted, else fp32 ONNX, else PyTorch when its
-    graph was rejected), its config entry and its figures over the gate's pairs.
+    Returns the prior the ONNX variants serve with (INT8 where accepted, else fp32 ONNX, else
+    PyTorch when its graph was rejected), its config entry and its figures over the gate's pairs.
     """
     config = reranker.config.prior
     folder = out / config.folder
@@ -122,7 +145,6 @@ def _export_prior(
     export_prior_onnx(reranker.prior, folder / PRIOR_ONNX, params.opset)
     exported, candidate = _onnx_prior(out, config, PRIOR_ONNX)
     queries, passages = ranking.texts()
-    reference = reranker.prior.scores(queries, passages)
     diff = float(np.max(np.abs(exported.scores(queries, passages) - reference)))
     accepted = diff <= params.parity_atol
     log.info(
@@ -196,6 +218,15 @@ def _prior_int8(
     return verdict, (int8, candidate)
 
 
+def _bf16_prior(out: Path, config: PriorConfig, reference: np.ndarray, ranking: RankingSet):
+    """The prior the bf16 variant serves with: its encoder in PyTorch bf16 as well. Returns it, its
+    config entry, and its scores against fp32 PyTorch's (``reference``) on the gate's pairs."""
+    bf16 = config.model_copy(update={"dense": config.dense.model_copy(update={"bf16": True})})
+    prior = Prior.load(out, bf16, device="cpu")
+    parity = compare_scores(reference, prior.scores(*ranking.texts()))
+    return prior, bf16, {"max_abs_diff": parity.max_abs_diff, "spearman": parity.spearman}
+
+
 def _fastest(report: dict, variants: dict[str, Variant]) -> str | None:
     """The accepted CPU variant that served fastest here (TensorRT and fp16 are for GPUs)."""
     timed = [
@@ -235,10 +266,12 @@ def run_export(
             cpu_model, reranker.tokenizer, out / VARIANTS["fp32"].file, params.opset, sample
         )
         built = build_variants(out, params.variants, reranker.model.config)
+        bf16, built_bf16 = _bf16(params, Path(model_dir), out)
+        built |= built_bf16
         variants = {name: VARIANTS[name] for name in built} | _tensorrt(params, out, names)
         ranking = ranking_set(beir_dir, first_stage, params.gate_queries, params.gate_top_k)
-        report, served_prior, prior_config = _gate(
-            reranker, variants, built, probe, ranking, Path(model_dir), out, params
+        report, prior_configs = _gate(
+            reranker, cpu_model, variants, built, probe, ranking, Path(model_dir), out, params
         )
         write_json(report_path, report)
         if not report["fp32"]["accepted"]:
@@ -247,8 +280,12 @@ def run_export(
                 f"{report['fp32']['rejected_because']}"
             )
         for name, variant in variants.items():
-            if not report[name]["accepted"]:
-                (out / variant.file).unlink()  # rejected: not offered to serve
+            if report[name]["accepted"]:
+                continue
+            if variant.runtime == "torch":  # rejected: not offered to serve
+                remove_weights(out)
+            else:
+                (out / variant.file).unlink()
         default = report["speed"]["fastest"]
         reranker.tokenizer.save_pretrained(out)
         shutil.copy(Path(model_dir) / "config.json", out / "config.json")
@@ -262,9 +299,11 @@ def run_export(
                     file=variant.file if report[name]["accepted"] else None,
                     accepted=report[name]["accepted"],
                     device=variant.device,
+                    runtime=variant.runtime,
                     precision=variant.precision,
                     ndcg_at_10=report[name][NDCG_KEY],
                     ndcg_drop=report[name]["ndcg_drop"],
+                    pairs_per_s=report[name]["pairs_per_s"],
                 )
                 for name, variant in variants.items()
             },
@@ -273,6 +312,7 @@ def run_export(
             else None,
             source_model=str(model_dir),
         )
+        prior_config = prior_configs.get(variants[default].runtime, prior_configs.get("onnx"))
         reranker.config.model_copy(update={"onnx": onnx, "prior": prior_config}).save(out)
     log.info(
         "exported %s: default %s, accepted %s",
@@ -285,6 +325,7 @@ def run_export(
 
 def _gate(
     reranker: Reranker,
+    cpu_model,
     variants: dict[str, Variant],
     built: dict,
     probe: ParityProbe,
@@ -292,9 +333,9 @@ def _gate(
     model_dir: Path,
     out: Path,
     params: ExportParams,
-) -> tuple[dict, Prior | None, PriorConfig | None]:
-    """Every variant judged against PyTorch; returns the report, the prior serve will use and its
-    config."""
+) -> tuple[dict, dict[str, PriorConfig | None]]:
+    """Every variant judged against PyTorch, each with the prior it serves with; returns the
+    report and, per runtime, the prior's config entry the folder gets when that runtime serves."""
     torch_ndcg, torch_speed = ranking.ndcg(reranker, params.batch_size)
     report: dict = {
         "gate": {
@@ -310,18 +351,25 @@ def _gate(
             "device": reranker.backend.device,
         },
     }
-    served_prior, prior_config = reranker.prior, reranker.config.prior
-    if prior_config is not None:
-        served_prior, prior_config, report["prior"] = _export_prior(
-            reranker, model_dir, out, ranking, params, torch_ndcg
+    config = reranker.config.prior
+    priors = {"onnx": reranker.prior}
+    prior_configs = {"onnx": config}
+    if config is not None:
+        reference = reranker.prior.scores(*ranking.texts())
+        priors["onnx"], prior_configs["onnx"], report["prior"] = _export_prior(
+            reranker, model_dir, out, ranking, params, torch_ndcg, reference
         )
+        if "bf16" in variants and config.dense is not None:
+            priors["torch"], prior_configs["torch"], bf16_parity = _bf16_prior(
+                out, config, reference, ranking
+            )
+            report["prior"]["bf16"] = bf16_parity
     timed: dict[str, Reranker] = {}
     for name, variant in variants.items():
-        session = _session(variant, out / variant.file)
+        backend, provider = _backend(variant, out / variant.file, cpu_model)
         ndcg = None
-        provider = "TensorRT" if variant is TENSORRT else session.get_providers()[0]
         if variant.device == "cpu" or provider != "CPUExecutionProvider":
-            served = reranker.with_backend(SessionBackend(session), served_prior)
+            served = reranker.with_backend(backend, priors.get(variant.runtime, priors["onnx"]))
             ndcg, _ = ranking.ndcg(served, params.batch_size)
             if variant.device == "cpu":
                 timed[name] = served
@@ -331,7 +379,7 @@ def _gate(
                 "%s: no CUDA provider here, so %s is not measured (parity only)", name, NDCG_KEY
             )
         report[name] = {
-            **judge(variant.lossless, probe.compare(session), ndcg, torch_ndcg, params),
+            **judge(variant.lossless, probe.compare(backend), ndcg, torch_ndcg, params),
             "pairs_per_s": None,
             "provider": provider,
             **built.get(name, {}),
@@ -355,7 +403,7 @@ def _gate(
         params,
     )
     report["speed"]["fastest"] = _fastest(report, variants)
-    return report, served_prior, prior_config
+    return report, prior_configs
 
 
 def _time_variants(

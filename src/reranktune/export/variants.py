@@ -1,6 +1,9 @@
-"""ONNX variants derived from the fp32 export: fused graph, INT8 weights, fp16 weights.
+"""The variants export offers serve: ONNX graphs derived from the fp32 export (fused graph,
+INT8 weights, fp16 weights), and the PyTorch weights run with bf16 autocast.
 
-Each builder reads one ``.onnx`` file and writes another; the accuracy gate in
+Each ONNX builder reads one ``.onnx`` file and writes another; bf16 is the fine-tuned
+weights themselves, copied (``copy_weights``), because on CPUs with AMX or AVX512-BF16
+PyTorch's bf16 matrix units outrun every ONNX Runtime CPU kernel. The accuracy gate in
 ``gate.py`` decides afterwards which of them serve may use, and export records the
 fastest accepted one, timed on the machine it runs on, as the folder's default.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ class Variant:
     device: str  # where it is meant to run: "cpu" or "cuda"
     precision: str
     lossless: bool  # True: must match PyTorch to parity_atol; False: judged by rank correlation
+    runtime: str = "onnx"  # what runs ``file``: onnx (ONNX Runtime), torch, tensorrt
 
 
 VARIANTS: dict[str, Variant] = {
@@ -33,7 +38,9 @@ VARIANTS: dict[str, Variant] = {
         "model.int8.onnx", "cpu", "int8 weights (dynamic, per channel; head fp32)", False
     ),
     "fp16": Variant("model.fp16.onnx", "cuda", "fp16 (fp32 inputs/outputs)", False),
+    "bf16": Variant("model.safetensors", "cpu", "bf16 autocast (PyTorch)", False, "torch"),
 }
+WEIGHT_FILES = ("model*.safetensors", "model.safetensors.index.json")  # one file or shards
 
 
 @contextlib.contextmanager
@@ -125,8 +132,29 @@ def to_fp16(src: Path, dst: Path, keep_norms_fp32: bool = False) -> None:
     wrapped.save_model_to_file(str(dst))
 
 
+def copy_weights(model_dir: Path, folder: Path) -> dict:
+    """The bf16 variant: the fine-tuned safetensors weights (one file or shards) beside the graphs;
+    returns how it was built."""
+    files = sorted({f for pattern in WEIGHT_FILES for f in Path(model_dir).glob(pattern)})
+    if not any(f.suffix == ".safetensors" for f in files):
+        raise FileNotFoundError(f"{model_dir}: no safetensors weights to serve in bf16")
+    for file in files:
+        shutil.copy(file, folder / file.name)
+    return {
+        "source": str(model_dir),
+        "size_mb": round(sum(f.stat().st_size for f in files) / 2**20, 1),
+    }
+
+
+def remove_weights(folder: Path) -> None:
+    """Undo ``copy_weights`` (the gate rejected bf16)."""
+    for pattern in WEIGHT_FILES:
+        for file in folder.glob(pattern):
+            file.unlink()
+
+
 def build_variants(folder: Path, names: list[str], config) -> dict[str, dict]:
-    """Write every requested variant beside ``model.onnx``; returns how each was built.
+    """Write every requested ONNX variant beside ``model.onnx``; returns how each was built.
 
     INT8 and fp16 start from the optimised graph when it is built (fused ops run faster
     and quantise better), otherwise from the plain fp32 graph.

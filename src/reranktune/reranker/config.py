@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -42,6 +43,7 @@ class DensePriorConfig(_Strict):
     onnx_file: str | None = (
         None  # the encoder as one ONNX graph, written by export when it matches PyTorch
     )
+    bf16: bool = False  # PyTorch autocasts the encoder to bf16 (export: with the bf16 variant)
 
 
 class PriorConfig(_Strict):
@@ -56,13 +58,16 @@ class VariantConfig(_Strict):
     file: str | None = None
     accepted: bool
     device: str
+    runtime: Literal["onnx", "torch", "tensorrt"] = "onnx"
     precision: str
     ndcg_at_10: float | None = Field(None, alias="NDCG@10")
     ndcg_drop: float | None = None
+    pairs_per_s: float | None = None  # served as export timed it (logit + prior), on its CPU
 
 
 class OnnxConfig(_Strict):
-    """What export built: the graph serve loads by default and every variant's verdict."""
+    """What export built: the variant serve loads by default (``file``, run by its ``runtime``)
+    and every variant's verdict."""
 
     inputs: list[str]
     output: str = "logits"
@@ -71,6 +76,25 @@ class OnnxConfig(_Strict):
     variants: dict[str, VariantConfig] = {}
     tensorrt_profile: dict[str, list[int]] | None = None
     source_model: str | None = None
+
+    @property
+    def runtime(self) -> str:
+        """What runs ``file``: the default variant's runtime (ONNX Runtime for older folders)."""
+        variant = self.variants.get(self.default_variant or "")
+        return variant.runtime if variant else "onnx"
+
+    @property
+    def fastest_graph(self) -> str:
+        """The ONNX graph to load: the default where it is one, else the fastest accepted ONNX
+        CPU variant as export timed it."""
+        if self.runtime == "onnx":
+            return self.file
+        graphs = [
+            v
+            for v in self.variants.values()
+            if v.runtime == "onnx" and v.accepted and v.device == "cpu" and v.file
+        ]
+        return max(graphs, key=lambda v: v.pairs_per_s or 0.0).file if graphs else "model.onnx"
 
 
 class RerankerConfig(_Strict):

@@ -2,10 +2,12 @@
 
 Like sentence-transformers' ``CrossEncoder``, one class owns the scoring recipe and picks
 the backend: ``Reranker.from_pretrained(folder)`` scores with PyTorch,
-``backend="onnx"`` with the folder's ONNX graph, and the export gate plugs in any session
-with ``Reranker.with_backend``. Whatever the backend, pairs are formatted and cut by the
-same ``PairEncoder`` and scores combined by the same ``ScoreRecipe`` (scoring.py), with the
-prompt, maximum length and prior that ``reranktune.json`` saved beside the weights.
+``backend="onnx"`` with the folder's ONNX graph, ``backend="export"`` with whichever variant
+export measured fastest (an ONNX graph, or the PyTorch weights in bf16), and the export
+gate plugs in any backend with ``Reranker.with_backend``. Whatever the backend, pairs are
+formatted and cut by the same ``PairEncoder`` and scores combined by the same
+``ScoreRecipe`` (scoring.py), with the prompt, maximum length and prior that
+``reranktune.json`` saved beside the weights.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from reranktune.reranker.scoring import (
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["torch", "onnx"]
+Backend = Literal["torch", "onnx", "export"]
 SCORE_CHUNK_BATCHES = 8  # Reranker.score tokenizes up to this many batches' pairs at a time
 
 
@@ -149,13 +151,18 @@ class Reranker:
         onnx_file: str | None = None,
         bf16: bool | None = None,
     ) -> Reranker:
-        """A hub id or folder; ``backend="onnx"`` loads ``onnx_file`` (default: the one export
-        chose).
+        """A hub id or folder; ``backend="onnx"`` loads ``onnx_file`` (default: the fastest
+        accepted ONNX variant export measured), ``backend="export"`` the export folder's default
+        variant, on the runtime that variant names (PyTorch bf16 on the CPU, or ONNX Runtime).
 
         ``bf16``: autocast PyTorch to bf16 (None: on CUDA devices that support it).
         """
         path = resolve_model(name)
         config = RerankerConfig.load(path)
+        if backend == "export":
+            backend = _export_runtime(Path(path), config)
+            if backend == "torch":  # the bf16 variant, measured on the CPU
+                device, bf16 = "cpu", True
         if prompt_template or max_length:
             config = config.model_copy(
                 update={
@@ -368,17 +375,25 @@ class Reranker:
         return out
 
 
+def _export_runtime(folder: Path, config: RerankerConfig) -> Backend:
+    """The backend that runs the export folder's default variant."""
+    from reranktune.io import InputError
+
+    if config.onnx is None:
+        raise InputError(
+            f"{folder}: no export here (reranktune.json has no 'onnx' entry; "
+            "run `reranktune export`)"
+        )
+    return "torch" if config.onnx.runtime == "torch" else "onnx"
+
+
 def _onnx_backend(
     folder: Path, config: RerankerConfig, onnx_file: str | None, threads: int
 ) -> SessionBackend:
     from reranktune.io import InputError
 
-    if config.onnx is None:
-        raise InputError(
-            f"{folder}: no ONNX export here (reranktune.json has no 'onnx' entry; "
-            "run `reranktune export`)"
-        )
-    path = folder / (onnx_file or config.onnx.file)
+    _export_runtime(folder, config)  # there is an export
+    path = folder / (onnx_file or config.onnx.fastest_graph)
     if not path.is_file():
         raise InputError(f"{path}: ONNX graph not found (run `reranktune export` first)")
     return SessionBackend(onnx_session(path, threads=threads), config.onnx.output)

@@ -258,7 +258,7 @@ def _load_encoder(
         max_length=dense.max_length,
         trust_remote_code=trust_remote_code,
     )
-    return Embedder(params, device, "prior embedding model")
+    return Embedder(params, device, "prior embedding model", bf16=dense.bf16)
 
 
 def save_prior(

@@ -1,4 +1,5 @@
-"""The ranking API's engines: a ``Reranker`` on ONNX Runtime (default) or PyTorch.
+"""The ranking API's engines: a ``Reranker`` on an export folder's default variant (the fastest
+its gate accepted: an ONNX graph, or the PyTorch weights in bf16) or on a PyTorch model folder.
 
 Tokenization and the prior (``encode``) run per request; the forward pass (``score``)
 runs on pairs that the batcher may have gathered from several requests. Both are the
@@ -20,7 +21,7 @@ __all__ = ["Engine", "EngineKind", "PairTooLong", "check_model_folder", "load_en
 
 log = logging.getLogger(__name__)
 
-EngineKind = Literal["onnx", "torch"]
+EngineKind = Literal["export", "torch"]
 
 
 class Engine:
@@ -59,20 +60,21 @@ def check_model_folder(folder: str | Path, kind: EngineKind) -> Path:
     """Fail fast, before the server starts, when the folder cannot be what ``kind`` loads."""
     folder = Path(folder)
     if not folder.is_dir():
-        stage = "export" if kind == "onnx" else "finetune"
+        stage = "export" if kind == "export" else "finetune"
         raise InputError(
             f"{folder}: model folder not found (run `reranktune {stage}` first, or pass the folder)"
         )
-    if kind == "onnx":
+    if kind == "export":
         config = RerankerConfig.load(folder)
         if config.onnx is None:
             raise InputError(
-                f"{folder / CONFIG_FILE}: no ONNX export described here "
-                "(written by `reranktune export`)"
+                f"{folder / CONFIG_FILE}: no export described here (written by `reranktune export`)"
             )
-        graph = folder / config.onnx.file
-        if not graph.is_file():
-            raise InputError(f"{graph}: ONNX graph not found (run `reranktune export` first)")
+        served = folder / config.onnx.file
+        if not served.is_file():
+            raise InputError(
+                f"{served}: the export's default variant is missing (run `reranktune export` again)"
+            )
     elif not (folder / "config.json").is_file():
         raise InputError(f"{folder}: not a Hugging Face model folder (no config.json)")
     return folder
@@ -91,7 +93,7 @@ def load_engine(
         str(folder),
         backend=kind,
         trust_remote_code=trust_remote_code,
-        device="cpu" if kind == "onnx" else device,
+        device="cpu" if kind == "export" else device,
         threads=threads,
     )
     if reranker.head_was_new:
