@@ -143,14 +143,7 @@ def generate(params: SdgParams, documents: list[Document], work: Path) -> list[d
             work / "sdg_llm_summary.json",
         )
         return [record for _, record in iter_jsonl(raw)]
-    generator = OfflineGenerator(
-        documents,
-        seed=params.seed,
-        queries_per_chunk=params.queries_per_chunk,
-        multi_hop_per_document=params.multi_hop_per_document,
-        min_query_words=params.min_query_words,
-        max_query_words=params.max_query_words,
-    )
+    generator = OfflineGenerator.from_params(documents, params)
     return list(generator.records())
 
 

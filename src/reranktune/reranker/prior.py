@@ -9,7 +9,8 @@ synthetic labels say so. The prior carries both kinds of first-stage evidence, s
 correction is to the strongest first stage rather than to one of its halves:
 
 - dense: the cosine of the first stage's embedding model (saved in ``prior/``; export adds
-  an ONNX graph of it, ``prior/model.onnx``, that the ONNX engine uses instead of PyTorch);
+  an ONNX graph of it, ``prior/model.onnx``, that ONNX variants use instead of PyTorch, and
+  the bf16 variant runs it in PyTorch bf16);
 - lexical: BM25 with the training corpus's statistics (``prior/lexical.json``), so that a
   request with no corpus (NIM's ``/v1/ranking``) still gets it.
 

@@ -30,6 +30,7 @@ from reranktune.documents import (
     content_words,
     split_sentences,
 )
+from reranktune.params import SdgParams
 from reranktune.sdg.records import QAPair, document_record
 
 JUDGE = "heuristic: rare-word specificity and lexical rank of the positive chunk"
@@ -102,6 +103,18 @@ class OfflineGenerator:
         self.index = LexicalIndex(all_chunks)
         self.median_idf = (
             sorted(self.index.idf.values())[len(self.index.idf) // 2] if self.index.idf else 0.0
+        )
+
+    @classmethod
+    def from_params(cls, documents: list[Document], params: SdgParams) -> OfflineGenerator:
+        """The generator ``params.yaml``'s sdg section describes."""
+        return cls(
+            documents,
+            seed=params.seed,
+            queries_per_chunk=params.queries_per_chunk,
+            multi_hop_per_document=params.multi_hop_per_document,
+            min_query_words=params.min_query_words,
+            max_query_words=params.max_query_words,
         )
 
     # -- scoring ---------------------------------------------------------------

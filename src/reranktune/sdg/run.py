@@ -26,14 +26,7 @@ def run_sdg(params: SdgParams, output_path: str | Path, summary_path: str | Path
         from reranktune.sdg.llm_run import run_llm_sdg
 
         return run_llm_sdg(params.llm, documents, read_report, output_path, summary_path)
-    generator = OfflineGenerator(
-        documents,
-        seed=params.seed,
-        queries_per_chunk=params.queries_per_chunk,
-        multi_hop_per_document=params.multi_hop_per_document,
-        min_query_words=params.min_query_words,
-        max_query_words=params.max_query_words,
-    )
+    generator = OfflineGenerator.from_params(documents, params)
     pairs = 0
 
     def progress():
