@@ -24,6 +24,9 @@ request is the top 20 of the 100-passage one):
   server has never seen it and must embed it; then ``warm``, after one untimed pass over the
   request pool, as a reranker serving a finite corpus sees the same passages again (the prior
   keeps the embeddings of its last 10,000 texts, retrieval/embedder.py:CachedEncoder);
+- ``reranktune_corpus``: the default server started with ``--corpus`` on the NQ-UTD
+  corpus.jsonl the passages come from (its prior embeds them before it is ready), measured
+  from its first request, with no warm-up;
 - ``st_torch``, ``st_onnx_O3``, ``st_onnx_int8``: sentence-transformers' ``CrossEncoder.rank``
   in-process (bench/st_rank.py: client threads, no HTTP, no prior) on the Hugging Face folder
   of the same model (``--hf-dir``; default the export's source_model, e.g. models/reranker):
@@ -163,10 +166,13 @@ def earlier_default(folder: Path, work: Path) -> Path | None:
     return target
 
 
+CORPUS = REPO / "data" / "questions" / "nq-utd" / "corpus.jsonl"
+
+
 def corpus_passages(seed: int = 0) -> list[str]:
     """The bundled NQ-UTD passages (about 100 words each), shuffled: real text of realistic
     length."""
-    path = REPO / "data" / "questions" / "nq-utd" / "corpus.jsonl"
+    path = CORPUS
     chunks = [
         json.loads(line)["text"]
         for line in path.read_text(encoding="utf-8").splitlines()
@@ -529,7 +535,8 @@ def run(
         config = RerankerConfig.load(folder)
         plain = without_prior(folder, work)
         servers: list[tuple[str, Path, tuple[str, ...], tuple[str, ...]]] = [
-            ("reranktune", folder, serve_args, ("cold", "warm"))
+            ("reranktune", folder, serve_args, ("cold", "warm")),
+            ("reranktune", folder, (*serve_args, f"--corpus={CORPUS}"), ("corpus",)),
         ]
         if plain is not None:
             servers.append(("reranktune_without_prior", plain, serve_args, ("cold", "warm")))
@@ -546,13 +553,18 @@ def run(
                 ("reranktune_batching_on", folder, (*serve_args, "--batching"), ("warm",))
             )
         for name, served, args, regimes in servers:
-            with Server(served, work / f"{name}.log", args) as server:
+            with Server(served, work / f"{name}_{regimes[0]}.log", args) as server:
                 # cold first: its unique passages would otherwise push the warm pool out of the
                 # prior's embedding cache
                 if "cold" in regimes:
                     configurations[f"{name}_cold"] = {
                         "regime": "cold",
                         "cells": serve_cells(server, requests, loads, duration, cold=True),
+                    }
+                if "corpus" in regimes:  # no warm-up: the corpus was embedded before ready
+                    configurations[f"{name}_corpus"] = {
+                        "regime": "corpus",
+                        "cells": serve_cells(server, requests, loads, duration, cold=False),
                     }
                 if "warm" in regimes:
                     warm_ups[name] = asyncio.run(warm_up(server.url, requests[largest]))
@@ -652,11 +664,13 @@ def ratios(configurations: dict, baseline: str) -> dict[str, dict[str, dict[str,
 
 
 def prior_cost(configurations: dict) -> dict[str, dict[str, float]]:
-    """pairs/s with the prior over pairs/s without it, per regime and load (1.0: free)."""
+    """pairs/s with the prior over pairs/s without it, per regime and load (1.0: free). Without
+    the prior nothing is embedded, so ``corpus`` compares with its cold server."""
     cost: dict[str, dict[str, float]] = {}
-    for regime in ("cold", "warm"):
+    for regime in ("cold", "warm", "corpus"):
         with_prior = configurations.get(f"reranktune_{regime}", {}).get("cells", {})
-        without = configurations.get(f"reranktune_without_prior_{regime}", {}).get("cells", {})
+        plain = "cold" if regime == "corpus" else regime
+        without = configurations.get(f"reranktune_without_prior_{plain}", {}).get("cells", {})
         cost[regime] = {
             cell: round(with_prior[cell]["pairs_per_s"] / without[cell]["pairs_per_s"], 2)
             for cell in with_prior
@@ -669,7 +683,7 @@ def over_earlier_default(configurations: dict) -> dict[str, dict[str, float]]:
     """reranktune's pairs/s (with its prior, per regime) over the earlier default's, per load."""
     earlier = configurations.get("earlier_default_cold", {}).get("cells", {})
     table: dict[str, dict[str, float]] = {}
-    for regime in ("cold", "warm"):
+    for regime in ("cold", "warm", "corpus"):
         cells = configurations.get(f"reranktune_{regime}", {}).get("cells", {})
         table[regime] = {
             cell: round(r["pairs_per_s"] / earlier[cell]["pairs_per_s"], 2)

@@ -178,6 +178,15 @@ def training_file_without_records(root: Path, tiny_bert_dir: Path) -> None:
 LATIN1_LINE = '{"source_id": "café", "chunks": []}'.encode("latin-1")
 
 
+def an_export(root: Path, tiny: Path, corpus_lines: list[bytes] | None = None) -> None:
+    """models/onnx as export writes it, and optionally a corpus.jsonl for serve's --corpus."""
+    from serve_helpers import export_folder
+
+    export_folder(tiny, root / "models" / "onnx")
+    if corpus_lines is not None:
+        (root / "corpus.jsonl").write_bytes(b"\n".join(corpus_lines) + b"\n")
+
+
 @dataclass
 class Case:
     argv: list[str]
@@ -211,6 +220,18 @@ CASES = {
     ),
     "serve without an export": Case(
         ["serve", "--model-dir", "models/none"], {}, ["models/none", "not found"]
+    ),
+    "serve with a corpus file that is not there": Case(
+        ["serve", "--corpus", "no/corpus.jsonl"],
+        {},
+        ["no/corpus.jsonl", "not found"],
+        lambda root, tiny: an_export(root, tiny),
+    ),
+    "serve with a corpus line without text": Case(
+        ["serve", "--corpus", "corpus.jsonl"],
+        {},
+        ["corpus.jsonl:2", "'text' missing"],
+        lambda root, tiny: an_export(root, tiny, [b'{"_id": "a", "text": "ok"}', b'{"_id": "b"}']),
     ),
     # model loading
     "base_model: a path that does not exist": Case(

@@ -416,9 +416,36 @@ def test_a_model_with_a_prior_is_served_with_it_and_the_bench_measures_its_cost(
         "reranktune_warm",
         "reranktune_without_prior_cold",
         "reranktune_without_prior_warm",
+        "reranktune_corpus",
     ):
         r = configurations[name]["cells"]["4x2"]
         assert r["requests"] > 0 and r["server_errors"] == 0
     assert report["baseline"] == "reranktune_without_prior_warm"
-    assert set(report["prior_cost"]) == {"cold", "warm"}
+    assert set(report["prior_cost"]) == {"cold", "warm", "corpus"}
     assert all(v > 0 for regime in report["prior_cost"].values() for v in regime.values())
+
+
+def test_a_corpus_given_ahead_is_embedded_before_ready_and_scores_alike(
+    tiny_bert_with_prior_dir, tmp_path
+):
+    """deploy.corpus: its passages get their prior embeddings at load, so a request for them
+    embeds only its query, and scores as without the corpus."""
+    from reranktune.beir_data import read_passages
+    from reranktune.io import write_jsonl
+
+    folder = export_folder(tiny_bert_with_prior_dir, tmp_path / "onnx", MAX_LENGTH)
+    passages = [p for p in PASSAGES if p][:5]
+    corpus = tmp_path / "corpus.jsonl"
+    write_jsonl(corpus, [{"_id": f"d{i}", "text": p} for i, p in enumerate(passages)])
+    settings = ServeSettings(model_dir=str(folder), corpus=str(corpus))
+    plain = settings.load()
+    pinned = settings.load(read_passages(corpus))
+    seen: list[str] = []
+    encoder = pinned.prior.embed.encoder
+    pinned.prior.embed.encoder = lambda texts: seen.extend(texts) or encoder(texts)
+    expected = plain.score(plain.encode(QUERY, passages, truncate=True))
+    assert pinned.score(pinned.encode(QUERY, passages, truncate=True)) == pytest.approx(expected)
+    prefix = pinned.prior.config.dense.query_prefix
+    assert seen == [prefix + QUERY]  # the passages were embedded at load
+    pinned.score(pinned.encode(QUERY, ["a passage not in the corpus"], truncate=True))
+    assert seen[-1].endswith("a passage not in the corpus")  # others as they come

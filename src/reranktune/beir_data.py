@@ -24,9 +24,24 @@ class BeirData:
     metadata: dict[str, dict]
 
     def passage_text(self, doc_id: str) -> str:
-        doc = self.corpus[doc_id]
-        title = (doc.get("title") or "").strip()
-        return f"{title}. {doc['text']}" if title else doc["text"]
+        return passage_text(self.corpus[doc_id])
+
+
+def passage_text(doc: dict) -> str:
+    """A document as a reranker reads it: ``title. text``, or the text alone without a title."""
+    title = (doc.get("title") or "").strip()
+    return f"{title}. {doc['text']}" if title else doc["text"]
+
+
+def read_passages(path: str | Path) -> list[str]:
+    """Every document of a BEIR ``corpus.jsonl`` as ``passage_text`` gives it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: corpus file not found (expected a BEIR corpus.jsonl)")
+    passages = [passage_text(record) for _, record in _records(path)]
+    if not passages:
+        raise InputError(f"{path}: no documents")
+    return passages
 
 
 def load_beir(folder: str | Path, split: str = "test") -> BeirData:

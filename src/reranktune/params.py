@@ -354,6 +354,8 @@ class DeployParams(Section):
     port: int = Field(8000, ge=1, le=65535)
     model_dir: str = "models/onnx"
     engine: Literal["export", "torch"] = "export"
+    # a BEIR corpus.jsonl: the prior embeds its passages before the server is ready; "": none
+    corpus: str = ""
     model_name: str = "reranktune"
     batching: bool = False  # bench/results/serve.json: slower for 1 client, <= 9 % faster for 16
     max_batch: int = Field(32, ge=1)

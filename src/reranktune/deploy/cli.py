@@ -116,6 +116,12 @@ def add_serve_parser(sub) -> None:
         f"(default: {_D.engine})",
     )
     p.add_argument(
+        "--corpus",
+        help="a BEIR corpus.jsonl of the passages clients will send: the prior embeds them "
+        "before the server reports ready, so they cost the cross-encoder alone "
+        f"(default: {_D.corpus or 'none, each passage is embedded when first seen'})",
+    )
+    p.add_argument(
         "--model-name",
         help=f"model id clients send and /v1/models lists (default: {_D.model_name})",
     )

@@ -170,6 +170,13 @@ class Prior:
         rows_p = np.array([p_row[t] for t in passages], dtype=np.int64)
         return np.einsum("ij,ij->i", q[rows_q], p[rows_p]).astype(np.float64)
 
+    def pin_passages(self, passages: list[str]) -> int:
+        """Embed ``passages`` before they are asked for (serve's ``--corpus``) and keep them;
+        returns how many were new (0 without a dense part: the lexical part needs no embedding)."""
+        if self.embed is None:
+            return 0
+        return self.embed.pin([self.config.dense.passage_prefix + p for p in passages])
+
     def lexical_scores(self, queries: list[str], passages: list[str]) -> np.ndarray:
         """The normalised BM25 per pair (zeros without a lexical part)."""
         return self.lexical.scores(queries, passages) if self.lexical else np.zeros(len(queries))

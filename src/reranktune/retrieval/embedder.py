@@ -127,7 +127,8 @@ class CachedEncoder:
 
     Serving a prior means embedding every passage of every request, which costs more than the
     cross-encoder (the embedder reads 256 tokens, the cross-encoder 128). A reranker sees the
-    same passages again and again (its corpus is finite), so those are embedded once.
+    same passages again and again (its corpus is finite), so those are embedded once; a corpus
+    known in advance can be embedded before the first request and kept for good (``pin``).
     """
 
     def __init__(
@@ -136,13 +137,28 @@ class CachedEncoder:
         self.encoder = encoder
         self.max_texts = max_texts
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pinned: dict[str, np.ndarray] = {}  # never evicted, outside max_texts
         self._lock = threading.Lock()  # serve scores from more than one thread
+
+    def pin(self, texts: list[str], chunk: int = 1024) -> int:
+        """Embed ``texts`` now and keep them for as long as this object lives; returns how many
+        were new. Logs its progress: a large corpus takes minutes."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._pinned]
+        for start in range(0, len(new), chunk):
+            part = new[start : start + chunk]
+            vectors = dict(zip(part, self.encoder(part)))
+            with self._lock:
+                self._pinned.update(vectors)
+            log.info("embedded %d of %d passages ahead of requests", start + len(part), len(new))
+        return len(new)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         with self._lock:
-            found = {t: self._vectors[t] for t in dict.fromkeys(texts) if t in self._vectors}
-            for text in found:
-                self._vectors.move_to_end(text)
+            found = {t: self._pinned[t] for t in dict.fromkeys(texts) if t in self._pinned}
+            for text in dict.fromkeys(texts):
+                if text not in found and text in self._vectors:
+                    found[text] = self._vectors[text]
+                    self._vectors.move_to_end(text)
         missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
             fresh = dict(zip(missing, self.encoder(missing)))

@@ -29,6 +29,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from reranktune.beir_data import read_passages
 from reranktune.params import DeployParams
 from reranktune.reranker.model import ranked
 from reranktune.serve.batching import BatcherStopped, DynamicBatcher, in_request_order, length_order
@@ -60,8 +61,10 @@ class ServeSettings(DeployParams):
     device: str | None = None  # torch engine: cpu or cuda (None: cuda when available)
     trust_remote_code: bool = False  # torch engine: run the model folder's own code
 
-    def load(self) -> Engine:
-        return load_engine(
+    def load(self, corpus: list[str] = ()) -> Engine:
+        """The engine, with the prior's embeddings of ``corpus`` (``deploy.corpus``'s passages)
+        computed before it answers: those passages then cost the cross-encoder alone."""
+        engine = load_engine(
             self.engine,
             self.model_dir,
             self.max_batch,
@@ -69,6 +72,12 @@ class ServeSettings(DeployParams):
             self.device,
             self.trust_remote_code,
         )
+        if corpus and engine.prior is not None:
+            new = engine.prior.pin_passages(list(corpus))
+            log.info("the prior embedded %d passages of %s ahead of requests", new, self.corpus)
+        elif corpus:
+            log.info("%s: not embedded ahead, the model has no prior", self.corpus)
+        return engine
 
     def connection_limits(self) -> dict:
         return connection_limits(
@@ -304,6 +313,7 @@ def run_server(settings: ServeSettings) -> None:
     check_model_folder(
         settings.model_dir, settings.engine
     )  # a wrong folder fails here, not in a log
+    corpus = read_passages(settings.corpus) if settings.corpus else []  # a bad file too
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
             "binding %s: other machines can reach this API, which has no authentication",
@@ -314,7 +324,7 @@ def run_server(settings: ServeSettings) -> None:
     def stop() -> None:
         holder["server"].should_exit = True
 
-    app = create_app(settings, on_load_failure=stop)
+    app = create_app(settings, lambda: settings.load(corpus), on_load_failure=stop)
     config = uvicorn.Config(
         app,
         host=settings.host,
