@@ -357,7 +357,7 @@ class DeployParams(Section):
     # a BEIR corpus.jsonl: the prior embeds its passages before the server is ready; "": none
     corpus: str = ""
     model_name: str = "reranktune"
-    batching: bool = False  # bench/results/serve.json: slower for 1 client, <= 9 % faster for 16
+    batching: bool = False  # bench/results/serve.json: slower for 1 client, no faster for 16
     max_batch: int = Field(32, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
     max_passages: int = Field(1000, ge=1)
