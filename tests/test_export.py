@@ -490,6 +490,21 @@ def test_served_speed_times_the_prior_without_its_cache(tiny_bert_dir):
     assert calls == [2, 4, 2, 4]
 
 
+def _bf16_export(folder, small_beir, tmp_path, monkeypatch, variants):
+    """An export on a CPU taken to have bf16 units, with gates loose enough for the tiny random
+    cross-encoder, whose logits are too flat to rank by."""
+    monkeypatch.setattr("reranktune.export.run.bf16_enabled", lambda mode, device: True)
+    return _prior_export(
+        folder,
+        small_beir,
+        tmp_path,
+        monkeypatch,
+        variants=variants,
+        lossy_min_spearman=-1.0,
+        max_ndcg_drop=1.0,
+    )
+
+
 def test_bf16_served_by_pytorch_when_it_times_fastest(
     tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch
 ):
@@ -497,7 +512,6 @@ def test_bf16_served_by_pytorch_when_it_times_fastest(
     timed, and when fastest what serve loads, the prior's encoder in bf16 with them."""
     from reranktune.serve.engines import load_engine
 
-    monkeypatch.setattr("reranktune.export.run.bf16_enabled", lambda mode, device: True)
     speeds = {"fp32": 10.0, "int8": 20.0, "bf16": 30.0}
     monkeypatch.setattr(
         "reranktune.export.gate.RankingSet.served_speed",
@@ -505,14 +519,8 @@ def test_bf16_served_by_pytorch_when_it_times_fastest(
             "bf16" if isinstance(reranker.backend, TorchBackend) else _variant_of(reranker)
         ],
     )
-    report, out = _prior_export(
-        tiny_bert_with_prior_dir,
-        small_beir,
-        tmp_path,
-        monkeypatch,
-        variants=["fp32", "int8", "bf16"],
-        lossy_min_spearman=-1.0,  # the tiny random model's logits are too flat to rank by
-        max_ndcg_drop=1.0,
+    report, out = _bf16_export(
+        tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch, ["fp32", "int8", "bf16"]
     )
     bf16 = report["bf16"]
     assert bf16["accepted"] and bf16["max_abs_diff"] < 1e-2 and bf16["NDCG@10"] is not None, bf16
@@ -565,15 +573,8 @@ def test_the_serve_bench_rebuilds_the_earlier_default_from_an_export(
 
     from reranktune.serve.engines import load_engine
 
-    monkeypatch.setattr("reranktune.export.run.bf16_enabled", lambda mode, device: True)
-    _, out = _prior_export(
-        tiny_bert_with_prior_dir,
-        small_beir,
-        tmp_path,
-        monkeypatch,
-        variants=["fp32", "optimized", "bf16"],
-        lossy_min_spearman=-1.0,
-        max_ndcg_drop=1.0,
+    _, out = _bf16_export(
+        tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch, ["fp32", "optimized", "bf16"]
     )
     spec = importlib.util.spec_from_file_location(
         "bench_serve", Path(__file__).resolve().parents[1] / "bench" / "serve.py"
