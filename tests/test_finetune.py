@@ -293,6 +293,7 @@ def test_prior_training_saves_the_prior_and_scores_logit_plus_weighted_evidence(
             "query_prefix": "q: ",
             "passage_prefix": "p: ",
             "max_length": 64,
+            "bf16": False,  # export sets it when it serves the bf16 variant
         },
     }
     assert "prior/" in (tmp_path / "model" / "README.md").read_text()
