@@ -172,10 +172,9 @@ CORPUS = REPO / "data" / "questions" / "nq-utd" / "corpus.jsonl"
 def corpus_passages(seed: int = 0) -> list[str]:
     """The bundled NQ-UTD passages (about 100 words each), shuffled: real text of realistic
     length."""
-    path = CORPUS
     chunks = [
         json.loads(line)["text"]
-        for line in path.read_text(encoding="utf-8").splitlines()
+        for line in CORPUS.read_text(encoding="utf-8").splitlines()
         if line.strip()
     ]
     random.Random(seed).shuffle(chunks)

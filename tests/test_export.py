@@ -396,6 +396,15 @@ QUERY = "what does vacuum do"
 PASSAGES = ["VACUUM reclaims storage.", "A cursor walks rows.", "Vacuum it.", "An index."]
 
 
+def _served_and_pytorch(engine, model_dir) -> tuple[list[float], list[float]]:
+    """The served engine's scores of QUERY x PASSAGES, and the model's own in PyTorch fp32."""
+    served = engine.score(engine.encode(QUERY, PASSAGES, truncate=True))
+    expected = Reranker.from_pretrained(str(model_dir), device="cpu").score(
+        [QUERY] * len(PASSAGES), PASSAGES
+    )
+    return served, expected
+
+
 def test_the_prior_is_served_in_int8_when_it_passes_the_gate(
     tiny_bert_with_prior_dir, small_beir, tmp_path, monkeypatch
 ):
@@ -422,10 +431,7 @@ def test_the_prior_is_served_in_int8_when_it_passes_the_gate(
     assert RerankerConfig.load(out).prior.dense.onnx_file == "model.int8.onnx"
     engine = load_engine("export", out)
     assert Path(engine.prior.encoder.session._model_path).name == "model.int8.onnx"
-    expected = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu").score(
-        [QUERY] * len(PASSAGES), PASSAGES
-    )
-    served = engine.score(engine.encode(QUERY, PASSAGES, truncate=True))
+    served, expected = _served_and_pytorch(engine, tiny_bert_with_prior_dir)
     assert served == pytest.approx(expected, abs=0.5)  # prior weight 20 x INT8 cosine rounding
 
 
@@ -458,10 +464,7 @@ def test_a_prior_int8_that_fails_the_gate_leaves_the_fp32_graph_served(
     assert RerankerConfig.load(out).prior.dense.onnx_file == "model.onnx"
     engine = load_engine("export", out)
     assert Path(engine.prior.encoder.session._model_path).name == "model.onnx"
-    expected = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu").score(
-        [QUERY] * len(PASSAGES), PASSAGES
-    )
-    served = engine.score(engine.encode(QUERY, PASSAGES, truncate=True))
+    served, expected = _served_and_pytorch(engine, tiny_bert_with_prior_dir)
     assert served == pytest.approx(expected, abs=1e-3)
 
 
@@ -535,10 +538,7 @@ def test_bf16_served_by_pytorch_when_it_times_fastest(
     backend = engine.reranker.backend
     assert isinstance(backend, TorchBackend) and backend.bf16 and backend.device == "cpu"
     assert type(engine.prior.encoder).__name__ == "Embedder" and engine.prior.encoder.bf16
-    expected = Reranker.from_pretrained(str(tiny_bert_with_prior_dir), device="cpu").score(
-        [QUERY] * len(PASSAGES), PASSAGES
-    )
-    served = engine.score(engine.encode(QUERY, PASSAGES, truncate=True))
+    served, expected = _served_and_pytorch(engine, tiny_bert_with_prior_dir)
     assert served == pytest.approx(expected, abs=0.5)  # bf16 rounding of logit and cosines
 
 

@@ -92,15 +92,16 @@ def _tensorrt(params: ExportParams, out: Path, names: list[str]) -> dict[str, Va
     return {"tensorrt": TENSORRT}
 
 
-def _bf16(params: ExportParams, model_dir: Path, out: Path) -> tuple[dict[str, Variant], dict]:
+def _bf16(params: ExportParams, model_dir: Path, out: Path) -> dict[str, dict]:
     """The PyTorch weights for bf16 autocast where this CPU runs bf16 natively (AMX or
-    AVX512-BF16); elsewhere it is emulated, slower than fp32, and not built."""
+    AVX512-BF16); elsewhere it is emulated, slower than fp32, and not built. Returns how it
+    was built, as ``build_variants`` does."""
     if "bf16" not in params.variants:
-        return {}, {}
+        return {}
     if not bf16_enabled("auto", "cpu"):
         log.info("bf16 variant skipped: this CPU has neither AMX nor AVX512-BF16")
-        return {}, {}
-    return {"bf16": VARIANTS["bf16"]}, {"bf16": copy_weights(model_dir, out)}
+        return {}
+    return {"bf16": copy_weights(model_dir, out)}
 
 
 def _backend(variant: Variant, path: Path, cpu_model) -> tuple[LogitBackend, str]:
@@ -266,8 +267,7 @@ def run_export(
             cpu_model, reranker.tokenizer, out / VARIANTS["fp32"].file, params.opset, sample
         )
         built = build_variants(out, params.variants, reranker.model.config)
-        bf16, built_bf16 = _bf16(params, Path(model_dir), out)
-        built |= built_bf16
+        built |= _bf16(params, Path(model_dir), out)
         variants = {name: VARIANTS[name] for name in built} | _tensorrt(params, out, names)
         ranking = ranking_set(beir_dir, first_stage, params.gate_queries, params.gate_top_k)
         report, prior_configs = _gate(

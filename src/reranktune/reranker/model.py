@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from reranktune.beir_data import BeirData
 from reranktune.ir_metrics import Run
 from reranktune.models import best_device, check_tokenizer, loads, resolve_model, warn_remote_code
-from reranktune.reranker.config import RerankerConfig
+from reranktune.reranker.config import OnnxConfig, RerankerConfig
 from reranktune.reranker.onnx import onnx_session
 from reranktune.reranker.prior import Prior
 from reranktune.reranker.scoring import (
@@ -160,7 +160,7 @@ class Reranker:
         path = resolve_model(name)
         config = RerankerConfig.load(path)
         if backend == "export":
-            backend = _export_runtime(Path(path), config)
+            backend = "torch" if _export_entry(Path(path), config).runtime == "torch" else "onnx"
             if backend == "torch":  # the bf16 variant, measured on the CPU
                 device, bf16 = "cpu", True
         if prompt_template or max_length:
@@ -375,8 +375,8 @@ class Reranker:
         return out
 
 
-def _export_runtime(folder: Path, config: RerankerConfig) -> Backend:
-    """The backend that runs the export folder's default variant."""
+def _export_entry(folder: Path, config: RerankerConfig) -> OnnxConfig:
+    """What export wrote into the folder's reranktune.json; stops when it wrote nothing."""
     from reranktune.io import InputError
 
     if config.onnx is None:
@@ -384,7 +384,7 @@ def _export_runtime(folder: Path, config: RerankerConfig) -> Backend:
             f"{folder}: no export here (reranktune.json has no 'onnx' entry; "
             "run `reranktune export`)"
         )
-    return "torch" if config.onnx.runtime == "torch" else "onnx"
+    return config.onnx
 
 
 def _onnx_backend(
@@ -392,8 +392,7 @@ def _onnx_backend(
 ) -> SessionBackend:
     from reranktune.io import InputError
 
-    _export_runtime(folder, config)  # there is an export
-    path = folder / (onnx_file or config.onnx.fastest_graph)
+    path = folder / (onnx_file or _export_entry(folder, config).fastest_graph)
     if not path.is_file():
         raise InputError(f"{path}: ONNX graph not found (run `reranktune export` first)")
     return SessionBackend(onnx_session(path, threads=threads), config.onnx.output)

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -61,7 +61,7 @@ class ServeSettings(DeployParams):
     device: str | None = None  # torch engine: cpu or cuda (None: cuda when available)
     trust_remote_code: bool = False  # torch engine: run the model folder's own code
 
-    def load(self, corpus: list[str] = ()) -> Engine:
+    def load(self, corpus: Sequence[str] = ()) -> Engine:
         """The engine, with the prior's embeddings of ``corpus`` (``deploy.corpus``'s passages)
         computed before it answers: those passages then cost the cross-encoder alone."""
         engine = load_engine(
