@@ -137,7 +137,9 @@ def parts(run: dict) -> list[str]:
         run["id"],
         settings(run),
         *(ndcg(r, s) for s in ("dense", "bm25", "hybrid", "prior", "crossencoder", "finetuned")),
-        f"{points(verdict['gain'])} vs {verdict['best_baseline']}",
+        # runs before the prior-alone baseline named the best first stage instead
+        f"{points(verdict['gain'])} vs "
+        f"{verdict.get('best_baseline') or verdict['best_first_stage']}",
         f"{verdict['p_value']:.4f}",
         f"{points(alone['delta'])} ({alone['p_value']:.4f})" if alone else NONE,
         minutes(r),

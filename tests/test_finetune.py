@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
-from reranktune.finetune.run import batch_layout, run_finetune
+from reranktune.finetune.run import batch_layout, run_finetune, set_dropout
 from reranktune.finetune.trainer import distillation_loss, listwise_loss, lr_factor
 from reranktune.io import InputError
 from reranktune.params import (
@@ -63,6 +63,31 @@ def test_batch_layout_counts_queries_across_devices():
     assert batch_layout(params, 1) == (16, 8)
     assert batch_layout(params, 2) == (16, 4)
     assert batch_layout(FinetuneParams(global_batch_size=8, per_device_batch_size=16), 1) == (8, 1)
+
+
+@pytest.fixture
+def bert_with_dropout(tiny_bert_dir, tmp_path):
+    """tiny_bert_dir with BERT's usual dropout (the fixture has none)."""
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1
+    )
+    model.save_pretrained(tmp_path / "bert-with-dropout")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (tiny_bert_dir / name).exists():
+            (tmp_path / "bert-with-dropout" / name).write_bytes((tiny_bert_dir / name).read_bytes())
+    return tmp_path / "bert-with-dropout"
+
+
+def test_without_dropout_training_mode_scores_as_evaluation_does(bert_with_dropout):
+    model = AutoModelForSequenceClassification.from_pretrained(bert_with_dropout)
+    ids = torch.randint(5, 100, (4, 16))
+    model.eval()
+    expected = model(input_ids=ids).logits
+    model.train()
+    torch.manual_seed(0)
+    assert not torch.allclose(model(input_ids=ids).logits, expected), "the fixture has dropout"
+    set_dropout(model, 0.0)
+    torch.testing.assert_close(model(input_ids=ids).logits, expected)
 
 
 def write_training_set(folder, n_queries=24, n_negatives=4):
@@ -149,6 +174,37 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(fixture, request, t
     assert (out / "model.safetensors").exists() and (out / "reranktune.json").exists()
     assert "Fine-tuned" in (out / "README.md").read_text()
     assert not (tmp_path / "ckpt").exists(), "checkpoints are removed after a finished run"
+
+
+def test_training_without_dropout_on_eager_attention_keeps_the_models_config(
+    bert_with_dropout, tmp_path
+):
+    train_file = write_training_set(tmp_path / "prep")
+    params = FinetuneParams(
+        prior=NO_PRIOR,
+        learning_rate=3e-3,
+        lr_warmup_steps=0,
+        num_epochs=4,
+        rerank_max_length=32,
+        mixed_precision="fp32",
+        save_steps=1000,
+        dropout=0.0,
+        attn_implementation="eager",
+    )
+    out = tmp_path / "model"
+    summary = run_finetune(
+        params,
+        train_file,
+        out,
+        tmp_path / "ckpt",
+        tmp_path / "live",
+        model=ModelParams(base_model=str(bert_with_dropout)),
+    )
+    assert summary["train_loss"] < math.log(5)
+    base = json.loads((bert_with_dropout / "config.json").read_text())
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["hidden_dropout_prob"] == base["hidden_dropout_prob"] > 0
+    assert saved["attention_probs_dropout_prob"] == base["attention_probs_dropout_prob"] > 0
 
 
 def test_distillation_needs_scores_and_names_the_record_without_one(tmp_path):

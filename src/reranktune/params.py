@@ -217,7 +217,15 @@ class FinetuneParams(Section):
     seed: int = 42
     mixed_precision: Literal["auto", "bf16", "fp16", "fp32"] = "bf16"
     gradient_checkpointing: bool = False
-    attn_implementation: str | None = None
+    attn_implementation: str | None = Field(
+        "eager", description="e.g. eager or sdpa; null: transformers' choice for the model"
+    )
+    dropout: float | None = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="every dropout layer's rate while training; null: the model's own",
+    )
     pretokenize: bool = Field(
         False,
         description="tokenize every pair before training, so the collator only pads: "
