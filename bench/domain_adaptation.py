@@ -70,10 +70,9 @@ BENCH_DEFAULTS: dict = {
 }
 
 # Where a BEIR corpus deliberately differs from params.yaml: data volume only. The default
-# run keeps fewer pseudo-queries so that `dvc repro` fits its 10 minutes on 2 cores; here
-# more pseudo-queries are the point, and no synthetic test split is needed.
+# run's judge keeps fewer pseudo-queries so that `dvc repro` fits its 10 minutes on 2 cores;
+# here more pseudo-queries are the point, and no synthetic test split is needed.
 CORPUS_OVERRIDES: dict = {
-    "sdg": {"queries_per_chunk": 2},
     "prep": {"quality_threshold": 7.0},
     "finetune": {"save_steps": 200, "logging_steps": 25},
 }

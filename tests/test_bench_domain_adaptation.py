@@ -100,7 +100,7 @@ def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(
     for key in ("first_stage", "rrf_k", "bm25_language"):
         assert used["retrieval"][key] == shipped["retrieval"][key], key
     assert used["retrieval"]["embedding"]["model"] == shipped["retrieval"]["embedding"]["model"]
-    assert used["sdg"]["queries_per_chunk"] == bench.CORPUS_OVERRIDES["sdg"]["queries_per_chunk"]
+    assert used["prep"]["quality_threshold"] == bench.CORPUS_OVERRIDES["prep"]["quality_threshold"]
 
     systems = result[
         "systems"

@@ -128,7 +128,7 @@ class PrepParams(Section):
     input_path: str = (
         "data/sdg/qa.jsonl"  # SDG JSONL, a folder of them, or a ready training file (.json)
     )
-    quality_threshold: float = Field(7.0, ge=0, le=10)
+    quality_threshold: float = Field(9.0, ge=0, le=10)
     max_pos_docs: int = Field(5, ge=1)
     seed: int = 42
     train_ratio: float = Field(0.9, gt=0, le=1)
