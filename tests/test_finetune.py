@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -68,14 +69,11 @@ def test_batch_layout_counts_queries_across_devices():
 @pytest.fixture
 def bert_with_dropout(tiny_bert_dir, tmp_path):
     """tiny_bert_dir with BERT's usual dropout (the fixture has none)."""
-    model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_bert_dir, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1
-    )
-    model.save_pretrained(tmp_path / "bert-with-dropout")
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        if (tiny_bert_dir / name).exists():
-            (tmp_path / "bert-with-dropout" / name).write_bytes((tiny_bert_dir / name).read_bytes())
-    return tmp_path / "bert-with-dropout"
+    folder = shutil.copytree(tiny_bert_dir, tmp_path / "bert-with-dropout")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
 
 
 def test_without_dropout_training_mode_scores_as_evaluation_does(bert_with_dropout):
