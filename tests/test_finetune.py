@@ -620,7 +620,11 @@ def test_logit_loss_weight_keeps_a_gradient_where_the_prior_already_ranks_the_po
 
     def loss(weight):
         trainer = SimpleNamespace(
-            n_passages=3, temperature=1.0, distillation_weight=0.0, logit_loss_weight=weight
+            n_passages=3,
+            temperature=1.0,
+            distillation_weight=0.0,
+            logit_loss_weight=weight,
+            prior_ramp_share=0.0,
         )
         return ListwiseTrainer.compute_loss(trainer, model, {"prior_scores": prior.clone()})
 
@@ -631,6 +635,35 @@ def test_logit_loss_weight_keeps_a_gradient_where_the_prior_already_ranks_the_po
     )  # half the loss is the logit's own
     (gradient,) = torch.autograd.grad(mixed, logits)
     assert gradient[0] < 0 and gradient[3] < 0  # pushes each positive's logit up
+
+
+def test_the_prior_ramps_up_in_the_training_loss_and_is_whole_in_evaluation():
+    from types import SimpleNamespace
+
+    from reranktune.finetune.trainer import ListwiseTrainer, prior_ramp
+
+    assert [prior_ramp(s, 100, 0.5) for s in (0, 25, 50, 99)] == [0.0, 0.5, 1.0, 1.0]
+    assert prior_ramp(0, 100, 0.0) == 1.0  # off: the whole prior from the first step
+
+    logits = torch.zeros(3, requires_grad=True)
+    prior = torch.tensor([[20.0, 0.0, 0.0]])  # the prior alone solves the group
+
+    def loss(step, training=True):
+        model = lambda **_: SimpleNamespace(logits=logits[:, None])  # noqa: E731
+        model.training = training
+        trainer = SimpleNamespace(
+            n_passages=3,
+            temperature=1.0,
+            distillation_weight=0.0,
+            logit_loss_weight=0.0,
+            prior_ramp_share=0.5,
+            state=SimpleNamespace(global_step=step, max_steps=100),
+        )
+        return ListwiseTrainer.compute_loss(trainer, model, {"prior_scores": prior.clone()})
+
+    assert loss(0).item() == pytest.approx(math.log(3), rel=1e-4)  # the logit alone at first
+    assert loss(25).item() > loss(50).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(0, training=False).item() == pytest.approx(0.0, abs=1e-6)  # scored as served
 
 
 def test_the_prior_can_be_the_distillation_teacher_without_entering_the_loss(tmp_path):

@@ -174,6 +174,13 @@ class PriorParams(Section):
         description="with in_training: share of the loss on the "
         "logit alone, so the cross-encoder also learns where the prior is right",
     )
+    ramp_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="with in_training: share of the training steps over which the prior "
+        "rises from 0 to its full weight, so the logit first learns relevance alone",
+    )
     fit_scale: bool = Field(
         False,
         description="after training a logit alone, scale both weights by the factor "

@@ -401,6 +401,7 @@ def make_trainer(
         distillation_weight=params.distillation_weight,
         distillation_temperature=params.distillation_temperature,
         logit_loss_weight=params.prior.logit_loss_weight,
+        prior_ramp_share=params.prior.ramp_share,
         group_by_length=params.group_by_length,
     )
 

@@ -47,6 +47,14 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, decay: str) -> flo
     return 0.01 + 0.99 * shape
 
 
+def prior_ramp(step: int, total_steps: int, share: float) -> float:
+    """The prior's weight in the training loss at ``step``: rises linearly from 0 to 1 over the
+    first ``share`` of the steps, then stays at 1 (as the model is scored)."""
+    if share <= 0:
+        return 1.0
+    return min(1.0, step / max(1.0, share * total_steps))
+
+
 def ranking_metrics(eval_pred) -> dict:
     """Accuracy@1 and MRR of the positive (index 0) within each group."""
     ranks = positive_ranks(eval_pred.predictions)
@@ -63,6 +71,7 @@ class ListwiseTrainer(Trainer):
         distillation_weight: float = 0.0,
         distillation_temperature: float = 1.0,
         logit_loss_weight: float = 0.0,
+        prior_ramp_share: float = 0.0,
         group_by_length: bool = False,
         **kwargs,
     ) -> None:
@@ -73,6 +82,7 @@ class ListwiseTrainer(Trainer):
         self.distillation_weight = distillation_weight
         self.distillation_temperature = distillation_temperature
         self.logit_loss_weight = logit_loss_weight
+        self.prior_ramp_share = prior_ramp_share
         self.group_by_length = group_by_length
         # our loss is a per-micro-batch mean: let Trainer divide by accumulation steps
         self.model_accepts_loss_kwargs = False
@@ -93,7 +103,12 @@ class ListwiseTrainer(Trainer):
         logits = model(**inputs).logits[:, 0]
         if prior_scores is not None:  # trained as it will be scored: logit + prior (scoring.py)
             alone = logits
-            logits = ScoreRecipe.total(logits.float(), prior_scores.view(-1).to(logits.device))
+            prior_scores = prior_scores.view(-1).to(logits.device)
+            if self.prior_ramp_share and model.training:
+                prior_scores = prior_scores * prior_ramp(
+                    self.state.global_step, self.state.max_steps, self.prior_ramp_share
+                )
+            logits = ScoreRecipe.total(logits.float(), prior_scores)
         loss = listwise_loss(logits, self.n_passages, self.temperature)
         if (
             prior_scores is not None and self.logit_loss_weight
