@@ -18,6 +18,11 @@ without it the report goes to bench/results/domain_adaptation_<folder name>.json
 The recipe is params.yaml's (see CORPUS_OVERRIDES for the data-volume keys that differ).
 ``sdg.generator=llm`` generates the pseudo-queries with the endpoint in ``sdg.llm`` (its key
 from the environment variable ``sdg.llm.api_key_env`` names), to compare generators.
+
+``bench.seeds=[42,43,44]`` trains one model per ``finetune.seed`` on the same pseudo-queries
+and negatives and reports the seeds' mean: each query's scores are averaged over the seeds
+before the paired tests, so a recipe is judged on more than one draw of its initial head and
+batch order (``per_seed`` keeps each seed's figures).
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ import yaml
 
 from reranktune.beir_data import load_beir
 from reranktune.documents import Document, read_corpus_jsonl
-from reranktune.evaluation.run import EvalResult, evaluate, review_metrics
+from reranktune.evaluation.run import (
+    EvalResult,
+    evaluate,
+    first_stage_names,
+    review_metrics,
+    significance_and_verdict,
+)
 from reranktune.finetune.run import run_finetune
 from reranktune.io import InputError, iter_jsonl, write_json, write_jsonl
 from reranktune.models import bf16_enabled
@@ -67,6 +78,7 @@ BENCH_DEFAULTS: dict = {
     "sentences_per_chunk": 64,  # more than any passage has: one chunk == one BEIR passage
     "max_queries": 0,  # 0 = every pseudo-query; else a sample spread over documents
     "torch_threads": 0,  # 0 = torch's default
+    "seeds": [],  # finetune seeds whose models are averaged per query; [] = finetune.seed alone
 }
 
 # Where a BEIR corpus deliberately differs from params.yaml: data volume only. The default
@@ -185,7 +197,9 @@ class Timer:
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
-        self.laps[stage] = round(now - self.last, 1)
+        self.laps[stage] = round(
+            self.laps.get(stage, 0.0) + now - self.last, 1
+        )  # summed over seeds
         self.last = now
         log.info("%s: %.1fs", stage, self.laps[stage])
 
@@ -193,9 +207,8 @@ class Timer:
         return {**self.laps, "total": round(time.perf_counter() - self.start, 1)}
 
 
-def train(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[PrepParams, dict, dict]:
-    """sdg -> prep -> finetune on the corpus alone; returns (prep params, prep report, finetune
-    summary)."""
+def prepare(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[PrepParams, dict]:
+    """sdg -> prep on the corpus alone; returns (prep params, prep report)."""
     retrieval = RetrievalParams(**config["retrieval"])
     bench = config["bench"]
     sdg_params = SdgParams(
@@ -231,20 +244,21 @@ def train(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[PrepP
     )
     prep_report["pseudo_queries_generated"] = generated
     timer.lap("prep")
+    return prep_params, prep_report
 
-    ft_params = FinetuneParams(**config["finetune"])
-    ft_summary = run_finetune(
-        ft_params,
+
+def finetune(config: dict, work: Path, model_dir: Path, seed: int) -> dict:
+    """prep's training file -> a reranker in ``model_dir`` trained with ``seed``; its summary."""
+    return run_finetune(
+        FinetuneParams(**{**config["finetune"], "seed": seed}),
         work / "prep" / "train.json",
-        work / "model",
-        work / "checkpoints",
+        model_dir,
+        model_dir.with_name(model_dir.name + "_checkpoints"),
         work / "live",
         val_file=work / "prep" / "val.json",
         model=ModelParams(**config["model"]),
-        retrieval=retrieval,
+        retrieval=RetrievalParams(**config["retrieval"]),
     )
-    timer.lap("finetune")
-    return prep_params, prep_report, ft_summary
 
 
 def evaluate_real(config: dict, beir_dir: Path, model_dir: Path) -> EvalResult:
@@ -257,6 +271,37 @@ def evaluate_real(config: dict, beir_dir: Path, model_dir: Path) -> EvalResult:
         str(model_dir), bf16=bf16_enabled(eval_params.mixed_precision)
     )
     return evaluate(load_beir(beir_dir), eval_params, first_stage, reranker)
+
+
+def mean_over_seeds(results: list[EvalResult], config: dict) -> EvalResult:
+    """One result from several seeds' models: every metric and every query's scores averaged
+    over the seeds, the paired tests and the verdict redone on those per-query means."""
+    eval_params = EvalParams(**config["eval"])
+    systems = list(results[0].per_query)
+    metrics = {
+        system: {
+            family: {
+                name: sum(r.metrics[system][family][name] for r in results) / len(results)
+                for name in values
+            }
+            for family, values in results[0].metrics[system].items()
+        }
+        for system in systems
+    }
+    per_query = {
+        system: {
+            qid: {
+                name: sum(r.per_query[system][qid][name] for r in results) / len(results)
+                for name in scores
+            }
+            for qid, scores in results[0].per_query[system].items()
+        }
+        for system in systems
+    }
+    reranked = RetrievalParams(**config["retrieval"]).first_stage
+    names = first_stage_names(eval_params, reranked)
+    metrics.update(significance_and_verdict(per_query, eval_params, names))
+    return EvalResult(metrics=metrics, runs={}, per_query=per_query)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -307,10 +352,17 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="da_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        prep_params, prep_report, ft_summary = train(config, args.beir_dir, work, timer)
-        result = evaluate_real(config, args.beir_dir, work / "model")
-        timer.lap("eval")
+        prep_params, prep_report = prepare(config, args.beir_dir, work, timer)
+        seeds = config["bench"]["seeds"] or [config["finetune"]["seed"]]
+        summaries, results = {}, {}
+        for seed in seeds:
+            model_dir = work / ("model" if len(seeds) == 1 else f"model_seed{seed}")
+            summaries[seed] = finetune(config, work, model_dir, seed)
+            timer.lap("finetune")
+            results[seed] = evaluate_real(config, args.beir_dir, model_dir)
+            timer.lap("eval")
     eval_params = EvalParams(**config["eval"])
+    result = mean_over_seeds(list(results.values()), config) if len(seeds) > 1 else results[seed]
     report = {
         "dataset": name,
         "queries": len(result.per_query["finetuned"]),
@@ -337,7 +389,20 @@ def main(argv: list[str] | None = None) -> dict:
                 "train_mining",
             )
         },
-        "finetune": ft_summary,
+        "finetune": summaries[seeds[0]],
+        **(
+            {
+                "per_seed": {
+                    str(s): {
+                        "systems": review_metrics(results[s].metrics, eval_params),
+                        "finetune": summaries[s],
+                    }
+                    for s in seeds
+                }
+            }
+            if len(seeds) > 1
+            else {}
+        ),
         "wall_time_s": timer.total(),
         "machine": machine(),
     }

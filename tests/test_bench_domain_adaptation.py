@@ -137,6 +137,28 @@ def test_bench_uses_params_yaml_and_never_shows_real_queries_to_training(
     assert run["result"] == result and run["settings"]["eval.k_values"] == [1, 5, 10]
 
 
+def test_several_seeds_are_averaged_per_query_before_the_paired_tests(
+    beir_dir, tiny_bert_dir, tmp_path
+):
+    bench = load_bench()
+    result = bench.main([str(beir_dir), *bench_args(tmp_path, tiny_bert_dir, "bench.seeds=[1,2]")])
+    per_seed = result["per_seed"]
+    assert sorted(per_seed) == ["1", "2"]
+    for system in ("finetuned", "crossencoder", "hybrid"):
+        seeds = [per_seed[s]["systems"][system]["NDCG@10"] for s in ("1", "2")]
+        assert result["systems"][system]["NDCG@10"] == pytest.approx(sum(seeds) / 2, abs=1e-4)
+    # one model per seed on the same training file
+    assert (tmp_path / "work" / "model_seed1").is_dir() and (
+        tmp_path / "work" / "model_seed2"
+    ).is_dir()
+    assert per_seed["1"]["finetune"]["train_records"] == per_seed["2"]["finetune"]["train_records"]
+    test = result["significance"]["finetuned_vs_prior"]
+    assert test["mean_finetuned"] == pytest.approx(
+        result["systems"]["finetuned"]["NDCG@10"], abs=1e-4
+    )
+    assert result["verdict"]["p_value"] == result["systems"]["p_value"]
+
+
 def test_a_run_id_names_its_dataset(beir_dir, tmp_path):
     from reranktune.io import InputError
 

@@ -175,21 +175,7 @@ def evaluate(
         name: per_query_scores(data.qrels, run, params.significance_k, recall_k, params.mrr_k)
         for name, run in runs.items()
     }
-    candidates = (
-        ("finetuned", reranked),
-        ("finetuned", "prior"),
-        ("finetuned", "base"),
-        ("base", reranked),
-        *(("crossencoder", n) for n in names),
-    )
-    pairs = [(a, b) for a, b in candidates if a in runs and b in runs]
-    metrics["significance"] = {
-        "metric": key,
-        "test": "paired randomisation (sign flip), two-sided, "
-        f"{params.significance_resamples} resamples",
-        **compare_systems(per_query, pairs, key, params.significance_resamples, params.seed),
-    }
-    metrics["verdict"] = verdict(per_query, params, names)
+    metrics.update(significance_and_verdict(per_query, params, names))
     by_meta = breakdown(per_query, data.metadata, params.breakdown_keys, key)
     if by_meta:
         metrics["breakdown"] = {"metric": key, **by_meta}
@@ -204,6 +190,29 @@ def evaluate(
     if notes:
         metrics["notes"] = list(notes)
     return EvalResult(metrics=metrics, runs=runs, per_query=per_query)
+
+
+def significance_and_verdict(per_query: dict, params: EvalParams, first_stages: list[str]) -> dict:
+    """The paired tests (each reranker against its candidates and the prior, the cross-encoder
+    alone against every first stage) and the verdict, from the systems' per-query scores."""
+    key = f"NDCG@{params.significance_k}"
+    candidates = (
+        ("finetuned", first_stages[0]),
+        ("finetuned", "prior"),
+        ("finetuned", "base"),
+        ("base", first_stages[0]),
+        *(("crossencoder", n) for n in first_stages),
+    )
+    pairs = [(a, b) for a, b in candidates if a in per_query and b in per_query]
+    return {
+        "significance": {
+            "metric": key,
+            "test": "paired randomisation (sign flip), two-sided, "
+            f"{params.significance_resamples} resamples",
+            **compare_systems(per_query, pairs, key, params.significance_resamples, params.seed),
+        },
+        "verdict": verdict(per_query, params, first_stages),
+    }
 
 
 def review_metrics(metrics: dict, params: EvalParams) -> dict:
