@@ -197,9 +197,7 @@ class Timer:
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
-        self.laps[stage] = round(
-            self.laps.get(stage, 0.0) + now - self.last, 1
-        )  # summed over seeds
+        self.laps[stage] = round(self.laps.get(stage, 0.0) + now - self.last, 1)  # over seeds
         self.last = now
         log.info("%s: %.1fs", stage, self.laps[stage])
 
@@ -273,30 +271,21 @@ def evaluate_real(config: dict, beir_dir: Path, model_dir: Path) -> EvalResult:
     return evaluate(load_beir(beir_dir), eval_params, first_stage, reranker)
 
 
+def mean_of_trees(trees: list):
+    """Nested dicts of numbers with the same keys -> one such dict of their means."""
+    if isinstance(trees[0], dict):
+        return {key: mean_of_trees([tree[key] for tree in trees]) for key in trees[0]}
+    return sum(trees) / len(trees)
+
+
 def mean_over_seeds(results: list[EvalResult], config: dict) -> EvalResult:
     """One result from several seeds' models: every metric and every query's scores averaged
     over the seeds, the paired tests and the verdict redone on those per-query means."""
     eval_params = EvalParams(**config["eval"])
     systems = list(results[0].per_query)
-    metrics = {
-        system: {
-            family: {
-                name: sum(r.metrics[system][family][name] for r in results) / len(results)
-                for name in values
-            }
-            for family, values in results[0].metrics[system].items()
-        }
-        for system in systems
-    }
+    metrics = {system: mean_of_trees([r.metrics[system] for r in results]) for system in systems}
     per_query = {
-        system: {
-            qid: {
-                name: sum(r.per_query[system][qid][name] for r in results) / len(results)
-                for name in scores
-            }
-            for qid, scores in results[0].per_query[system].items()
-        }
-        for system in systems
+        system: mean_of_trees([r.per_query[system] for r in results]) for system in systems
     }
     reranked = RetrievalParams(**config["retrieval"]).first_stage
     names = first_stage_names(eval_params, reranked)
@@ -362,7 +351,9 @@ def main(argv: list[str] | None = None) -> dict:
             results[seed] = evaluate_real(config, args.beir_dir, model_dir)
             timer.lap("eval")
     eval_params = EvalParams(**config["eval"])
-    result = mean_over_seeds(list(results.values()), config) if len(seeds) > 1 else results[seed]
+    result = (
+        mean_over_seeds(list(results.values()), config) if len(seeds) > 1 else results[seeds[0]]
+    )
     report = {
         "dataset": name,
         "queries": len(result.per_query["finetuned"]),
