@@ -637,6 +637,17 @@ def test_logit_loss_weight_keeps_a_gradient_where_the_prior_already_ranks_the_po
     assert gradient[0] < 0 and gradient[3] < 0  # pushes each positive's logit up
 
 
+def test_loss_shares_of_the_prior_need_the_prior_in_training(tmp_path):
+    from reranktune.io import InputError
+    from reranktune.params import load_section
+
+    for key in ("ramp_share", "logit_loss_weight"):
+        path = tmp_path / "params.yaml"
+        path.write_text(f"finetune:\n  prior:\n    in_training: false\n    {key}: 0.5\n")
+        with pytest.raises(InputError, match=f"finetune.prior: .*{key} shapes the prior"):
+            load_section("finetune", path)
+
+
 def test_the_prior_ramps_up_in_the_training_loss_and_is_whole_in_evaluation():
     from types import SimpleNamespace
 

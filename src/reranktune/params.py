@@ -187,6 +187,13 @@ class PriorParams(Section):
         "that ranks the validation queries best (needs prep.val_ratio > 0); their ratio stays",
     )
 
+    @model_validator(mode="after")
+    def _training_shares(self) -> PriorParams:
+        for name in ("logit_loss_weight", "ramp_share"):
+            if getattr(self, name) and not self.in_training:
+                raise ValueError(f"{name} shapes the prior in the loss: needs in_training: true")
+        return self
+
 
 class FinetuneParams(Section):
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
