@@ -199,6 +199,29 @@ def training(run: dict) -> list[str]:
     ]
 
 
+def seeds(run: dict) -> list[str]:
+    """A ``bench.seeds`` run: each seed's models, then their per-query mean and its paired test."""
+    r = run["result"]
+    per_seed = r["per_seed"]
+
+    def each(system: str) -> str:
+        return " / ".join(f"{s['systems'][system]['NDCG@10']:.4f}" for s in per_seed.values())
+
+    test = paired(r, "finetuned", "prior")
+    return [
+        run["id"],
+        ", ".join(per_seed),
+        ndcg(r, "prior"),
+        each("crossencoder"),
+        ndcg(r, "crossencoder"),
+        each("finetuned"),
+        ndcg(r, "finetuned"),
+        points(test["delta"]),
+        f"{test['p_value']:.4f}",
+        minutes(r),
+    ]
+
+
 def provenance(run: dict) -> list[str]:
     r = run["result"]
     m = r["machine"]
@@ -299,6 +322,21 @@ ROWS = {  # KIND: (header, one row per run)
             "wall",
         ],
         parts,
+    ),
+    "seeds": (
+        [
+            "run",
+            "seeds",
+            "prior alone",
+            "CE alone per seed",
+            "CE alone, mean",
+            "trained per seed",
+            "trained, mean",
+            "Δ vs prior",
+            "p",
+            "wall",
+        ],
+        seeds,
     ),
     "versus-hybrid": (
         ["run", "change", "hybrid", "fine-tuned", "Δ vs hybrid", "p", "wall"],
