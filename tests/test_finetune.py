@@ -607,29 +607,35 @@ def test_a_logit_trained_alone_ships_with_its_prior_rescaled_on_validation_queri
     assert saved["lexical"]["weight"] == weight and saved.get("dense") is None
 
 
-def test_logit_loss_weight_keeps_a_gradient_where_the_prior_already_ranks_the_positive_first():
+def loss_over_prior(logits, prior, *, step=0, training=True, **trainer_fields):
+    """ListwiseTrainer.compute_loss on fixed logits (groups of three) with the prior's scores,
+    ``step`` of 100 into training."""
     from types import SimpleNamespace
 
     from reranktune.finetune.trainer import ListwiseTrainer
 
-    logits = torch.tensor(
-        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0], requires_grad=True
-    )  # a fresh head: no preference
     model = lambda **_: SimpleNamespace(logits=logits[:, None])  # noqa: E731
+    model.training = training
+    trainer = SimpleNamespace(
+        **{
+            "n_passages": 3,
+            "temperature": 1.0,
+            "distillation_weight": 0.0,
+            "logit_loss_weight": 0.0,
+            "prior_ramp_share": 0.0,
+            **trainer_fields,
+        },
+        state=SimpleNamespace(global_step=step, max_steps=100),
+    )
+    return ListwiseTrainer.compute_loss(trainer, model, {"prior_scores": prior.clone()})
+
+
+def test_logit_loss_weight_keeps_a_gradient_where_the_prior_already_ranks_the_positive_first():
+    logits = torch.zeros(6, requires_grad=True)  # a fresh head: no preference
     prior = torch.tensor([[20.0, 0.0, 0.0], [20.0, 0.0, 0.0]])  # the prior solves both groups
 
-    def loss(weight):
-        trainer = SimpleNamespace(
-            n_passages=3,
-            temperature=1.0,
-            distillation_weight=0.0,
-            logit_loss_weight=weight,
-            prior_ramp_share=0.0,
-        )
-        return ListwiseTrainer.compute_loss(trainer, model, {"prior_scores": prior.clone()})
-
-    assert loss(0.0).item() == pytest.approx(0.0, abs=1e-6)
-    mixed = loss(0.5)
+    assert loss_over_prior(logits, prior).item() == pytest.approx(0.0, abs=1e-6)
+    mixed = loss_over_prior(logits, prior, logit_loss_weight=0.5)
     assert mixed.item() == pytest.approx(
         0.5 * math.log(3), rel=1e-4
     )  # half the loss is the logit's own
@@ -638,7 +644,6 @@ def test_logit_loss_weight_keeps_a_gradient_where_the_prior_already_ranks_the_po
 
 
 def test_loss_shares_of_the_prior_need_the_prior_in_training(tmp_path):
-    from reranktune.io import InputError
     from reranktune.params import load_section
 
     for key in ("ramp_share", "logit_loss_weight"):
@@ -649,9 +654,7 @@ def test_loss_shares_of_the_prior_need_the_prior_in_training(tmp_path):
 
 
 def test_the_prior_ramps_up_in_the_training_loss_and_is_whole_in_evaluation():
-    from types import SimpleNamespace
-
-    from reranktune.finetune.trainer import ListwiseTrainer, prior_ramp
+    from reranktune.finetune.trainer import prior_ramp
 
     assert [prior_ramp(s, 100, 0.5) for s in (0, 25, 50, 99)] == [0.0, 0.5, 1.0, 1.0]
     assert prior_ramp(0, 100, 0.0) == 1.0  # off: the whole prior from the first step
@@ -660,17 +663,7 @@ def test_the_prior_ramps_up_in_the_training_loss_and_is_whole_in_evaluation():
     prior = torch.tensor([[20.0, 0.0, 0.0]])  # the prior alone solves the group
 
     def loss(step, training=True):
-        model = lambda **_: SimpleNamespace(logits=logits[:, None])  # noqa: E731
-        model.training = training
-        trainer = SimpleNamespace(
-            n_passages=3,
-            temperature=1.0,
-            distillation_weight=0.0,
-            logit_loss_weight=0.0,
-            prior_ramp_share=0.5,
-            state=SimpleNamespace(global_step=step, max_steps=100),
-        )
-        return ListwiseTrainer.compute_loss(trainer, model, {"prior_scores": prior.clone()})
+        return loss_over_prior(logits, prior, step=step, training=training, prior_ramp_share=0.5)
 
     assert loss(0).item() == pytest.approx(math.log(3), rel=1e-4)  # the logit alone at first
     assert loss(25).item() > loss(50).item() == pytest.approx(0.0, abs=1e-6)
