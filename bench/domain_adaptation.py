@@ -287,8 +287,7 @@ def mean_over_seeds(results: list[EvalResult], config: dict) -> EvalResult:
     per_query = {
         system: mean_of_trees([r.per_query[system] for r in results]) for system in systems
     }
-    reranked = RetrievalParams(**config["retrieval"]).first_stage
-    names = first_stage_names(eval_params, reranked)
+    names = first_stage_names(eval_params, results[0].metrics["dataset"]["first_stage"])
     metrics.update(significance_and_verdict(per_query, eval_params, names))
     return EvalResult(metrics=metrics, runs={}, per_query=per_query)
 
@@ -381,22 +380,17 @@ def main(argv: list[str] | None = None) -> dict:
             )
         },
         "finetune": summaries[seeds[0]],
-        **(
-            {
-                "per_seed": {
-                    str(s): {
-                        "systems": review_metrics(results[s].metrics, eval_params),
-                        "finetune": summaries[s],
-                    }
-                    for s in seeds
-                }
-            }
-            if len(seeds) > 1
-            else {}
-        ),
         "wall_time_s": timer.total(),
         "machine": machine(),
     }
+    if len(seeds) > 1:
+        report["per_seed"] = {
+            str(s): {
+                "systems": review_metrics(results[s].metrics, eval_params),
+                "finetune": summaries[s],
+            }
+            for s in seeds
+        }
     log.info("%s: %s", name, result.verdict["line"])
     if out:
         write_json(out, report)
