@@ -51,6 +51,7 @@ from reranktune.finetune.run import run_finetune
 from reranktune.io import InputError, iter_jsonl, write_json, write_jsonl
 from reranktune.models import bf16_enabled
 from reranktune.params import (
+    EmbeddingParams,
     EvalParams,
     FinetuneParams,
     ModelParams,
@@ -62,6 +63,7 @@ from reranktune.prep.run import run_prep
 from reranktune.reranker.model import Reranker
 from reranktune.retrieval.first_stage import FirstStageSettings
 from reranktune.sdg.offline import OfflineGenerator
+from reranktune.sdg.run import paraphrase_embedder
 
 sys.path.insert(
     0, str(Path(__file__).resolve().parent)
@@ -135,7 +137,9 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
     return config
 
 
-def generate(params: SdgParams, documents: list[Document], work: Path) -> list[dict]:
+def generate(
+    params: SdgParams, documents: list[Document], work: Path, embedding: EmbeddingParams
+) -> list[dict]:
     """SDG records from the configured generator: offline, or the LLM endpoint in ``sdg.llm``.
 
     The LLM run checkpoints per document in ``work``: with ``--work`` a stopped bench resumes
@@ -154,7 +158,9 @@ def generate(params: SdgParams, documents: list[Document], work: Path) -> list[d
             work / "sdg_llm_summary.json",
         )
         return [record for _, record in iter_jsonl(raw)]
-    generator = OfflineGenerator.from_params(documents, params)
+    generator = OfflineGenerator.from_params(
+        documents, params, paraphrase_embedder(params, embedding)
+    )
     return list(generator.records())
 
 
@@ -219,7 +225,7 @@ def prepare(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[Pre
     documents, _ = read_corpus_jsonl(
         beir_dir / "corpus.jsonl", sdg_params.min_text_length, sdg_params.sentences_per_chunk
     )
-    records = generate(sdg_params, documents, work)
+    records = generate(sdg_params, documents, work, retrieval.embedding)
     generated = sum(len(r["deduplicated_qa_pairs"]) for r in records)
     records = subsample(
         records, bench["max_queries"], config["prep"]["quality_threshold"], sdg_params.seed

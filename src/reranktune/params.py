@@ -121,6 +121,10 @@ class SdgParams(Section):
     multi_hop_per_document: int = Field(1, ge=0)
     min_query_words: int = Field(3, ge=1)
     max_query_words: int = Field(12, ge=2)
+    # share of offline pseudo-queries asked with one word swapped for a corpus word the
+    # embedding model (retrieval.embedding) places within this cosine, one their positive lacks
+    paraphrase_rate: float = Field(0.0, ge=0, le=1)
+    paraphrase_min_similarity: float = Field(0.7, gt=0, le=1)
     llm: LlmParams = LlmParams()
 
 

@@ -55,7 +55,8 @@ def sdg(params_file: str = "params.yaml") -> dict:
     from reranktune.sdg.run import run_sdg
 
     params: SdgParams = load_section("sdg", params_file)
-    summary = run_sdg(params, SDG_OUTPUT, SDG_DETAILS)
+    retrieval: RetrievalParams = load_section("retrieval", params_file)
+    summary = run_sdg(params, SDG_OUTPUT, SDG_DETAILS, retrieval.embedding)
     return _review(SDG_METRICS, {k: summary[k] for k in ("documents_read", "chunks", "qa_pairs")})
 
 

@@ -8,7 +8,9 @@ Queries are extracted from the corpus itself, in the shapes real users type:
 - *sentence* queries: a salient sentence's leading clause, lower-cased (inverse cloze);
 - *short title* queries: the rarest words of a long title, the shape of topical searches;
 - *title* queries: a document's or section's heading, positive = the chunk under it;
-- *multi-hop* queries: key phrases of two chunks of one document, both positive.
+- *multi-hop* queries: key phrases of two chunks of one document, both positive;
+- with ``paraphrase_rate`` > 0, that share of them asked with one word swapped for a close
+  corpus word their positive lacks (``reranktune.sdg.paraphrase``).
 
 Each query is scored by a heuristic judge (1-10): how rare its words are and
 whether its positive chunk is the best lexical match in the whole corpus, so that
@@ -21,7 +23,9 @@ import math
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+import numpy as np
 
 from reranktune.documents import (
     PARAGRAPH_BREAK,
@@ -31,6 +35,7 @@ from reranktune.documents import (
     split_sentences,
 )
 from reranktune.params import SdgParams
+from reranktune.sdg.paraphrase import WordNeighbours
 from reranktune.sdg.records import QAPair, document_record
 
 JUDGE = "heuristic: rare-word specificity and lexical rank of the positive chunk"
@@ -78,6 +83,14 @@ class LexicalIndex:
         own = scores.get(positive, 0.0)
         return 1 + sum(1 for s in scores.values() if s > own + 1e-9)
 
+    def vocabulary(self, min_chunks: int = 2) -> list[str]:
+        """Words of three or more letters found in ``min_chunks`` chunks or more."""
+        return [
+            w
+            for w, ids in self.postings.items()
+            if len(ids) >= min_chunks and len(w) > 2 and w.isalpha()
+        ]
+
 
 class OfflineGenerator:
     def __init__(
@@ -88,6 +101,8 @@ class OfflineGenerator:
         multi_hop_per_document: int = 1,
         min_query_words: int = 3,
         max_query_words: int = 12,
+        paraphrase_rate: float = 0.0,
+        neighbours: WordNeighbours | None = None,
     ) -> None:
         self.documents = documents
         self.seed = seed
@@ -95,6 +110,8 @@ class OfflineGenerator:
         self.multi_hop_per_document = multi_hop_per_document
         self.min_words = min_query_words
         self.max_words = max_query_words
+        self.paraphrase_rate = paraphrase_rate
+        self.neighbours = neighbours or WordNeighbours({})
         self.offsets: list[int] = []
         all_chunks: list[str] = []
         for doc in documents:
@@ -106,16 +123,30 @@ class OfflineGenerator:
         )
 
     @classmethod
-    def from_params(cls, documents: list[Document], params: SdgParams) -> OfflineGenerator:
-        """The generator ``params.yaml``'s sdg section describes."""
-        return cls(
+    def from_params(
+        cls,
+        documents: list[Document],
+        params: SdgParams,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
+    ) -> OfflineGenerator:
+        """The generator ``params.yaml``'s sdg section describes; ``embed`` (texts to
+        L2-normalised vectors) finds the paraphrases' word neighbours."""
+        generator = cls(
             documents,
             seed=params.seed,
             queries_per_chunk=params.queries_per_chunk,
             multi_hop_per_document=params.multi_hop_per_document,
             min_query_words=params.min_query_words,
             max_query_words=params.max_query_words,
+            paraphrase_rate=params.paraphrase_rate,
         )
+        if params.paraphrase_rate > 0:
+            if embed is None:
+                raise ValueError("sdg.paraphrase_rate > 0 needs an embedding model")
+            generator.neighbours = WordNeighbours.build(
+                generator.index.vocabulary(), embed, params.paraphrase_min_similarity
+            )
+        return generator
 
     # -- scoring ---------------------------------------------------------------
     def _idf(self, word: str) -> float:
@@ -220,6 +251,17 @@ class OfflineGenerator:
             return first
         return None
 
+    def _paraphrase(self, question: str, positive: str) -> str:
+        """``question`` with its rarest word that has a neighbour the positive lacks swapped for
+        that neighbour; unchanged where no word has one."""
+        own = set(content_words(positive))
+        for word in sorted(sorted(set(content_words(question))), key=self._idf, reverse=True):
+            for other in self.neighbours.get(word):
+                if other not in own:
+                    pattern = rf"(?<![\w-]){re.escape(word)}(?![\w-])"
+                    return re.sub(pattern, other, question, count=1, flags=re.I)
+        return question
+
     # -- generation ----------------------------------------------------------------
     def pairs_for(self, doc_index: int) -> list[QAPair]:
         doc = self.documents[doc_index]
@@ -236,6 +278,9 @@ class OfflineGenerator:
             segments: list[int],
             contexts: list[dict],
         ):
+            if self.neighbours and rng.random() < self.paraphrase_rate:
+                positive = " ".join(doc.chunks[s - 1] for s in segments)
+                question = self._paraphrase(question, positive)
             key = " ".join(sorted(set(content_words(question))))
             if not key or key in seen:
                 return
