@@ -102,7 +102,6 @@ class OfflineGenerator:
         min_query_words: int = 3,
         max_query_words: int = 12,
         paraphrase_rate: float = 0.0,
-        neighbours: WordNeighbours | None = None,
     ) -> None:
         self.documents = documents
         self.seed = seed
@@ -111,7 +110,7 @@ class OfflineGenerator:
         self.min_words = min_query_words
         self.max_words = max_query_words
         self.paraphrase_rate = paraphrase_rate
-        self.neighbours = neighbours or WordNeighbours({})
+        self.neighbours = WordNeighbours({})  # from_params finds them when paraphrasing
         self.offsets: list[int] = []
         all_chunks: list[str] = []
         for doc in documents:

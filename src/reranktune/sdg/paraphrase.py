@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from reranktune.retrieval.index import DenseIndex
+
 
 def _related(a: str, b: str, stems: dict[str, str]) -> bool:
     """One word inflects or negates the other (same stem, or one spelled inside the other)."""
@@ -32,7 +34,6 @@ class WordNeighbours:
         embed: Callable[[list[str]], np.ndarray],
         min_similarity: float,
         per_word: int = 5,
-        block: int = 2048,
     ) -> WordNeighbours:
         """Neighbours at cosine ``>= min_similarity``, at most ``per_word`` each; ``embed`` returns
         L2-normalised vectors. Inflections and negations of a word are not its neighbours."""
@@ -44,21 +45,17 @@ class WordNeighbours:
         stem = Stemmer.Stemmer("english").stemWord
         stems = {w: stem(w) for w in vocabulary}
         vectors = embed(vocabulary)
-        k = min(per_word * 4 + 1, len(vocabulary))
+        # more candidates than kept: the word itself and its inflections come back too
+        scores, ids = DenseIndex(vectors).search(vectors, per_word * 4 + 1)
         neighbours: dict[str, list[str]] = {}
-        for start in range(0, len(vocabulary), block):
-            sims = vectors[start : start + block] @ vectors.T
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            for row, candidates in enumerate(top):
-                word = vocabulary[start + row]
-                ranked = sorted(candidates, key=lambda j: -sims[row, j])
-                close = [
-                    vocabulary[j]
-                    for j in ranked
-                    if sims[row, j] >= min_similarity and not _related(word, vocabulary[j], stems)
-                ][:per_word]
-                if close:
-                    neighbours[word] = close
+        for word, row_scores, row_ids in zip(vocabulary, scores, ids):
+            close = [
+                vocabulary[j]
+                for score, j in zip(row_scores, row_ids)
+                if score >= min_similarity and not _related(word, vocabulary[j], stems)
+            ][:per_word]
+            if close:
+                neighbours[word] = close
         return cls(neighbours)
 
     def __len__(self) -> int:
