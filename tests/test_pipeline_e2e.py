@@ -54,7 +54,7 @@ def test_dvc_repro_runs_every_stage_and_reruns_only_what_changed(dvc_repo):
         )
     finally:
         retrieval.write_text(source)
-    assert changed == {"prep", "eval", "export"}, changed
+    assert changed == {"sdg", "prep", "eval", "export"}, changed  # sdg: paraphrase neighbours
 
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["eval"]["top_k"] = 8
