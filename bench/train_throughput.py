@@ -30,7 +30,7 @@ from reranktune.documents import (
     content_words,  # noqa: E402
     read_documents,  # noqa: E402
 )
-from reranktune.finetune.run import run_finetune  # noqa: E402
+from reranktune.finetune.run import precision_flags, run_finetune  # noqa: E402
 from reranktune.models import resolve_model  # noqa: E402
 from reranktune.params import FinetuneParams, ModelParams, PriorParams  # noqa: E402
 
@@ -127,8 +127,14 @@ def main() -> dict:
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each trainer")
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 where this machine runs it natively, as finetune picks it",
+    )
     args = parser.parse_args()
+    precision = "bf16" if precision_flags(args.precision)["bf16"] else "fp32"
     params = FinetuneParams(
         prior=PriorParams(dense_weight=0.0, lexical_weight=0.0),
         per_device_batch_size=4,
@@ -137,7 +143,7 @@ def main() -> dict:
         lr_warmup_steps=0,
         num_epochs=1,
         rerank_max_length=args.max_length,
-        mixed_precision=args.precision,
+        mixed_precision=precision,
         save_steps=10_000,
         logging_steps=1000,
     )
@@ -160,7 +166,7 @@ def main() -> dict:
             "passages_per_group": N_PASSAGES,
             "per_device_batch_queries": 4,
             "max_length": args.max_length,
-            "precision": args.precision,
+            "precision": precision,
             "rounds": args.rounds,
             "dropout": params.dropout,
             "attn_implementation": params.attn_implementation,

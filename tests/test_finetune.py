@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
-from reranktune.finetune.run import batch_layout, run_finetune, set_dropout
+from reranktune.finetune.run import batch_layout, precision_flags, run_finetune, set_dropout
 from reranktune.finetune.trainer import distillation_loss, listwise_loss, lr_factor
 from reranktune.io import InputError
 from reranktune.params import (
@@ -64,6 +64,16 @@ def test_batch_layout_counts_queries_across_devices():
     assert batch_layout(params, 1) == (16, 8)
     assert batch_layout(params, 2) == (16, 4)
     assert batch_layout(FinetuneParams(global_batch_size=8, per_device_batch_size=16), 1) == (8, 1)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_hardware_runs_it(monkeypatch, caplog, native):
+    monkeypatch.setattr("reranktune.finetune.run.bf16_enabled", lambda mode, device: native)
+    assert precision_flags("auto") == {"bf16": native, "fp16": False}
+    assert precision_flags("fp32") == {"bf16": False, "fp16": False}
+    assert "emulated" not in caplog.text
+    assert precision_flags("bf16") == {"bf16": True, "fp16": False}  # asked for, so kept
+    assert ("emulated" in caplog.text) is not native  # but said aloud where it is slow
 
 
 @pytest.fixture

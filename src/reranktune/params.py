@@ -233,7 +233,7 @@ class FinetuneParams(Section):
     max_grad_norm: float = Field(1.0, gt=0)
     num_epochs: float = Field(1, gt=0)
     seed: int = 42
-    mixed_precision: Literal["auto", "bf16", "fp16", "fp32"] = "bf16"
+    mixed_precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where native
     gradient_checkpointing: bool = False
     attn_implementation: str | None = Field(
         "eager", description="e.g. eager or sdpa; null: transformers' choice for the model"

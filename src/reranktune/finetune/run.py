@@ -20,7 +20,7 @@ from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
 from reranktune.finetune.model_card import write_model_card
 from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
 from reranktune.io import InputError, atomic_dir, write_json
-from reranktune.models import resolve_model
+from reranktune.models import bf16_enabled, resolve_model
 from reranktune.params import FinetuneParams, ModelParams, RetrievalParams
 from reranktune.reranker.config import PriorConfig, RerankerConfig
 from reranktune.reranker.model import load_classifier, load_tokenizer, model_input_names
@@ -53,8 +53,20 @@ def batch_layout(params: FinetuneParams, n_devices: int) -> tuple[int, int]:
 
 
 def precision_flags(mode: str) -> dict:
+    """The Trainer's precision: ``auto`` is bf16 where the device runs it natively (a GPU that
+    has it, a CPU with AMX or AVX512-BF16), else fp32. Elsewhere bf16 is emulated and trains
+    many times slower than fp32, so an explicit ``bf16`` there is said aloud."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    native = bf16_enabled("auto", device)
     if mode == "auto":
-        mode = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+        mode = "bf16" if native else "fp32"
+    elif mode == "bf16" and not native:
+        log.warning(
+            "finetune.mixed_precision bf16: this %s does not run bf16 natively (on a CPU: no AMX "
+            "or AVX512-BF16), so it is emulated and trains many times slower than fp32; "
+            "auto picks fp32 here",
+            "GPU" if device == "cuda" else "CPU",
+        )
     return {"bf16": mode == "bf16", "fp16": mode == "fp16"}
 
 
@@ -207,6 +219,7 @@ def run_summary(
         "per_device_batch_size": per_device,
         "gradient_accumulation_steps": accumulation,
         "world_size": world_size(),
+        "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
         "train_loss": round(result.training_loss, 6),
         "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
         "train_pairs_per_s": round(
