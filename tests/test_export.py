@@ -534,12 +534,22 @@ def test_bf16_served_by_pytorch_when_it_times_fastest(
     assert config.onnx.file == "model.safetensors" and (out / "model.safetensors").exists()
     assert config.prior.dense.bf16
     assert config.onnx.fastest_graph == "model.int8.onnx"  # backend="onnx" still finds a graph
+    monkeypatch.setattr("reranktune.reranker.model.bf16_enabled", lambda mode, device: True)
     engine = load_engine("export", out)
     backend = engine.reranker.backend
     assert isinstance(backend, TorchBackend) and backend.bf16 and backend.device == "cpu"
     assert type(engine.prior.encoder).__name__ == "Embedder" and engine.prior.encoder.bf16
     served, expected = _served_and_pytorch(engine, tiny_bert_with_prior_dir)
     assert served == pytest.approx(expected, abs=0.5)  # bf16 rounding of logit and cosines
+
+    # the folder served on a CPU without bf16 units: the fastest graph, nothing in bf16
+    monkeypatch.setattr("reranktune.reranker.model.bf16_enabled", lambda mode, device: False)
+    engine = load_engine("export", out)
+    assert isinstance(engine.reranker.backend, SessionBackend)
+    assert _variant_of(engine.reranker) == "int8"
+    assert not getattr(engine.prior.encoder, "bf16", False)
+    served, expected = _served_and_pytorch(engine, tiny_bert_with_prior_dir)
+    assert served == pytest.approx(expected, abs=0.5)  # int8 logit
 
 
 @pytest.mark.parametrize("how", ["no bf16 on this CPU", "rejected by the gate"])

@@ -25,7 +25,14 @@ from tqdm.auto import tqdm
 
 from reranktune.beir_data import BeirData
 from reranktune.ir_metrics import Run
-from reranktune.models import best_device, check_tokenizer, loads, resolve_model, warn_remote_code
+from reranktune.models import (
+    best_device,
+    bf16_enabled,
+    check_tokenizer,
+    loads,
+    resolve_model,
+    warn_remote_code,
+)
 from reranktune.reranker.config import OnnxConfig, RerankerConfig
 from reranktune.reranker.onnx import onnx_session
 from reranktune.reranker.prior import Prior
@@ -161,6 +168,9 @@ class Reranker:
         config = RerankerConfig.load(path)
         if backend == "export":
             backend = "torch" if _export_entry(Path(path), config).runtime == "torch" else "onnx"
+            if backend == "torch" and not bf16_enabled("auto", "cpu"):
+                config = _without_bf16(Path(path), config)
+                backend = "onnx"
             if backend == "torch":  # the bf16 variant, measured on the CPU
                 device, bf16 = "cpu", True
         if prompt_template or max_length:
@@ -385,6 +395,23 @@ def _export_entry(folder: Path, config: RerankerConfig) -> OnnxConfig:
             "run `reranktune export`)"
         )
     return config.onnx
+
+
+def _without_bf16(folder: Path, config: RerankerConfig) -> RerankerConfig:
+    """The export's fastest ONNX graph instead of its bf16 default, for a CPU without AMX or
+    AVX512-BF16 (export measured bf16 on one that has them; here it would be emulated, many
+    times slower), and the prior's encoder out of bf16 too."""
+    log.warning(
+        "%s: export picked PyTorch bf16 on a CPU with bf16 units; this CPU has none, so its "
+        "fastest accepted ONNX graph (%s) serves instead (run export here to measure this CPU)",
+        folder,
+        config.onnx.fastest_graph,
+    )
+    dense = config.prior.dense if config.prior else None
+    if dense is None or not dense.bf16:
+        return config
+    prior = config.prior.model_copy(update={"dense": dense.model_copy(update={"bf16": False})})
+    return config.model_copy(update={"prior": prior})
 
 
 def _onnx_backend(
