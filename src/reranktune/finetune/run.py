@@ -61,11 +61,11 @@ def precision_flags(mode: str) -> dict:
     if mode == "auto":
         mode = "bf16" if native else "fp32"
     elif mode == "bf16" and not native:
+        hardware = "GPU has no bf16" if device == "cuda" else "CPU has neither AMX nor AVX512-BF16"
         log.warning(
-            "finetune.mixed_precision bf16: this %s does not run bf16 natively (on a CPU: no AMX "
-            "or AVX512-BF16), so it is emulated and trains many times slower than fp32; "
-            "auto picks fp32 here",
-            "GPU" if device == "cuda" else "CPU",
+            "finetune.mixed_precision bf16: this %s, so bf16 is emulated and trains many times "
+            "slower than fp32 (auto picks fp32 here)",
+            hardware,
         )
     return {"bf16": mode == "bf16", "fp16": mode == "fp16"}
 
