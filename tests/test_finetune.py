@@ -170,7 +170,7 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(fixture, request, t
         model=ModelParams(base_model=str(base)),
     )
     assert summary["steps"] == 18 and summary["gradient_accumulation_steps"] == 2
-    assert summary["train_loss"] < math.log(5)
+    assert summary["train_loss"] < math.log(5) and summary["precision"] == "fp32"
     curve = (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
     assert curve[0].split("\t") == ["step", "loss"] and len(curve) == 19
     assert (
