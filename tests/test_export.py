@@ -16,7 +16,12 @@ from reranktune.export.onnx_export import export_onnx
 from reranktune.export.parity import ParityProbe
 from reranktune.export.run import run_export
 from reranktune.export.tensorrt_engine import TensorRTSession, build_engine, tensorrt_missing
-from reranktune.export.variants import VARIANTS, build_variants, head_node_names
+from reranktune.export.variants import (
+    VARIANTS,
+    build_variants,
+    head_node_names,
+    quantize_int8,
+)
 from reranktune.io import InputError, write_jsonl
 from reranktune.params import EmbeddingParams, ExportParams, load_section
 from reranktune.reranker.config import RerankerConfig
@@ -85,6 +90,25 @@ def test_int8_keeps_the_head_in_fp32_and_quantises_per_channel(fixture, request,
     assert quantised and not [n for n in quantised if any(n.startswith(h) for h in head)]
     scales = [numpy_helper.to_array(t) for t in graph.initializer if t.name.endswith("_scale")]
     assert any(s.size > 1 for s in scales)  # one scale per output channel
+
+
+@pytest.mark.parametrize("saturates", [True, False])
+def test_int8_weights_keep_seven_bits_where_the_cpu_lacks_vnni(
+    saturates, tiny_bert_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("reranktune.export.variants.int8_saturates", lambda: saturates)
+    reranker = Reranker.from_pretrained(str(tiny_bert_dir), device="cpu")
+    sample = reranker.tokenizer(TEXTS[:2], padding=True, return_tensors="pt")
+    export_onnx(reranker.model, reranker.tokenizer, tmp_path / "model.onnx", 17, sample)
+    quantize_int8(tmp_path / "model.onnx", tmp_path / "model.int8.onnx")
+    graph = onnx.load(str(tmp_path / "model.int8.onnx")).graph
+    weights = [
+        numpy_helper.to_array(t)
+        for t in graph.initializer
+        if t.data_type == onnx.TensorProto.INT8 and t.name.endswith("_quantized")
+    ]
+    largest = max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
+    assert largest <= 64 if saturates else largest > 64
 
 
 def test_export_leaves_the_model_in_eval_mode(tiny_bert_dir, tmp_path):

@@ -88,13 +88,23 @@ def head_node_names(model: onnx.ModelProto) -> list[str]:
     return names + [f"{name}_MatMul" for name in gemms]
 
 
+def int8_saturates() -> bool:
+    """Whether this CPU lacks VNNI: there ONNX Runtime multiplies INT8 with VPMADDUBSW, whose
+    16-bit sums of 8-bit products can saturate (onnxruntime's quantization docs), so weights
+    keep 7 bits (``reduce_range``). Unknown counts as lacking it."""
+    import torch
+
+    return not getattr(torch.cpu, "_is_vnni_supported", lambda: False)()
+
+
 def quantize_int8(src: Path, dst: Path) -> None:
     """Dynamic INT8: weights quantised offline, activations per batch; no calibration data needed.
 
     Weights get one scale per output channel (a single scale per matrix lets one large row
     blur all the others), and the head stays fp32: together they keep the ranking within
-    the gate where per-tensor quantisation of every matrix did not. The prior's encoder
-    (``export.run``) is quantised the same way.
+    the gate where per-tensor quantisation of every matrix did not. On a CPU without VNNI the
+    weights keep 7 bits (``int8_saturates``). The prior's encoder (``export.run``) is quantised
+    the same way.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -106,6 +116,7 @@ def quantize_int8(src: Path, dst: Path) -> None:
             dst,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            reduce_range=int8_saturates(),
             nodes_to_exclude=head,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
