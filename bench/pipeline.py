@@ -3,10 +3,12 @@
 The baseline measured in the same run is DVC's own start-up (``dvc version``), so the
 no-op ratio shows what the pipeline adds on top of starting DVC.
 
-    python bench/pipeline.py [--noop-runs 3] [--keep DIR]
+    python bench/pipeline.py [--noop-runs 3] [--keep DIR] [--save-as pipeline]
 
 ``--keep DIR`` leaves the clone, with its trained and exported models, in DIR, so
 ``run_all.py`` can benchmark inference and serving on them without a second ``dvc repro``.
+``--save-as NAME`` writes ``bench/results/NAME.json``: one file per kind of CPU, since training
+runs in bf16 where the CPU has AMX and in fp32 elsewhere.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main() -> dict:
     )
     parser.add_argument("--noop-runs", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="clone into this (new) folder and keep it")
+    parser.add_argument("--save-as", default="pipeline", help="results file name, no extension")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     env = {
@@ -63,7 +66,7 @@ def main() -> dict:
         "noop_vs_dvc_startup": round(statistics.median(noop) / statistics.median(startup), 2),
     }
     print(result)
-    save("pipeline", result)
+    save(args.save_as, result)
     return result
 
 
