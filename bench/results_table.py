@@ -188,10 +188,12 @@ def training(run: dict) -> list[str]:
         wall["total"] - wall["sdg"] - wall["prep"] - wall["finetune"],
     ]
     mrr = ft.get("best_val_mrr")
+    prior_alone = ft.get("prior_alone")  # "—" for runs recorded before the summary had it
     return [
         run["id"],
         f"{ft['train_records']:,}",
         f"{ft['steps']:,}",
+        f"{prior_alone['groups_ranked_first']:.1%}" if prior_alone else NONE,
         f"{ft['train_loss']:.4f}",
         f"{mrr:.3f}" if mrr is not None else NONE,
         prior_weights(r),
@@ -233,6 +235,7 @@ def provenance(run: dict) -> list[str]:
         m["cpu"],
         str(m["cores"]),
         str(m["torch_threads"]),
+        r["finetune"].get("precision", NONE),  # "—" for runs recorded before the summary had it
         f"{m['load_average_at_end'][0]:.1f}",
         notes,
     ]
@@ -363,6 +366,7 @@ ROWS = {  # KIND: (header, one row per run)
             "run",
             "training queries",
             "steps",
+            "prior alone ranks first",
             "train loss",
             "best val MRR",
             "prior weights (dense / BM25)",
@@ -371,7 +375,17 @@ ROWS = {  # KIND: (header, one row per run)
         training,
     ),
     "provenance": (
-        ["run", "date", "commit", "CPU", "cores", "torch threads", "load (1 min) at end", "note"],
+        [
+            "run",
+            "date",
+            "commit",
+            "CPU",
+            "cores",
+            "torch threads",
+            "precision",
+            "load (1 min) at end",
+            "note",
+        ],
         provenance,
     ),
 }

@@ -171,6 +171,7 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(fixture, request, t
     )
     assert summary["steps"] == 18 and summary["gradient_accumulation_steps"] == 2
     assert summary["train_loss"] < math.log(5) and summary["precision"] == "fp32"
+    assert summary["prior_alone"] is None
     curve = (tmp_path / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
     assert curve[0].split("\t") == ["step", "loss"] and len(curve) == 19
     assert (
@@ -426,7 +427,7 @@ def test_with_a_prior_the_cross_encoder_learns_to_overrule_it(tiny_bert_dir, tmp
         logging_steps=1,
         save_steps=1000,
     )
-    run_finetune(
+    summary = run_finetune(
         params,
         train_file,
         tmp_path / "model",
@@ -434,6 +435,9 @@ def test_with_a_prior_the_cross_encoder_learns_to_overrule_it(tiny_bert_dir, tmp
         tmp_path / "live",
         model=ModelParams(base_model=str(tiny_bert_dir)),
     )
+    # the summary says how much the groups leave to learn: the prior alone ranks no positive first
+    assert summary["prior_alone"]["groups_ranked_first"] == 0
+    assert summary["prior_alone"]["loss"] > 2.0
     losses = [
         float(line.split("\t")[1])
         for line in (tmp_path / "live" / "plots" / "metrics" / "loss.tsv")

@@ -18,14 +18,14 @@ from transformers import TrainingArguments, set_seed
 from reranktune.finetune.checkpoints import SealCheckpoints, discard_incomplete, last_complete
 from reranktune.finetune.data import ListwiseCollator, ListwiseDataset
 from reranktune.finetune.model_card import write_model_card
-from reranktune.finetune.trainer import ListwiseTrainer, ranking_metrics
+from reranktune.finetune.trainer import ListwiseTrainer, listwise_loss, ranking_metrics
 from reranktune.io import InputError, atomic_dir, write_json
 from reranktune.models import bf16_enabled, resolve_model
 from reranktune.params import FinetuneParams, ModelParams, RetrievalParams
 from reranktune.reranker.config import PriorConfig, RerankerConfig
 from reranktune.reranker.model import load_classifier, load_tokenizer, model_input_names
 from reranktune.reranker.prior import PRIOR_FOLDER, Prior, fit_scale, save_prior
-from reranktune.reranker.scoring import PairEncoder
+from reranktune.reranker.scoring import PairEncoder, positive_ranks
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,23 @@ def attach_prior(
             data.set_prior(scores)
         if as_teacher:
             data.set_teacher(scores)
+
+
+def prior_signal(data: ListwiseDataset, temperature: float) -> dict | None:
+    """What the training groups leave the cross-encoder to learn beyond the prior: the share the
+    prior alone already ranks right, and its listwise loss, which a logit of zero trains at.
+
+    Near 1 and near 0, the labels only confirm the first stage, and training has little to teach
+    (queries cut from their own passage are the usual cause; an LLM generator asks harder ones).
+    """
+    if not data.items or "prior" not in data.items[0]:
+        return None
+    scores = torch.tensor([item["prior"] for item in data.items], dtype=torch.float64)
+    loss = listwise_loss(scores.flatten(), scores.shape[1], temperature)
+    return {
+        "groups_ranked_first": round(float((positive_ranks(scores.numpy()) == 1).mean()), 4),
+        "loss": round(float(loss), 6),
+    }
 
 
 def fitted_prior(
@@ -228,6 +245,13 @@ def run_summary(
     }
     if val_data is not None:
         summary["best_val_mrr"] = trainer.state.best_metric
+    summary["prior_alone"] = prior_signal(train_data, params.temperature)
+    if summary["prior_alone"]:
+        log.info(
+            "the prior alone ranks %.1f%% of the training groups' positives first (loss %.4f)",
+            100 * summary["prior_alone"]["groups_ranked_first"],
+            summary["prior_alone"]["loss"],
+        )
     return summary
 
 
