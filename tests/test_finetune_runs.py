@@ -243,3 +243,29 @@ def test_two_processes_give_the_same_loss_curve_as_one(tiny_bert_dir, tmp_path):
         curves[nproc] = _loss_curve(work / "metrics" / "finetune")
     assert len(curves[1]) == len(curves[2]) == 6
     assert curves[2] == pytest.approx(curves[1], abs=1e-4)
+
+
+@pytest.mark.parametrize("with_prior", [False, True], ids=["no-prior", "lexical-prior"])
+def test_the_stage_reviews_how_much_the_data_leaves_beyond_the_prior(
+    with_prior, tiny_bert_dir, tmp_path, monkeypatch
+):
+    """metrics/finetune.json: the loss and speed, and with a prior the share of training groups
+    it alone already ranks right (the summary's ``prior_alone``)."""
+    from reranktune.params import PriorParams
+
+    write_training_set(tmp_path / "data" / "prep")
+    prior = PriorParams(dense_weight=0.0, lexical_weight=2.0) if with_prior else NO_PRIOR
+    (tmp_path / "params.yaml").write_text(
+        _yaml(tiny_bert_dir, _params(prior=prior, num_epochs=1, save_steps=1000))
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["finetune"]) == 0
+    review = json.loads((tmp_path / "metrics" / "finetune.json").read_text())
+    summary = json.loads((tmp_path / "models" / "reranker" / "training_summary.json").read_text())
+    if not with_prior:
+        assert set(review) == {"train_loss", "train_pairs_per_s"}
+        assert summary["prior_alone"] is None
+        return
+    assert set(review) == {"train_loss", "train_pairs_per_s", "prior_ranks_first"}
+    assert review["prior_ranks_first"] == summary["prior_alone"]["groups_ranked_first"]
+    assert 0 <= review["prior_ranks_first"] <= 1

@@ -99,6 +99,8 @@ def finetune(params_file: str = "params.yaml") -> dict | None:
         retrieval=retrieval,
     )
     review = {k: summary[k] for k in ("train_loss", "train_pairs_per_s")}
+    if summary.get("prior_alone"):  # how much the training data leaves to learn beyond the prior
+        review["prior_ranks_first"] = summary["prior_alone"]["groups_ranked_first"]
     return _review(FINETUNE_METRICS, review) if os.environ.get("RANK", "0") == "0" else review
 
 
