@@ -23,6 +23,12 @@ from the environment variable ``sdg.llm.api_key_env`` names), to compare generat
 and negatives and reports the seeds' mean: each query's scores are averaged over the seeds
 before the paired tests, so a recipe is judged on more than one draw of its initial head and
 batch order (``per_seed`` keeps each seed's figures).
+
+``bench.real_query_folds=2`` trains on the folder's real questions instead of pseudo-queries,
+to tell a weak training signal from a weak trainer: the queries are dealt into that many
+folds, each fold is ranked by a model trained on the other folds' queries (every judged
+document a positive, negatives mined by prep as usual), and the folds' rankings are pooled
+into one evaluation of every query (``per_fold`` keeps each fold's training).
 """
 
 from __future__ import annotations
@@ -38,12 +44,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from reranktune.beir_data import load_beir
+from reranktune.beir_data import BeirData, load_beir
 from reranktune.documents import Document, read_corpus_jsonl
 from reranktune.evaluation.run import (
     EvalResult,
     evaluate,
     first_stage_names,
+    judge_runs,
     review_metrics,
     significance_and_verdict,
 )
@@ -63,6 +70,7 @@ from reranktune.prep.run import run_prep
 from reranktune.reranker.model import Reranker
 from reranktune.retrieval.first_stage import FirstStageSettings
 from reranktune.sdg.offline import OfflineGenerator
+from reranktune.sdg.records import bundle_record
 from reranktune.sdg.run import paraphrase_embedder
 
 sys.path.insert(
@@ -81,6 +89,7 @@ BENCH_DEFAULTS: dict = {
     "max_queries": 0,  # 0 = every pseudo-query; else a sample spread over documents
     "torch_threads": 0,  # 0 = torch's default
     "seeds": [],  # finetune seeds whose models are averaged per query; [] = finetune.seed alone
+    "real_query_folds": 0,  # 0: train on pseudo-queries; N >= 2: on real queries, N-fold
 }
 
 # Where a BEIR corpus deliberately differs from params.yaml: data volume only. The default
@@ -211,42 +220,101 @@ class Timer:
         return {**self.laps, "total": round(time.perf_counter() - self.start, 1)}
 
 
-def prepare(config: dict, beir_dir: Path, work: Path, timer: Timer) -> tuple[PrepParams, dict]:
-    """sdg -> prep on the corpus alone; returns (prep params, prep report)."""
-    retrieval = RetrievalParams(**config["retrieval"])
-    bench = config["bench"]
+def read_documents(config: dict, beir_dir: Path) -> tuple[SdgParams, list[Document]]:
+    """The folder's corpus as sdg reads it, one chunk per BEIR passage."""
     sdg_params = SdgParams(
         **{
             **config["sdg"],
             "input_path": str(beir_dir / "corpus.jsonl"),
-            "sentences_per_chunk": bench["sentences_per_chunk"],
+            "sentences_per_chunk": config["bench"]["sentences_per_chunk"],
         }
     )
     documents, _ = read_corpus_jsonl(
         beir_dir / "corpus.jsonl", sdg_params.min_text_length, sdg_params.sentences_per_chunk
     )
+    return sdg_params, documents
+
+
+def pseudo_query_records(
+    config: dict, sdg_params: SdgParams, documents: list[Document], work: Path
+) -> tuple[list[dict], int]:
+    """The generator's SDG records, sampled to ``bench.max_queries``; and how many it wrote."""
+    retrieval = RetrievalParams(**config["retrieval"])
     records = generate(sdg_params, documents, work, retrieval.embedding)
     generated = sum(len(r["deduplicated_qa_pairs"]) for r in records)
     records = subsample(
-        records, bench["max_queries"], config["prep"]["quality_threshold"], sdg_params.seed
+        records,
+        config["bench"]["max_queries"],
+        config["prep"]["quality_threshold"],
+        sdg_params.seed,
     )
-    write_jsonl(work / "sdg.jsonl", records)
     log.info(
         "sdg: %d pseudo-queries generated, %d kept",
         generated,
         sum(len(r["deduplicated_qa_pairs"]) for r in records),
     )
-    timer.lap("sdg")
+    return records, generated
 
+
+def real_query_records(data: BeirData, documents: list[Document], qids: list[str]) -> list[dict]:
+    """SDG records that train on real questions: every document without pairs (the corpus that
+    negatives are mined from), then one record per question bundling its judged documents,
+    all of them its positives, so that none of them is mined as its negative."""
+    chunks_of = {doc.source_id: doc.chunks for doc in documents}
+    records = [bundle_record([d.path], d.source_id, d.chunks, [], []) for d in documents]
+    for qid in qids:
+        chunks = [
+            c
+            for doc_id in data.qrels[qid]
+            if data.qrels[qid][doc_id] > 0
+            for c in chunks_of.get(doc_id, [])
+        ]
+        if not chunks:
+            continue
+        pair = {
+            "question": data.queries[qid],
+            "answer": "",
+            "query_type": "real",
+            "reasoning_type": "real",
+            "segment_ids": list(range(1, len(chunks) + 1)),
+        }
+        records.append(
+            bundle_record(
+                [f"qrels:{qid}"],
+                f"query {qid}",
+                chunks,
+                [pair],
+                [{"overall": {"score": 10.0, "assessment": "qrels"}}],
+            )
+        )
+    return records
+
+
+def folds(qids: list[str], n: int, seed: int) -> list[list[str]]:
+    """The queries dealt at random (seeded) into ``n`` folds of near-equal size."""
+    order = sorted(qids)
+    random.Random(seed).shuffle(order)
+    return [sorted(order[f::n]) for f in range(n)]
+
+
+def prepare(config: dict, records: list[dict], work: Path, timer: Timer) -> tuple[PrepParams, dict]:
+    """prep on ``records``; returns (prep params, prep report)."""
+    write_jsonl(work / "sdg.jsonl", records)
+    timer.lap("sdg")
     # every document trains or validates; one (the prep validator keeps a test split) is held out
     val_ratio = config["prep"].get("val_ratio", 0.0)
-    prep_params = PrepParams(
-        **{**config["prep"], "train_ratio": 1.0 - val_ratio - 1.0 / len(documents)}
-    )
+    overrides = {"train_ratio": 1.0 - val_ratio - 1.0 / len(records)}
+    if config["bench"]["real_query_folds"]:
+        most = max(len(r["chunks"]) for r in records if r["deduplicated_qa_pairs"])
+        overrides["max_pos_docs"] = max(config["prep"].get("max_pos_docs", 1), most)
+    prep_params = PrepParams(**{**config["prep"], **overrides})
     prep_report = run_prep(
-        prep_params, work / "sdg.jsonl", work / "prep", work / "prep_report.json", retrieval
+        prep_params,
+        work / "sdg.jsonl",
+        work / "prep",
+        work / "prep_report.json",
+        RetrievalParams(**config["retrieval"]),
     )
-    prep_report["pseudo_queries_generated"] = generated
     timer.lap("prep")
     return prep_params, prep_report
 
@@ -265,8 +333,8 @@ def finetune(config: dict, work: Path, model_dir: Path, seed: int) -> dict:
     )
 
 
-def evaluate_real(config: dict, beir_dir: Path, model_dir: Path) -> EvalResult:
-    """The eval stage's figures on the folder's real queries and qrels."""
+def evaluate_real(config: dict, data: BeirData, model_dir: Path) -> EvalResult:
+    """The eval stage's figures on real queries and qrels."""
     eval_params = EvalParams(**config["eval"])
     first_stage = FirstStageSettings.from_params(
         RetrievalParams(**config["retrieval"]), eval_params.top_k
@@ -274,7 +342,67 @@ def evaluate_real(config: dict, beir_dir: Path, model_dir: Path) -> EvalResult:
     reranker = Reranker.from_pretrained(
         str(model_dir), bf16=bf16_enabled(eval_params.mixed_precision)
     )
-    return evaluate(load_beir(beir_dir), eval_params, first_stage, reranker)
+    return evaluate(data, eval_params, first_stage, reranker)
+
+
+def queries_subset(data: BeirData, qids: list[str]) -> BeirData:
+    """``data`` with only ``qids``'s questions and judgements (the whole corpus)."""
+    return BeirData(
+        corpus=data.corpus,
+        queries={q: data.queries[q] for q in qids},
+        qrels={q: data.qrels[q] for q in qids},
+        metadata={q: data.metadata[q] for q in qids},
+    )
+
+
+def train_on_real_folds(
+    config: dict, data: BeirData, documents: list[Document], work: Path, timer: Timer
+) -> tuple[EvalResult, PrepParams, list[dict]]:
+    """Each fold's questions ranked by a model trained on the other folds' questions and
+    judgements; the folds' rankings judged together, so every question counts once."""
+    seed = config["finetune"]["seed"]
+    dealt = folds(list(data.qrels), config["bench"]["real_query_folds"], seed)
+    runs: dict = {}
+    per_fold = []
+    for f, held_out in enumerate(dealt):
+        fold_work = work / f"fold{f}"
+        fold_work.mkdir(parents=True, exist_ok=True)
+        trained_on = [q for g, fold in enumerate(dealt) if g != f for q in fold]
+        records = real_query_records(data, documents, trained_on)
+        prep_params, prep_report = prepare(config, records, fold_work, timer)
+        summary = finetune(config, fold_work, fold_work / "model", seed)
+        timer.lap("finetune")
+        fold_result = evaluate_real(config, queries_subset(data, held_out), fold_work / "model")
+        timer.lap("eval")
+        for name, run in fold_result.runs.items():
+            runs.setdefault(name, {}).update(run)
+        per_fold.append(
+            {
+                "queries": len(held_out),
+                "training_queries": prep_report["queries_per_split"]["train"],
+                "prep": prep_summary(prep_report),
+                "finetune": summary,
+            }
+        )
+    dataset = fold_result.metrics["dataset"]
+    result = judge_runs(
+        data, runs, EvalParams(**config["eval"]), dataset["first_stage"], dataset["top_k"]
+    )
+    return result, prep_params, per_fold
+
+
+def prep_summary(prep_report: dict) -> dict:
+    """What the record keeps of prep's report."""
+    return {
+        k: prep_report.get(k)
+        for k in (
+            "pseudo_queries_generated",
+            "counts",
+            "queries_per_split",
+            "train_records",
+            "train_mining",
+        )
+    }
 
 
 def mean_of_trees(trees: list):
@@ -343,22 +471,41 @@ def main(argv: list[str] | None = None) -> dict:
         raise InputError(f"--run-id {args.run_id}: expected {name}/<what the run tries>")
     out = args.out or (None if args.run_id else RESULTS / f"domain_adaptation_{name}.json")
     timer = Timer()
+    seeds = config["bench"]["seeds"] or [config["finetune"]["seed"]]
+    n_folds = config["bench"]["real_query_folds"]
+    if n_folds == 1 or n_folds < 0:
+        raise InputError(f"--params bench.real_query_folds={n_folds}: expected 0 or at least 2")
+    if n_folds and len(seeds) > 1:
+        raise InputError("--params: bench.seeds and bench.real_query_folds, one at a time")
+    data = load_beir(args.beir_dir)
+    sdg_params, documents = read_documents(config, args.beir_dir)
+    per_fold: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="da_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        prep_params, prep_report = prepare(config, args.beir_dir, work, timer)
-        seeds = config["bench"]["seeds"] or [config["finetune"]["seed"]]
-        summaries, results = {}, {}
-        for seed in seeds:
-            model_dir = work / ("model" if len(seeds) == 1 else f"model_seed{seed}")
-            summaries[seed] = finetune(config, work, model_dir, seed)
-            timer.lap("finetune")
-            results[seed] = evaluate_real(config, args.beir_dir, model_dir)
-            timer.lap("eval")
+        if n_folds:
+            result, prep_params, per_fold = train_on_real_folds(
+                config, data, documents, work, timer
+            )
+            summaries = {seeds[0]: per_fold[0]["finetune"]}
+            prep_report = per_fold[0]["prep"]
+        else:
+            records, generated = pseudo_query_records(config, sdg_params, documents, work)
+            prep_params, prep_report = prepare(config, records, work, timer)
+            prep_report["pseudo_queries_generated"] = generated
+            summaries, results = {}, {}
+            for seed in seeds:
+                model_dir = work / ("model" if len(seeds) == 1 else f"model_seed{seed}")
+                summaries[seed] = finetune(config, work, model_dir, seed)
+                timer.lap("finetune")
+                results[seed] = evaluate_real(config, data, model_dir)
+                timer.lap("eval")
+            result = (
+                mean_over_seeds(list(results.values()), config)
+                if len(seeds) > 1
+                else results[seeds[0]]
+            )
     eval_params = EvalParams(**config["eval"])
-    result = (
-        mean_over_seeds(list(results.values()), config) if len(seeds) > 1 else results[seeds[0]]
-    )
     report = {
         "dataset": name,
         "queries": len(result.per_query["finetuned"]),
@@ -375,20 +522,13 @@ def main(argv: list[str] | None = None) -> dict:
             "finetune": FinetuneParams(**config["finetune"]).model_dump(),
             "eval": eval_params.model_dump(),
         },
-        "prep": {
-            k: prep_report.get(k)
-            for k in (
-                "pseudo_queries_generated",
-                "counts",
-                "queries_per_split",
-                "train_records",
-                "train_mining",
-            )
-        },
+        "prep": prep_summary(prep_report),
         "finetune": summaries[seeds[0]],
         "wall_time_s": timer.total(),
         "machine": machine(),
     }
+    if per_fold:
+        report["per_fold"] = per_fold
     if len(seeds) > 1:
         report["per_seed"] = {
             str(s): {

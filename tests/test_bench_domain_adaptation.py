@@ -11,6 +11,8 @@ import yaml
 from conftest import REPO
 from fake_llm import FakeLLM
 
+from reranktune.training_file import read_training_file
+
 SECRET_WORD = "quetzalcoatlus"  # only in a real test query: training must never see it
 TOPICS = ["vacuum", "index", "trigger", "sequence", "schema", "cursor", "lambda", "decorator"]
 
@@ -157,6 +159,48 @@ def test_several_seeds_are_averaged_per_query_before_the_paired_tests(
         result["systems"]["finetuned"]["NDCG@10"], abs=1e-4
     )
     assert result["verdict"]["p_value"] == result["systems"]["p_value"]
+
+
+def test_real_query_folds_rank_each_question_by_a_model_that_never_trained_on_it(
+    beir_dir, tiny_bert_dir, tmp_path
+):
+    bench = load_bench()
+    result = bench.main(
+        [str(beir_dir), *bench_args(tmp_path, tiny_bert_dir, "bench.real_query_folds=2")]
+    )
+    queries = {
+        q["_id"]: q["text"]
+        for q in map(json.loads, (beir_dir / "queries.jsonl").read_text().splitlines())
+    }
+    dealt = bench.folds(sorted(queries), 2, result["params"]["finetune"]["seed"])
+    assert sorted(q for fold in dealt for q in fold) == sorted(queries)
+    assert [f["queries"] for f in result["per_fold"]] == [len(fold) for fold in dealt]
+    for f, held_out in enumerate(dealt):
+        training = read_training_file(tmp_path / "work" / f"fold{f}" / "prep" / "train.json")
+        trained_on = {r["question"] for r in training.records}
+        # prep holds one document out as its test split: at most one question (bundle) with it
+        others = {queries[q] for q in queries if q not in held_out}
+        assert trained_on <= others and len(trained_on) >= len(others) - 1
+        assert len(trained_on) == result["per_fold"][f]["training_queries"]
+        for record in training.records:  # the judged document is its positive, never a negative
+            guide = f"The {record['question'].split()[4]} guide"
+            [positive] = record["pos_doc"]
+            assert training.corpus[positive["id"]].startswith(guide)
+            assert not any(training.corpus[n["id"]].startswith(guide) for n in record["neg_doc"])
+    assert result["queries"] == len(queries)  # every question judged once, the folds pooled
+    assert 0 <= result["systems"]["finetuned"]["NDCG@10"] <= 1
+
+
+@pytest.mark.parametrize(
+    "extra", [["bench.real_query_folds=1"], ["bench.real_query_folds=2", "bench.seeds=[1,2]"]]
+)
+def test_real_query_folds_refuse_one_fold_and_several_seeds(
+    beir_dir, tiny_bert_dir, tmp_path, extra
+):
+    from reranktune.io import InputError
+
+    with pytest.raises(InputError, match="real_query_folds"):
+        load_bench().main([str(beir_dir), *bench_args(tmp_path, tiny_bert_dir, *extra)])
 
 
 def test_a_run_id_names_its_dataset(beir_dir, tmp_path):

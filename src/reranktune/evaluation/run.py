@@ -165,6 +165,20 @@ def evaluate(
                 speed[name]["device"],
             )
 
+    result = judge_runs(data, runs, params, reranked, first_stage.top_k)
+    if speed:
+        result.metrics["rerank_speed"] = speed
+    if notes:
+        result.metrics["notes"] = list(notes)
+    return result
+
+
+def judge_runs(
+    data: BeirData, runs: dict[str, Run], params: EvalParams, reranked: str, top_k: int
+) -> EvalResult:
+    """Every system's metrics and per-query scores against ``data``'s qrels, the paired tests
+    and the verdict: ``evaluate``'s figures, also for runs pooled from several evaluations
+    (the bench's query folds)."""
     key = f"NDCG@{params.significance_k}"
     recall_k = max(params.k_values)
     metrics: dict = {
@@ -175,7 +189,7 @@ def evaluate(
         name: per_query_scores(data.qrels, run, params.significance_k, recall_k, params.mrr_k)
         for name, run in runs.items()
     }
-    metrics.update(significance_and_verdict(per_query, params, names))
+    metrics.update(significance_and_verdict(per_query, params, first_stage_names(params, reranked)))
     by_meta = breakdown(per_query, data.metadata, params.breakdown_keys, key)
     if by_meta:
         metrics["breakdown"] = {"metric": key, **by_meta}
@@ -183,12 +197,8 @@ def evaluate(
         "queries": len(data.queries),
         "passages": len(data.corpus),
         "first_stage": reranked,
-        "top_k": first_stage.top_k,
+        "top_k": top_k,
     }
-    if speed:
-        metrics["rerank_speed"] = speed
-    if notes:
-        metrics["notes"] = list(notes)
     return EvalResult(metrics=metrics, runs=runs, per_query=per_query)
 
 
