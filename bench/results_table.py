@@ -224,6 +224,24 @@ def seeds(run: dict) -> list[str]:
     ]
 
 
+def folds(run: dict) -> list[str]:
+    """A ``bench.real_query_folds`` run: each fold's training on the other folds' questions."""
+    per_fold = run["result"]["per_fold"]
+
+    def each(value) -> str:
+        return " / ".join(value(fold) for fold in per_fold)
+
+    return [
+        run["id"],
+        each(lambda f: f"{f['queries']:,}"),
+        each(lambda f: f"{f['training_queries']:,}"),
+        each(lambda f: f"{f['finetune']['train_records']:,}"),
+        each(lambda f: f"{f['finetune']['steps']:,}"),
+        each(lambda f: f"{f['finetune']['prior_alone']['groups_ranked_first']:.1%}"),
+        each(lambda f: f"{f['finetune']['train_loss']:.4f}"),
+    ]
+
+
 def provenance(run: dict) -> list[str]:
     r = run["result"]
     m = r["machine"]
@@ -340,6 +358,18 @@ ROWS = {  # KIND: (header, one row per run)
             "wall",
         ],
         seeds,
+    ),
+    "folds": (
+        [
+            "run",
+            "questions ranked",
+            "questions trained on",
+            "training groups",
+            "steps",
+            "prior alone ranks first",
+            "train loss",
+        ],
+        folds,
     ),
     "versus-hybrid": (
         ["run", "change", "hybrid", "fine-tuned", "Δ vs hybrid", "p", "wall"],
