@@ -32,6 +32,7 @@ class SlowEngine:
         self.tokenizer = tokenizer
         self.encoded = 0
         self.calls: list[int] = []
+        self.scored: list[list[str]] = []  # per score call, the first letters of its passages
         self.started = threading.Event()
         self.release = threading.Event()
 
@@ -46,10 +47,11 @@ class SlowEngine:
 
     def encode(self, query: str, passages: list[str], truncate: bool) -> list[dict]:
         self.encoded += len(passages)
-        return [{"input_ids": [1] * (3 + len(p) % 5), "prior": 0.0} for p in passages]
+        return [{"input_ids": [1] * (3 + len(p) % 5), "prior": 0.0, "text": p} for p in passages]
 
     def score(self, pairs: list[dict]) -> list[float]:
         self.calls.append(len(pairs))
+        self.scored.append(sorted({pair["text"][0] for pair in pairs}))
         self.started.set()
         self.release.wait(30)
         return [0.0] * len(pairs)
@@ -157,6 +159,34 @@ def test_a_request_past_its_deadline_gets_503_and_its_other_batches_are_dropped(
         assert after.status_code == 200
         time.sleep(0.2)  # room for a wrongly continued request to start its second batch
         assert engine.calls == [4, 1]
+
+
+def test_without_batching_requests_take_the_model_in_arrival_order(tokenizer):
+    """Under load the first request finishes first, instead of every request sharing the cores
+    and finishing late together."""
+    engine = SlowEngine(tokenizer)
+    server, _ = serve(engine, request_timeout_s=30)
+    with server as srv:
+        wait_ready(srv.url)
+        answers: dict[str, int] = {}
+
+        def post(letter: str, n: int) -> None:
+            passages = [f"{letter}{i}" for i in range(n)]
+            response = httpx.post(f"{srv.url}/v1/ranking", json=body(passages), timeout=30)
+            answers[letter] = response.status_code
+
+        first = threading.Thread(target=post, args=("a", 8))  # two batches of 4
+        first.start()
+        assert engine.started.wait(30)  # its first batch is on the model
+        second = threading.Thread(target=post, args=("b", 4))
+        second.start()
+        time.sleep(0.5)  # room for the second request to reach the model, were it let through
+        assert engine.scored == [["a"]]
+        engine.release.set()
+        first.join(30)
+        second.join(30)
+        assert answers == {"a": 200, "b": 200}
+        assert engine.scored == [["a"], ["a"], ["b"]]
 
 
 def test_docs_are_off_unless_asked(tokenizer):

@@ -12,7 +12,10 @@ What one request can cost is bounded: each text's characters (cut under
 (then 503); its connection has deadlines for the headers and the body (408).
 Its passages are encoded ``max_batch`` at a time and scored in batches of at
 most ``max_batch`` pairs; a request whose client disconnected or whose deadline
-passed stops at the next slice or batch.
+passed stops at the next slice or batch. Without dynamic batching, requests take
+the model in turn, in arrival order: under more load than the cores can serve, the
+first ones finish within their deadline, rather than all of them sharing the cores
+and missing it together.
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ def create_app(
     loop."""
     state = _State()
     loader = loader or settings.load
+    model_turn = asyncio.Lock()  # without batching: one request's model work at a time, FIFO
 
     async def load() -> None:
         try:
@@ -268,22 +272,28 @@ def create_app(
                     f"{engine.max_length}); the limit is {settings.max_tokens_per_request} (the "
                     "server's max_tokens_per_request): send fewer or shorter passages",
                 )
+        truncate = body.truncate == "END"
+        if state.batcher is not None:
+            return await state.batcher.submit(await encode(engine, query, passages, truncate))
+        async with model_turn:
+            pairs = await encode(engine, query, passages, truncate)
+            return await _score_alone(engine, pairs, settings.max_batch)
+
+    async def encode(
+        engine: Engine, query: str, passages: list[str], truncate: bool
+    ) -> list[Encoded]:
+        """Token ids and the prior's score per pair, ``max_batch`` passages at a time."""
         pairs: list[Encoded] = []
         for start in range(0, len(passages), settings.max_batch):
             try:
                 pairs += await run_in_threadpool(
-                    engine.encode,
-                    query,
-                    passages[start : start + settings.max_batch],
-                    body.truncate == "END",
+                    engine.encode, query, passages[start : start + settings.max_batch], truncate
                 )
             except PairTooLong as exc:  # its index is within the slice
                 raise HTTPException(
                     400, str(PairTooLong(start + exc.index, exc.tokens, exc.max_length))
                 ) from None
-        if state.batcher is not None:
-            return await state.batcher.submit(pairs)
-        return await _score_alone(engine, pairs, settings.max_batch)
+        return pairs
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
