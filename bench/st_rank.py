@@ -89,7 +89,9 @@ def load_model(hf_dir: Path, backend: str, variant: str | None, max_length: int,
     if variant == "int8":
         preset = quantization_config()
         export_dynamic_quantized_onnx_model(model, preset, str(copy))
-        file_name = f"onnx/model_qint8_{preset}.onnx"
+        # qint8, or quint8 where the preset quantizes to unsigned weights (avx2)
+        [path] = (copy / "onnx").glob(f"model_q*int8_{preset}.onnx")
+        file_name = f"onnx/{path.name}"
     else:
         export_optimized_onnx_model(model, variant, str(copy))
         file_name = f"onnx/model_{variant}.onnx"
