@@ -297,16 +297,15 @@ def folds(qids: list[str], n: int, seed: int) -> list[list[str]]:
     return [sorted(order[f::n]) for f in range(n)]
 
 
-def prepare(config: dict, records: list[dict], work: Path, timer: Timer) -> tuple[PrepParams, dict]:
-    """prep on ``records``; returns (prep params, prep report)."""
+def prepare(
+    config: dict, records: list[dict], work: Path, timer: Timer, **overrides
+) -> tuple[PrepParams, dict]:
+    """prep on ``records``, with ``overrides`` of prep's params; returns (params, report)."""
     write_jsonl(work / "sdg.jsonl", records)
     timer.lap("sdg")
     # every document trains or validates; one (the prep validator keeps a test split) is held out
     val_ratio = config["prep"].get("val_ratio", 0.0)
-    overrides = {"train_ratio": 1.0 - val_ratio - 1.0 / len(records)}
-    if config["bench"]["real_query_folds"]:
-        most = max(len(r["chunks"]) for r in records if r["deduplicated_qa_pairs"])
-        overrides["max_pos_docs"] = max(config["prep"].get("max_pos_docs", 1), most)
+    overrides["train_ratio"] = 1.0 - val_ratio - 1.0 / len(records)
     prep_params = PrepParams(**{**config["prep"], **overrides})
     prep_report = run_prep(
         prep_params,
@@ -369,7 +368,14 @@ def train_on_real_folds(
         fold_work.mkdir(parents=True, exist_ok=True)
         trained_on = [q for g, fold in enumerate(dealt) if g != f for q in fold]
         records = real_query_records(data, documents, trained_on)
-        prep_params, prep_report = prepare(config, records, fold_work, timer)
+        most_judged = max(len(r["chunks"]) for r in records if r["deduplicated_qa_pairs"])
+        prep_params, prep_report = prepare(
+            config,
+            records,
+            fold_work,
+            timer,
+            max_pos_docs=max(config["prep"].get("max_pos_docs", 1), most_judged),
+        )
         summary = finetune(config, fold_work, fold_work / "model", seed)
         timer.lap("finetune")
         fold_result = evaluate_real(config, queries_subset(data, held_out), fold_work / "model")
@@ -488,11 +494,11 @@ def main(argv: list[str] | None = None) -> dict:
                 config, data, documents, work, timer
             )
             summaries = {seeds[0]: per_fold[0]["finetune"]}
-            prep_report = per_fold[0]["prep"]
+            prep = per_fold[0]["prep"]
         else:
             records, generated = pseudo_query_records(config, sdg_params, documents, work)
             prep_params, prep_report = prepare(config, records, work, timer)
-            prep_report["pseudo_queries_generated"] = generated
+            prep = {**prep_summary(prep_report), "pseudo_queries_generated": generated}
             summaries, results = {}, {}
             for seed in seeds:
                 model_dir = work / ("model" if len(seeds) == 1 else f"model_seed{seed}")
@@ -522,7 +528,7 @@ def main(argv: list[str] | None = None) -> dict:
             "finetune": FinetuneParams(**config["finetune"]).model_dump(),
             "eval": eval_params.model_dump(),
         },
-        "prep": prep_summary(prep_report),
+        "prep": prep,
         "finetune": summaries[seeds[0]],
         "wall_time_s": timer.total(),
         "machine": machine(),
