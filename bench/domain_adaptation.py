@@ -385,7 +385,6 @@ def train_on_real_folds(
         per_fold.append(
             {
                 "queries": len(held_out),
-                "training_queries": prep_report["queries_per_split"]["train"],
                 "prep": prep_summary(prep_report),
                 "finetune": summary,
             }

@@ -234,7 +234,7 @@ def folds(run: dict) -> list[str]:
     return [
         run["id"],
         each(lambda f: f"{f['queries']:,}"),
-        each(lambda f: f"{f['training_queries']:,}"),
+        each(lambda f: f"{f['prep']['queries_per_split']['train']:,}"),
         each(lambda f: f"{f['finetune']['train_records']:,}"),
         each(lambda f: f"{f['finetune']['steps']:,}"),
         each(lambda f: f"{f['finetune']['prior_alone']['groups_ranked_first']:.1%}"),

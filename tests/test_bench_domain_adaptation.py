@@ -181,7 +181,7 @@ def test_real_query_folds_rank_each_question_by_a_model_that_never_trained_on_it
         # prep holds one document out as its test split: at most one question (bundle) with it
         others = {queries[q] for q in queries if q not in held_out}
         assert trained_on <= others and len(trained_on) >= len(others) - 1
-        assert len(trained_on) == result["per_fold"][f]["training_queries"]
+        assert len(trained_on) == result["per_fold"][f]["prep"]["queries_per_split"]["train"]
         for record in training.records:  # the judged document is its positive, never a negative
             guide = f"The {record['question'].split()[4]} guide"
             [positive] = record["pos_doc"]
