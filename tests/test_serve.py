@@ -325,12 +325,12 @@ def test_batcher_fails_only_the_batch_that_broke(settings):
     assert asyncio.run(scenario()) == pytest.approx(engine.score(good))
 
 
-def load_bench():
+def load_bench(name: str = "serve"):
     import importlib.util
 
     from conftest import REPO
 
-    spec = importlib.util.spec_from_file_location("bench_serve", REPO / "bench" / "serve.py")
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench
@@ -456,3 +456,63 @@ def test_a_corpus_given_ahead_is_embedded_before_ready_and_scores_alike(
     assert seen == [prefix + QUERY]  # the passages were embedded at load
     pinned.score(pinned.encode(QUERY, ["a passage not in the corpus"], truncate=True))
     assert seen[-1].endswith("a passage not in the corpus")  # others as they come
+
+
+def test_the_served_prior_embeds_a_few_texts_a_pass_on_the_cpu_with_the_same_vectors(
+    tiny_bert_with_prior_dir, tmp_path
+):
+    """Both encoders the prior serves with (PyTorch and ONNX) take CPU_BATCH texts a pass on the
+    CPU, and the batch does not change a vector."""
+    import shutil
+
+    import numpy as np
+
+    from reranktune.reranker.config import RerankerConfig
+    from reranktune.reranker.prior import CPU_BATCH, PRIOR_ONNX, Prior, export_prior_onnx
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert_with_prior_dir, folder)
+    config = RerankerConfig.load(folder).prior
+    torch_prior = Prior.load(folder, config, device="cpu")
+    export_prior_onnx(torch_prior, folder / config.folder / PRIOR_ONNX, 17)
+    dense = config.dense.model_copy(update={"onnx_file": PRIOR_ONNX})
+    onnx_prior = Prior.load(folder, config.model_copy(update={"dense": dense}), onnx=True)
+    texts = [p for p in PASSAGES if p] * 3  # lengths from 1 token to over the maximum
+    for prior in (torch_prior, onnx_prior):
+        encoder = prior.encoder
+        assert encoder.batch_size == CPU_BATCH < len(texts)
+        small = encoder(texts)
+        encoder.batch_size = len(texts)
+        np.testing.assert_allclose(small, encoder(texts), atol=1e-5)
+
+
+def test_the_prior_cost_bench_times_every_part_on_the_served_engine(
+    tiny_bert_with_prior_dir, tmp_path
+):
+    """bench/prior_cost.py at a tiny scale: each embedder setting timed on what serve loads, its
+    ceiling below 1, and the encoder's own settings back after each."""
+    from types import SimpleNamespace
+
+    from reranktune.reranker.prior import CPU_BATCH
+
+    folder = export_folder(tiny_bert_with_prior_dir, tmp_path / "onnx", MAX_LENGTH)
+    bench = load_bench("prior_cost")
+    report = bench.run(str(folder), passages_per_request=6, rounds=2, batches=(2, 64), out=None)
+    assert report["served_prior_batch"] == CPU_BATCH
+    rows = report["embedder"]
+    assert set(rows) == {
+        "embedder_batch_2",
+        "embedder_batch_64",
+        "embedder_at_cross_encoder_length",
+    }
+    assert rows["embedder_at_cross_encoder_length"]["max_length"] == MAX_LENGTH
+    assert rows["embedder_batch_64"]["over_batch_64"] == 1.0
+    assert all(0 < row["never_seen_ceiling"] < 1 for row in rows.values())
+
+    onnx_encoder = SimpleNamespace(batch_size=8, max_length=256)
+    torch_encoder = SimpleNamespace(batch_size=8, model=SimpleNamespace(max_seq_length=256))
+    with bench.encoder_settings(onnx_encoder, 2, 64), bench.encoder_settings(torch_encoder, 2, 64):
+        assert (onnx_encoder.batch_size, onnx_encoder.max_length) == (2, 64)
+        assert (torch_encoder.batch_size, torch_encoder.model.max_seq_length) == (2, 64)
+    assert (onnx_encoder.batch_size, onnx_encoder.max_length) == (8, 256)
+    assert (torch_encoder.batch_size, torch_encoder.model.max_seq_length) == (8, 256)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from reranktune.io import InputError
-from reranktune.models import on_cpu
+from reranktune.models import best_device, on_cpu
 from reranktune.params import EmbeddingParams, PriorParams, RetrievalParams
 from reranktune.reranker.config import DensePriorConfig, LexicalPriorConfig, PriorConfig
 from reranktune.reranker.onnx import onnx_session
@@ -51,6 +51,10 @@ PRIOR_ONNX = "model.onnx"
 CHECK_PAIRS = 32  # training pairs whose file score is checked against the prior's cosine
 CHECK_TOLERANCE = 0.02  # cosine units; bf16 vs fp32 and batch padding stay far below this
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Texts per encoder pass on a CPU: a request's passages differ in length, and a small batch pads
+# fewer of them to its longest (bench/prior_cost.py: on 2 cores, a quarter more passages/s than
+# 64). A GPU keeps the embedding params' larger batch.
+CPU_BATCH = 8
 
 
 class OnnxEncoder:
@@ -253,11 +257,18 @@ def _load_encoder(
         from transformers import AutoTokenizer
 
         session = onnx_session(folder / dense.onnx_file, threads=threads)
-        return OnnxEncoder(session, AutoTokenizer.from_pretrained(str(folder)), dense.max_length)
+        cpu = session.get_providers()[0] == "CPUExecutionProvider"
+        return OnnxEncoder(
+            session,
+            AutoTokenizer.from_pretrained(str(folder)),
+            dense.max_length,
+            CPU_BATCH if cpu else EmbeddingParams().batch_size,
+        )
     import torch
 
     if threads:
         torch.set_num_threads(threads)
+    device = device or best_device()
     # the prefixes are added per text by Prior.cosines; the embedder adds none
     params = EmbeddingParams(
         model=str(folder),
@@ -265,6 +276,7 @@ def _load_encoder(
         passage_prefix="",
         max_length=dense.max_length,
         trust_remote_code=trust_remote_code,
+        **({"batch_size": CPU_BATCH} if torch.device(device).type == "cpu" else {}),
     )
     return Embedder(params, device, "prior embedding model", bf16=dense.bf16)
 

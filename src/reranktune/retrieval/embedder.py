@@ -79,6 +79,7 @@ class Embedder:
         self.model.max_seq_length = params.max_length
         self.query_prefix, self.passage_prefix = model_prefixes(self.model, params)
         self.bf16 = bf16
+        self.batch_size = params.batch_size
 
     def __call__(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """L2-normalised float32 embeddings of ``texts`` as given (no prefix, no cache)."""
@@ -87,7 +88,7 @@ class Embedder:
         with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return self.model.encode(
                 texts,
-                batch_size=self.params.batch_size,
+                batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=progress,
