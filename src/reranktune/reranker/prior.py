@@ -52,7 +52,7 @@ CHECK_PAIRS = 32  # training pairs whose file score is checked against the prior
 CHECK_TOLERANCE = 0.02  # cosine units; bf16 vs fp32 and batch padding stay far below this
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Texts per encoder pass on a CPU: a request's passages differ in length, and a small batch pads
-# fewer of them to its longest (bench/prior_cost.py: on 2 cores, a quarter more passages/s than
+# fewer of them to its longest (bench/prior_cost.py: on 2 cores, a third more passages/s than
 # 64). A GPU keeps the embedding params' larger batch.
 CPU_BATCH = 8
 
