@@ -4,9 +4,9 @@
 
 Each benchmark prints ratios against a baseline measured in its own run and writes
 ``bench/results/<name>.json`` with a description of the machine. The pipeline benchmark
-runs first, in a fresh clone, and the inference and serving benchmarks then use the models
-it trained and exported, so nothing needs to be built beforehand. ``--beir-dir`` names a
-BEIR folder (e.g. nfcorpus) for the mining benchmark; without it the mining benchmark runs
+runs first, in a fresh clone, and the inference, prior-cost and serving benchmarks then use
+the models it trained and exported, so nothing needs to be built beforehand. ``--beir-dir``
+names a BEIR folder (e.g. nfcorpus) for the mining benchmark; without it the mining benchmark runs
 on the clone's own held-out test set (small, so its ratio says less). The GPU harness runs
 apart, on a GPU machine (bench/gpu/README.md).
 """
@@ -40,6 +40,7 @@ def benchmarks(beir_dir: Path | None, clone: Path) -> dict[str, list[str]]:
             "--params",
             str(clone / "params.yaml"),
         ],
+        "prior_cost": ["prior_cost.py", "--model-dir", str(clone / "models" / "onnx")],
         "serve": ["serve.py", "--model-dir", str(clone / "models" / "onnx")],
     }
 
@@ -60,7 +61,9 @@ def main() -> int:
             for n, a in benchmarks(args.beir_dir, clone).items()
             if not args.only or n in args.only
         }
-        needs_clone = {"inference", "serve"} | (set() if args.beir_dir else {"mining"})
+        needs_clone = {"inference", "prior_cost", "serve"}
+        if not args.beir_dir:
+            needs_clone.add("mining")
         if needs_clone & set(selected) and "pipeline" not in selected:
             selected = {"pipeline": benchmarks(args.beir_dir, clone)["pipeline"], **selected}
         for name, argv in selected.items():
