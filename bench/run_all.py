@@ -6,9 +6,9 @@ Each benchmark prints ratios against a baseline measured in its own run and writ
 ``bench/results/<name>.json`` with a description of the machine. The pipeline benchmark
 runs first, in a fresh clone, and the inference, prior-cost and serving benchmarks then use
 the models it trained and exported, so nothing needs to be built beforehand. ``--beir-dir``
-names a BEIR folder (e.g. nfcorpus) for the mining benchmark; without it the mining benchmark runs
-on the clone's own held-out test set (small, so its ratio says less). The GPU harness runs
-apart, on a GPU machine (bench/gpu/README.md).
+names a BEIR folder (e.g. nfcorpus) for the mining benchmark; without it the mining benchmark
+runs on the clone's own held-out test set (small, so its ratio says less). The GPU harness
+runs apart, on a GPU machine (bench/gpu/README.md).
 """
 
 from __future__ import annotations
