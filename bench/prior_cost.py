@@ -74,7 +74,6 @@ def run(
     batches: tuple[int, ...] = BATCHES,
     out: Path | None = RESULTS,
 ) -> dict:
-    from reranktune.reranker.prior import CPU_BATCH
     from reranktune.serve.app import ServeSettings
 
     passages = corpus_passages()
@@ -101,11 +100,12 @@ def run(
 
         return embed
 
+    settings = {f"embedder_batch_{b}": (b, dense.max_length) for b in batches}
+    settings["embedder_at_cross_encoder_length"] = (served_batch, reranker.max_length)
     parts = {
         "cross_encoder": cross_encoder,
         "bm25": bm25,
-        **{f"embedder_batch_{b}": embedder(b, dense.max_length) for b in batches},
-        "embedder_at_cross_encoder_length": embedder(served_batch, reranker.max_length),
+        **{name: embedder(*setting) for name, setting in settings.items()},
     }
     starts = range(0, len(passages) - passages_per_request + 1, passages_per_request)
     requests = [
@@ -123,26 +123,23 @@ def run(
             seconds[name].append(time.perf_counter() - t0)
     median = {name: statistics.median(s) for name, s in seconds.items()}
     fixed = median["cross_encoder"] + median["bm25"]
+    baseline = median.get(f"embedder_batch_{BASELINE_BATCH}")
     embedders = {
         name: {
-            "batch": served_batch if name.endswith("length") else int(name.rsplit("_", 1)[1]),
-            "max_length": reranker.max_length if name.endswith("length") else dense.max_length,
+            "batch": batch,
+            "max_length": length,
             "seconds_per_request": round(median[name], 3),
             "passages_per_s": round(passages_per_request / median[name], 1),
-            "over_batch_64": round(median[f"embedder_batch_{BASELINE_BATCH}"] / median[name], 2)
-            if f"embedder_batch_{BASELINE_BATCH}" in median
-            else None,
+            "over_batch_64": round(baseline / median[name], 2) if baseline else None,
             "never_seen_ceiling": round(median["cross_encoder"] / (fixed + median[name]), 2),
         }
-        for name in parts
-        if name.startswith("embedder")
+        for name, (batch, length) in settings.items()
     }
     report = {
         "model": model_note,
         "served_variant": reranker.config.onnx.default_variant if reranker.config.onnx else None,
         "prior_encoder": type(encoder).__name__,
         "served_prior_batch": served_batch,
-        "cpu_batch": CPU_BATCH,
         "passages_per_request": passages_per_request,
         "rounds": rounds,
         "cross_encoder": {
