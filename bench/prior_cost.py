@@ -48,23 +48,13 @@ BASELINE_BATCH = 64  # what the prior's encoder ran at before CPU_BATCH
 
 @contextlib.contextmanager
 def encoder_settings(encoder, batch_size: int, max_length: int):
-    """The prior's encoder (ONNX or the PyTorch Embedder) at another batch and length, for a
-    while."""
-    torch_model = getattr(encoder, "model", None)  # the Embedder keeps its length on the model
-    before = encoder.batch_size, (torch_model.max_seq_length if torch_model else encoder.max_length)
-    encoder.batch_size = batch_size
-    if torch_model:
-        torch_model.max_seq_length = max_length
-    else:
-        encoder.max_length = max_length
+    """The prior's encoder (ONNX or PyTorch) at another batch and length, for a while."""
+    before = encoder.batch_size, encoder.max_length
+    encoder.batch_size, encoder.max_length = batch_size, max_length
     try:
         yield
     finally:
-        encoder.batch_size = before[0]
-        if torch_model:
-            torch_model.max_seq_length = before[1]
-        else:
-            encoder.max_length = before[1]
+        encoder.batch_size, encoder.max_length = before
 
 
 def run(

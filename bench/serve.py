@@ -19,9 +19,9 @@ request is the top 20 of the 100-passage one):
   (a copy of the export whose reranktune.json says so), run by today's code, so it shares
   every gain outside those three choices (the prior's small CPU batch, for one) and the ratio
   over it leans its way; cold only, as it had no embedding cache then, so its cold figure is
-  what it served in either regime. Its request deadline is
-  raised to 300 s: at 20 pairs/s, 16 clients' 100 passages take 80 s, and with the 30 s
-  default every such request would end in a 503 and its throughput go unmeasured;
+  what it served in either regime. Its request deadline is raised to 300 s: at 20 pairs/s,
+  16 clients' 100 passages take 80 s, and with the 30 s default every such request would end
+  in a 503 and its throughput go unmeasured;
 - each of them in two regimes: ``cold``, every passage made unique (a numbered prefix), so the
   server has never seen it and must embed it; then ``warm``, after one untimed pass over the
   request pool, as a reranker serving a finite corpus sees the same passages again (the prior

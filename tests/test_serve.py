@@ -481,6 +481,7 @@ def test_the_served_prior_embeds_a_few_texts_a_pass_on_the_cpu_with_the_same_vec
     for prior in (torch_prior, onnx_prior):
         encoder = prior.encoder
         assert encoder.batch_size == CPU_BATCH < len(texts)
+        assert encoder.max_length == config.dense.max_length
         small = encoder(texts)
         encoder.batch_size = len(texts)
         np.testing.assert_allclose(small, encoder(texts), atol=1e-5)
@@ -509,10 +510,7 @@ def test_the_prior_cost_bench_times_every_part_on_the_served_engine(
     assert rows["embedder_batch_64"]["over_batch_64"] == 1.0
     assert all(0 < row["never_seen_ceiling"] < 1 for row in rows.values())
 
-    onnx_encoder = SimpleNamespace(batch_size=8, max_length=256)
-    torch_encoder = SimpleNamespace(batch_size=8, model=SimpleNamespace(max_seq_length=256))
-    with bench.encoder_settings(onnx_encoder, 2, 64), bench.encoder_settings(torch_encoder, 2, 64):
-        assert (onnx_encoder.batch_size, onnx_encoder.max_length) == (2, 64)
-        assert (torch_encoder.batch_size, torch_encoder.model.max_seq_length) == (2, 64)
-    assert (onnx_encoder.batch_size, onnx_encoder.max_length) == (8, 256)
-    assert (torch_encoder.batch_size, torch_encoder.model.max_seq_length) == (8, 256)
+    encoder = SimpleNamespace(batch_size=8, max_length=256)
+    with bench.encoder_settings(encoder, 2, 64):
+        assert (encoder.batch_size, encoder.max_length) == (2, 64)
+    assert (encoder.batch_size, encoder.max_length) == (8, 256)

@@ -245,6 +245,10 @@ class Prior:
             )
 
 
+def _batch_size(cpu: bool) -> int:
+    return CPU_BATCH if cpu else EmbeddingParams().batch_size
+
+
 def _load_encoder(
     folder: Path,
     dense: DensePriorConfig,
@@ -258,12 +262,8 @@ def _load_encoder(
 
         session = onnx_session(folder / dense.onnx_file, threads=threads)
         cpu = session.get_providers()[0] == "CPUExecutionProvider"
-        return OnnxEncoder(
-            session,
-            AutoTokenizer.from_pretrained(str(folder)),
-            dense.max_length,
-            CPU_BATCH if cpu else EmbeddingParams().batch_size,
-        )
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        return OnnxEncoder(session, tokenizer, dense.max_length, _batch_size(cpu))
     import torch
 
     if threads:
@@ -276,7 +276,7 @@ def _load_encoder(
         passage_prefix="",
         max_length=dense.max_length,
         trust_remote_code=trust_remote_code,
-        **({"batch_size": CPU_BATCH} if torch.device(device).type == "cpu" else {}),
+        batch_size=_batch_size(torch.device(device).type == "cpu"),
     )
     return Embedder(params, device, "prior embedding model", bf16=dense.bf16)
 

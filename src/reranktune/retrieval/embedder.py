@@ -76,10 +76,19 @@ class Embedder:
     ) -> None:
         self.params = params
         self.model = load_sentence_transformer(params.model, device, params.trust_remote_code, what)
-        self.model.max_seq_length = params.max_length
+        self.max_length = params.max_length
         self.query_prefix, self.passage_prefix = model_prefixes(self.model, params)
         self.bf16 = bf16
         self.batch_size = params.batch_size
+
+    @property
+    def max_length(self) -> int:
+        """Tokens read per text: the model's ``max_seq_length``, as the ONNX encoder's attribute."""
+        return self.model.max_seq_length
+
+    @max_length.setter
+    def max_length(self, tokens: int) -> None:
+        self.model.max_seq_length = tokens
 
     def __call__(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """L2-normalised float32 embeddings of ``texts`` as given (no prefix, no cache)."""
